@@ -1,0 +1,46 @@
+# piimg: make demo | make test | make lint | (bench, e2e come with their issues)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux
+
+.PHONY: help system-deps venv demo test test-fast lint clean
+
+help:
+	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
+	@echo "make test   install test dependencies and run the whole test suite"
+	@echo "make lint   ruff + mypy on piimg/"
+
+# Debian/Ubuntu system tools the builder and the tests use. Skipped when they
+# are all present (and on machines without apt-get, e.g. macOS).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing:$$missing"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: system-deps venv
+	$(PY) -m tests.demo
+
+test: system-deps venv
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not integration and not e2e"
+
+lint: venv
+	$(VENV)/bin/ruff check piimg tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

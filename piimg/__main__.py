@@ -1,0 +1,3 @@
+from piimg.cli import run
+
+run()

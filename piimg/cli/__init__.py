@@ -1,0 +1,102 @@
+"""The piimg command line: click commands only; the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from piimg import __version__
+from piimg.cli.common import App
+from piimg.errors import EXIT_ERROR, EXIT_USAGE, PiimgError
+from piimg.paths import ProjectPaths
+
+log = logging.getLogger("piimg")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Cluster spec to use (default: ./piimg.yaml).",
+)
+@click.option("--debug", is_flag=True, help="Log every step and external command; show tracebacks.")
+@click.version_option(__version__, prog_name="piimg")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
+    """Flash-and-forget Kubernetes on Raspberry Pis, announced to a MikroTik router over BGP.
+
+    \b
+    Typical session:
+      piimg init                 write piimg.yaml with the defaults, then edit it
+      piimg validate             check it and show the plan
+      piimg build                one customised Raspberry Pi OS image per node
+      piimg flash /dev/sdX       write an image to an SD card, verified
+      piimg router-setup         configure the MikroTik (bridge, DHCP, BGP peers)
+      piimg status --watch       wait until the cluster answers end to end
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="debug: %(name)s: %(message)s" if debug else "%(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = App(paths=ProjectPaths.for_spec(config_file), debug=debug)
+
+
+def _register() -> None:
+    from piimg.cli import build_cmd, flash_cmd, image_cmds, manifests_cmd, router_cmd, spec_cmds, status_cmds
+
+    for module in (spec_cmds, image_cmds, build_cmd, flash_cmd, router_cmd, manifests_cmd, status_cmds):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def _report(exc: PiimgError) -> int:
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    return exc.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``piimg`` console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="piimg", standalone_mode=False)
+    except PiimgError as exc:
+        if debug:
+            traceback.print_exc()
+        return _report(exc)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: run again with --debug for the traceback, and report it", err=True)
+        return EXIT_ERROR
+    return rv if isinstance(rv, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

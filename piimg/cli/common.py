@@ -1,0 +1,69 @@
+"""What every command shares: the app object, spec loading, output helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+from piimg import config
+from piimg.errors import NotImplementedYet
+from piimg.paths import ProjectPaths
+from piimg.progress import ConsoleReporter
+from piimg.secrets import Secrets, load_or_create
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """State shared by the commands of one invocation."""
+
+    paths: ProjectPaths
+    debug: bool = False
+    reporter: ConsoleReporter = field(default_factory=ConsoleReporter)
+    _spec: config.Spec | None = None
+
+    def spec(self) -> config.Spec:
+        """The loaded, validated spec (loaded once)."""
+        if self._spec is None:
+            self._spec = config.load(self.paths.spec)
+        return self._spec
+
+    def secrets(self) -> Secrets:
+        return load_or_create(self.paths.secrets)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def echo(message: str = "") -> None:
+    """Results go to stdout; progress and warnings go to stderr (the reporter)."""
+    click.echo(message)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def not_implemented(issue: str) -> Callable[[F], F]:
+    """Mark a command whose issue has not landed: one line, exit 2, nothing done."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            name = click.get_current_context().command_path
+            raise NotImplementedYet(f"{name}: not implemented yet ({issue})")
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

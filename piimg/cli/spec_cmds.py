@@ -1,0 +1,61 @@
+"""piimg init, piimg validate."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import click
+
+from piimg import config
+from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.errors import PiimgError
+from piimg.fsutil import write_atomic
+
+
+def default_spec_text() -> str:
+    return resources.files("piimg").joinpath("default_spec.yaml").read_text(encoding="utf-8")
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing spec file.")
+@pass_app
+def init(app: App, force: bool) -> None:
+    """Write a commented piimg.yaml with the defaults.
+
+    The defaults describe one server node at 10.0.2.10 in the lab subnet
+    10.0.2.0/23 behind a MikroTik at 10.0.2.1; edit the file, then run
+    `piimg validate`.
+    """
+    path = app.paths.spec
+    if path.exists() and not force:
+        raise PiimgError(f"{path}: already exists", hint="use --force to overwrite it")
+    write_atomic(path, default_spec_text(), mode=0o644)
+    echo(f"wrote {path}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the validated spec as JSON.")
+@pass_app
+def validate(app: App, as_json: bool) -> None:
+    """Load and cross-check the spec; print a summary of the plan.
+
+    Every rule (addresses inside the subnet, pools outside it, eBGP ASNs,
+    unique hostnames, ...) is checked; the first problem is reported with
+    the key that holds it.
+    """
+    spec = app.spec()
+    if as_json:
+        from dataclasses import asdict
+
+        data = asdict(spec)
+        data.pop("base_dir", None)
+        echo_json(data)
+        return
+    echo(f"{app.paths.spec}: ok")
+    for line in config.summary(spec):
+        echo(line)
+    if spec.cluster.ingress is config.Ingress.INGRESS_NGINX:
+        app.reporter.warn("cluster.ingress: ingress-nginx was retired in March 2026 and gets no security fixes; prefer nginx")
+
+
+COMMANDS = [init, validate]

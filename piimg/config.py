@@ -1,0 +1,772 @@
+"""The cluster spec (``piimg.yaml``): typed model, defaults, loading and validation.
+
+Everything is checked once, here, when the file is loaded: a build never
+fails halfway because of a bad value. Each error names the key path and the
+offending value, e.g. ``nodes[1].address: 10.0.5.3 is outside network.subnet
+10.0.2.0/23``.
+
+Why dataclasses and not pydantic: the rules here are mostly cross-field
+network checks whose messages we want to word ourselves, one line each; the
+model is small and frozen; and one dependency less keeps ``pipx install``
+light on a Pi-owner's laptop.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import yaml
+
+from piimg.errors import ConfigError
+
+IPv4Address = ipaddress.IPv4Address
+IPv4Network = ipaddress.IPv4Network
+
+DEFAULT_CATALOG: Final = "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json"
+DEFAULT_K3S_VERSION: Final = "v1.36.3+k3s1"
+DEFAULT_METALLB_VERSION: Final = "v0.16.1"
+
+
+class InitFormat(enum.StrEnum):
+    AUTO = "auto"
+    SYSTEMD = "systemd"
+    CLOUDINIT = "cloudinit"
+    CLOUDINIT_RPI = "cloudinit-rpi"
+
+
+class Role(enum.StrEnum):
+    SERVER = "server"
+    AGENT = "agent"
+
+
+class Ingress(enum.StrEnum):
+    NGINX = "nginx"
+    INGRESS_NGINX = "ingress-nginx"
+    TRAEFIK = "traefik"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class AddressRange:
+    """An inclusive IPv4 range; written ``a-b`` or as a CIDR block."""
+
+    first: IPv4Address
+    last: IPv4Address
+    text: str
+
+    def __contains__(self, addr: object) -> bool:
+        return isinstance(addr, IPv4Address) and self.first <= addr <= self.last
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+    def within(self, net: IPv4Network) -> bool:
+        return self.first in net and self.last in net
+
+    def touches(self, net: IPv4Network) -> bool:
+        return self.first <= net.broadcast_address and net.network_address <= self.last
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    os: str = "raspios-lite-arm64"
+    catalog: str = DEFAULT_CATALOG
+    url: str | None = None
+    sha256: str | None = None
+    init_format: InitFormat = InitFormat.AUTO
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    user: str = "pi"
+    ssh_authorized_keys: tuple[str, ...] = ()
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class LocaleSpec:
+    timezone: str = "Etc/UTC"
+    keymap: str = "us"
+    wifi_country: str | None = None
+
+
+@dataclass(frozen=True)
+class WifiSpec:
+    ssid: str
+    psk_env: str
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    subnet: IPv4Network = IPv4Network("10.0.2.0/23")
+    gateway: IPv4Address = IPv4Address("10.0.2.1")
+    dhcp_pool: AddressRange = AddressRange(IPv4Address("10.0.3.1"), IPv4Address("10.0.3.254"), "10.0.3.1-10.0.3.254")
+    dns: tuple[IPv4Address, ...] = (IPv4Address("8.8.8.8"), IPv4Address("8.8.4.4"))
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    host: str = "10.0.2.1"
+    port: int | None = None
+    tls: bool = True
+    tls_verify: bool = True
+    ca_file: str | None = None
+    username: str = "admin"
+    password_env: str = "PIIMG_ROUTER_PASSWORD"
+    version: str = "auto"
+    asn: int = 65530
+    bridge: str = "bridge2"
+    ports: tuple[str, ...] = ("ether6", "ether7", "ether8", "ether9", "ether10")
+    pool_name: str = "lab-pool"
+    dhcp_server: str = "dhcp2"
+
+    @property
+    def api_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8729 if self.tls else 8728
+
+
+@dataclass(frozen=True)
+class BgpSpec:
+    asn: int = 64500
+    password_env: str | None = None
+    allow_ibgp: bool = False
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    addresses: tuple[AddressRange, ...]
+    avoid_buggy_ips: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str = "homelab"
+    k3s_version: str = DEFAULT_K3S_VERSION
+    disable: tuple[str, ...] = ("traefik", "servicelb")
+    extra_server_args: tuple[str, ...] = ()
+    bgp: BgpSpec = BgpSpec()
+    pools: tuple[PoolSpec, ...] = (
+        PoolSpec("default", (AddressRange(IPv4Address("10.0.4.0"), IPv4Address("10.0.5.255"), "10.0.4.0/23"),)),
+    )
+    metallb_version: str = DEFAULT_METALLB_VERSION
+    ingress: Ingress = Ingress.NGINX
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    hostname: str
+    role: Role
+    address: IPv4Address
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A loaded, validated cluster spec."""
+
+    image: ImageSpec = ImageSpec()
+    access: AccessSpec = AccessSpec()
+    locale: LocaleSpec = LocaleSpec()
+    wifi: WifiSpec | None = None
+    network: NetworkSpec = NetworkSpec()
+    router: RouterSpec = RouterSpec()
+    cluster: ClusterSpec = ClusterSpec()
+    nodes: tuple[NodeSpec, ...] = (NodeSpec("k8s-master", Role.SERVER, IPv4Address("10.0.2.10")),)
+    #: folder of the spec file; relative paths (image.url) are resolved against it
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    source: str = field(default="<defaults>", compare=False)
+
+    @property
+    def servers(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.role is Role.SERVER)
+
+    @property
+    def initial_server(self) -> NodeSpec:
+        """The first server: it initialises the cluster, the others join it."""
+        return self.servers[0]
+
+    @property
+    def metallb_enabled(self) -> bool:
+        return True
+
+    def node(self, hostname: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.hostname == hostname:
+                return node
+        choices = ", ".join(n.hostname for n in self.nodes)
+        raise ConfigError("nodes", f"no node named {hostname!r} (nodes: {choices})")
+
+    @property
+    def prefixlen(self) -> int:
+        return self.network.subnet.prefixlen
+
+
+# --------------------------------------------------------------------------
+# Loading: raw YAML -> typed objects, every problem named by its key path.
+
+T = TypeVar("T")
+
+_HOSTNAME_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAC_RE: Final = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
+_K3S_VERSION_RE: Final = re.compile(r"^v1\.\d+\.\d+(-rc\d+)?\+k3s\d+$")
+_METALLB_VERSION_RE: Final = re.compile(r"^v0\.\d+\.\d+$")
+_SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+_ENV_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER_RE: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_K3S_CHANNELS: Final = ("stable", "latest", "testing")
+_KNOWN_DISABLE: Final = ("traefik", "servicelb", "metrics-server", "local-storage", "coredns", "runtimes")
+
+
+class _Ctx:
+    """Key-path bookkeeping while reading the raw mapping."""
+
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+
+    def err(self, key: str, message: str, *, hint: str | None = None) -> ConfigError:
+        return ConfigError(key, message, hint=hint, file=self.file)
+
+
+def _join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _mapping(ctx: _Ctx, key: str, value: object, allowed: Iterable[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ctx.err(key, f"expected a mapping, got {_type_name(value)}")
+    allowed = list(allowed)
+    for k in value:
+        if not isinstance(k, str) or k not in allowed:
+            close = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+            raise ctx.err(_join(key, str(k)), "unknown key", hint=hint)
+    return dict(value)
+
+
+def _str(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+        raise ctx.err(key, f"expected a non-empty string, got {_type_name(value) if value != '' else 'an empty string'}")
+    return str(value)
+
+
+def _bool(ctx: _Ctx, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ctx.err(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _int(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ctx.err(key, f"expected a whole number, got {value!r}")
+    return value
+
+
+def _list(ctx: _Ctx, key: str, value: object) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ctx.err(key, f"expected a list, got {_type_name(value)}")
+    return value
+
+
+def _enum(ctx: _Ctx, key: str, value: object, enum_type: type[T]) -> T:
+    choices = [e.value for e in enum_type]  # type: ignore[attr-defined]
+    if value not in choices:
+        raise ctx.err(key, f"{value!r} is not one of: {', '.join(choices)}")
+    return enum_type(value)  # type: ignore[call-arg]
+
+
+def _ip(ctx: _Ctx, key: str, value: object) -> IPv4Address:
+    try:
+        return IPv4Address(str(value))
+    except ValueError:
+        raise ctx.err(key, f"{value!r} is not an IPv4 address") from None
+
+
+def _net(ctx: _Ctx, key: str, value: object) -> IPv4Network:
+    try:
+        return IPv4Network(str(value), strict=True)
+    except ValueError as exc:
+        raise ctx.err(key, f"{value!r} is not an IPv4 network ({exc})") from None
+
+
+def _range(ctx: _Ctx, key: str, value: object) -> AddressRange:
+    text = str(value).strip()
+    if "/" in text:
+        net = _net(ctx, key, text)
+        return AddressRange(net.network_address, net.broadcast_address, text)
+    parts = [p.strip() for p in text.split("-")]
+    if len(parts) != 2:
+        raise ctx.err(key, f"{value!r} is not a range (write FIRST-LAST or a CIDR block)")
+    first, last = _ip(ctx, key, parts[0]), _ip(ctx, key, parts[1])
+    if last < first:
+        raise ctx.err(key, f"{value!r} ends before it starts")
+    return AddressRange(first, last, f"{first}-{last}")
+
+
+def _asn(ctx: _Ctx, key: str, value: object) -> int:
+    """Private (RFC 6996) or documentation (RFC 5398) 16-bit ASNs, or any valid 32-bit ASN.
+
+    The seed network uses 64500, which is in the documentation range: fine on
+    a private peering that never reaches the Internet.
+    """
+    asn = _int(ctx, key, value)
+    if not 1 <= asn <= 4294967294 or asn in (23456, 65535):
+        raise ctx.err(key, f"{asn} is not a valid AS number (1-4294967294, not 23456 or 65535)")
+    if asn < 64496:
+        raise ctx.err(
+            key,
+            f"{asn} is a public AS number",
+            hint="use a private one: 64512-65534 or 4200000000-4294967294 (RFC 6996)",
+        )
+    return int(asn)
+
+
+def _env_name(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
+    name = _str(ctx, key, value, optional=optional)
+    if name is not None and not _ENV_RE.match(name):
+        raise ctx.err(key, f"{name!r} is not an environment variable name")
+    return name
+
+
+def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
+    d = _mapping(ctx, "image", raw, ImageSpec.__dataclass_fields__)
+    base = ImageSpec()
+    url = _str(ctx, "image.url", d.get("url", base.url), optional=True)
+    sha = _str(ctx, "image.sha256", d.get("sha256", base.sha256), optional=True)
+    if sha is not None:
+        sha = sha.lower()
+        if not _SHA256_RE.match(sha):
+            raise ctx.err("image.sha256", f"{sha!r} is not a SHA-256 hex digest (64 hex digits)")
+    if url and url.startswith("http://") and sha is None:
+        raise ctx.err("image.sha256", "required with an http:// image.url (nothing else proves the download is genuine)")
+    if sha is not None and url is None:
+        raise ctx.err("image.sha256", "given without image.url", hint="the catalog provides the checksum for image.os")
+    return ImageSpec(
+        os=_str(ctx, "image.os", d.get("os", base.os)),
+        catalog=_str(ctx, "image.catalog", d.get("catalog", base.catalog)),
+        url=url,
+        sha256=sha,
+        init_format=_enum(ctx, "image.init_format", d.get("init_format", base.init_format.value), InitFormat),
+    )
+
+
+def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
+    d = _mapping(ctx, "access", raw, AccessSpec.__dataclass_fields__)
+    user = _str(ctx, "access.user", d.get("user", "pi"))
+    if not _USER_RE.match(user) or user == "root":
+        raise ctx.err("access.user", f"{user!r} is not a valid login name (lowercase letters, digits, _ and -; not root)")
+    keys = []
+    for i, k in enumerate(_list(ctx, "access.ssh_authorized_keys", d.get("ssh_authorized_keys"))):
+        key = _str(ctx, f"access.ssh_authorized_keys[{i}]", k).strip()
+        if not re.match(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+", key):
+            raise ctx.err(f"access.ssh_authorized_keys[{i}]", f"not an OpenSSH public key: {key[:30]!r}")
+        keys.append(key)
+    pw = _str(ctx, "access.password_hash", d.get("password_hash"), optional=True)
+    if pw is not None and not re.match(r"^\$6\$[^$]*\$[./A-Za-z0-9]{86}$", pw):
+        raise ctx.err(
+            "access.password_hash",
+            "is not a crypt(3) SHA-512 hash ($6$salt$...)",
+            hint="make one with: openssl passwd -6",
+        )
+    return AccessSpec(user=user, ssh_authorized_keys=tuple(keys), password_hash=pw)
+
+
+def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
+    d = _mapping(ctx, "locale", raw, LocaleSpec.__dataclass_fields__)
+    tz = _str(ctx, "locale.timezone", d.get("timezone", "Etc/UTC"))
+    if not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", tz):
+        raise ctx.err("locale.timezone", f"{tz!r} is not a time zone name like Europe/Berlin")
+    keymap = _str(ctx, "locale.keymap", d.get("keymap", "us"))
+    if not re.match(r"^[a-z][a-z0-9_-]*$", keymap):
+        raise ctx.err("locale.keymap", f"{keymap!r} is not a keymap name like us or de")
+    country = _str(ctx, "locale.wifi_country", d.get("wifi_country"), optional=True)
+    if country is not None and not re.match(r"^[A-Z]{2}$", country):
+        raise ctx.err("locale.wifi_country", f"{country!r} is not a two-letter country code like GB")
+    return LocaleSpec(timezone=tz, keymap=keymap, wifi_country=country)
+
+
+def _load_wifi(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> WifiSpec | None:
+    if raw is None:
+        return None
+    d = _mapping(ctx, "wifi", raw, WifiSpec.__dataclass_fields__)
+    if "ssid" not in d:
+        raise ctx.err("wifi.ssid", "required when wifi is set")
+    if "psk_env" not in d:
+        raise ctx.err("wifi.psk_env", "required when wifi is set (the passphrase is read from this environment variable)")
+    psk_env = _env_name(ctx, "wifi.psk_env", d["psk_env"])
+    if psk_env not in env:
+        raise ctx.err("wifi.psk_env", f"environment variable {psk_env} is not set")
+    return WifiSpec(
+        ssid=_str(ctx, "wifi.ssid", d["ssid"]),
+        psk_env=psk_env,
+        hidden=_bool(ctx, "wifi.hidden", d.get("hidden", False)),
+    )
+
+
+def _load_network(ctx: _Ctx, raw: object) -> NetworkSpec:
+    d = _mapping(ctx, "network", raw, NetworkSpec.__dataclass_fields__)
+    base = NetworkSpec()
+    subnet = _net(ctx, "network.subnet", d.get("subnet", str(base.subnet)))
+    gateway = _ip(ctx, "network.gateway", d.get("gateway", str(base.gateway)))
+    pool = _range(ctx, "network.dhcp_pool", d.get("dhcp_pool", base.dhcp_pool.text))
+    dns_raw = d.get("dns", [str(a) for a in base.dns])
+    dns = tuple(_ip(ctx, f"network.dns[{i}]", v) for i, v in enumerate(_list(ctx, "network.dns", dns_raw)))
+    if not dns:
+        raise ctx.err("network.dns", "needs at least one DNS server")
+    usable = (subnet.network_address, subnet.broadcast_address)
+    if gateway not in subnet or gateway in usable:
+        raise ctx.err("network.gateway", f"{gateway} is not a host address in network.subnet {subnet}")
+    if not pool.within(subnet):
+        raise ctx.err("network.dhcp_pool", f"{pool} is not inside network.subnet {subnet}")
+    if gateway in pool:
+        raise ctx.err("network.dhcp_pool", f"{pool} contains network.gateway {gateway}")
+    return NetworkSpec(subnet=subnet, gateway=gateway, dhcp_pool=pool, dns=dns)
+
+
+def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
+    d = _mapping(ctx, "router", raw, [f for f in RouterSpec.__dataclass_fields__])
+    base = RouterSpec()
+    port = _int(ctx, "router.port", d.get("port"), optional=True)
+    if port is not None and not 1 <= port <= 65535:
+        raise ctx.err("router.port", f"{port} is not a TCP port")
+    version = str(_str(ctx, "router.version", d.get("version", "auto")))
+    if version != "auto" and not re.match(r"^[67](\.\d+)?$", version):
+        raise ctx.err("router.version", f"{version!r} is not auto, 6, 7 or 7.N (e.g. 7.20)")
+    ports = tuple(_str(ctx, f"router.ports[{i}]", p) for i, p in enumerate(_list(ctx, "router.ports", d.get("ports", list(base.ports)))))
+    if len(set(ports)) != len(ports):
+        raise ctx.err("router.ports", "lists a port twice")
+    ca_file = _str(ctx, "router.ca_file", d.get("ca_file"), optional=True)
+    return RouterSpec(
+        host=_str(ctx, "router.host", d.get("host", base.host)),
+        port=port,
+        tls=_bool(ctx, "router.tls", d.get("tls", True)),
+        tls_verify=_bool(ctx, "router.tls_verify", d.get("tls_verify", True)),
+        ca_file=ca_file,
+        username=_str(ctx, "router.username", d.get("username", base.username)),
+        password_env=_env_name(ctx, "router.password_env", d.get("password_env", base.password_env)),
+        version=version,
+        asn=_asn(ctx, "router.asn", d.get("asn", base.asn)),
+        bridge=_str(ctx, "router.bridge", d.get("bridge", base.bridge)),
+        ports=ports,
+        pool_name=_str(ctx, "router.pool_name", d.get("pool_name", base.pool_name)),
+        dhcp_server=_str(ctx, "router.dhcp_server", d.get("dhcp_server", base.dhcp_server)),
+    )
+
+
+def _load_pools(ctx: _Ctx, raw: object) -> tuple[PoolSpec, ...]:
+    if raw is None:
+        return ClusterSpec().pools
+    pools = []
+    for i, item in enumerate(_list(ctx, "cluster.pools", raw)):
+        key = f"cluster.pools[{i}]"
+        d = _mapping(ctx, key, item, PoolSpec.__dataclass_fields__)
+        if "name" not in d:
+            raise ctx.err(f"{key}.name", "required")
+        name = _str(ctx, f"{key}.name", d["name"])
+        if not _HOSTNAME_RE.match(name):
+            raise ctx.err(f"{key}.name", f"{name!r} is not a valid Kubernetes name (lowercase RFC 1123 label)")
+        addrs = _list(ctx, f"{key}.addresses", d.get("addresses"))
+        if not addrs:
+            raise ctx.err(f"{key}.addresses", "needs at least one CIDR block or FIRST-LAST range")
+        pools.append(
+            PoolSpec(
+                name=name,
+                addresses=tuple(_range(ctx, f"{key}.addresses[{j}]", a) for j, a in enumerate(addrs)),
+                avoid_buggy_ips=_bool(ctx, f"{key}.avoid_buggy_ips", d.get("avoid_buggy_ips", True)),
+            )
+        )
+    if not pools:
+        raise ctx.err("cluster.pools", "needs at least one address pool for LoadBalancer services")
+    return tuple(pools)
+
+
+def _load_cluster(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> ClusterSpec:
+    d = _mapping(ctx, "cluster", raw, ClusterSpec.__dataclass_fields__)
+    base = ClusterSpec()
+    name = _str(ctx, "cluster.name", d.get("name", base.name))
+    if not _HOSTNAME_RE.match(name):
+        raise ctx.err("cluster.name", f"{name!r} is not a lowercase RFC 1123 label")
+    k3s = _str(ctx, "cluster.k3s_version", d.get("k3s_version", base.k3s_version))
+    if k3s not in _K3S_CHANNELS and not _K3S_VERSION_RE.match(k3s):
+        raise ctx.err(
+            "cluster.k3s_version",
+            f"{k3s!r} is not a k3s release like {DEFAULT_K3S_VERSION} or a channel ({', '.join(_K3S_CHANNELS)})",
+        )
+    mlb = _str(ctx, "cluster.metallb_version", d.get("metallb_version", base.metallb_version))
+    if not _METALLB_VERSION_RE.match(mlb):
+        raise ctx.err("cluster.metallb_version", f"{mlb!r} is not a MetalLB release like {DEFAULT_METALLB_VERSION}")
+    disable = tuple(_str(ctx, f"cluster.disable[{i}]", v) for i, v in enumerate(_list(ctx, "cluster.disable", d.get("disable", list(base.disable)))))
+    for i, item in enumerate(disable):
+        if item not in _KNOWN_DISABLE:
+            raise ctx.err(f"cluster.disable[{i}]", f"{item!r} is not a k3s component ({', '.join(_KNOWN_DISABLE)})")
+    extra = tuple(
+        _str(ctx, f"cluster.extra_server_args[{i}]", v)
+        for i, v in enumerate(_list(ctx, "cluster.extra_server_args", d.get("extra_server_args")))
+    )
+    for i, arg in enumerate(extra):
+        if not arg.startswith("--"):
+            raise ctx.err(f"cluster.extra_server_args[{i}]", f"{arg!r} is not a k3s server flag (--name or --name=value)")
+    ingress = _enum(ctx, "cluster.ingress", d.get("ingress", base.ingress.value), Ingress)
+    bgp_raw = _mapping(ctx, "cluster.bgp", d.get("bgp"), BgpSpec.__dataclass_fields__)
+    bgp_pw = _env_name(ctx, "cluster.bgp.password_env", bgp_raw.get("password_env"), optional=True)
+    if bgp_pw is not None and not env.get(bgp_pw):
+        raise ctx.err("cluster.bgp.password_env", f"environment variable {bgp_pw} is not set")
+    bgp = BgpSpec(
+        asn=_asn(ctx, "cluster.bgp.asn", bgp_raw.get("asn", BgpSpec().asn)),
+        password_env=bgp_pw,
+        allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", False)),
+    )
+    if "servicelb" not in disable:
+        raise ctx.err(
+            "cluster.disable",
+            "must include servicelb: k3s's ServiceLB would answer for LoadBalancer services instead of MetalLB",
+        )
+    if ingress is Ingress.TRAEFIK and "traefik" in disable:
+        raise ctx.err("cluster.disable", "disables traefik, but cluster.ingress is traefik")
+    return ClusterSpec(
+        name=name,
+        k3s_version=k3s,
+        disable=disable,
+        extra_server_args=extra,
+        bgp=bgp,
+        pools=_load_pools(ctx, d.get("pools")),
+        metallb_version=mlb,
+        ingress=ingress,
+    )
+
+
+def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
+    if raw is None:
+        return Spec().nodes
+    nodes = []
+    for i, item in enumerate(_list(ctx, "nodes", raw)):
+        key = f"nodes[{i}]"
+        d = _mapping(ctx, key, item, NodeSpec.__dataclass_fields__)
+        for required in ("hostname", "address"):
+            if required not in d:
+                raise ctx.err(f"{key}.{required}", "required")
+        hostname = _str(ctx, f"{key}.hostname", d["hostname"])
+        if not _HOSTNAME_RE.match(hostname):
+            raise ctx.err(
+                f"{key}.hostname",
+                f"{hostname!r} is not a valid hostname (RFC 1123: lowercase letters, digits and -, at most 63)",
+            )
+        mac = _str(ctx, f"{key}.mac", d.get("mac"), optional=True)
+        if mac is not None:
+            if not _MAC_RE.match(mac):
+                raise ctx.err(f"{key}.mac", f"{mac!r} is not a MAC address like dc:a6:32:01:02:03")
+            mac = mac.replace("-", ":").upper()
+        nodes.append(
+            NodeSpec(
+                hostname=hostname,
+                role=_enum(ctx, f"{key}.role", d.get("role", "server" if i == 0 else "agent"), Role),
+                address=_ip(ctx, f"{key}.address", d["address"]),
+                mac=mac,
+            )
+        )
+    if not nodes:
+        raise ctx.err("nodes", "needs at least one node")
+    return tuple(nodes)
+
+
+def _cross_check(ctx: _Ctx, spec: Spec) -> None:
+    net = spec.network
+    seen_names: dict[str, int] = {}
+    seen_addrs: dict[IPv4Address, int] = {}
+    seen_macs: dict[str, int] = {}
+    for i, node in enumerate(spec.nodes):
+        key = f"nodes[{i}]"
+        if node.hostname in seen_names:
+            raise ctx.err(f"{key}.hostname", f"{node.hostname!r} is already used by nodes[{seen_names[node.hostname]}]")
+        seen_names[node.hostname] = i
+        addr = node.address
+        if addr not in net.subnet or addr in (net.subnet.network_address, net.subnet.broadcast_address):
+            raise ctx.err(f"{key}.address", f"{addr} is outside network.subnet {net.subnet}")
+        if addr == net.gateway:
+            raise ctx.err(f"{key}.address", f"{addr} is network.gateway, the router's own address")
+        if addr in net.dhcp_pool:
+            raise ctx.err(f"{key}.address", f"{addr} is inside network.dhcp_pool {net.dhcp_pool}; give nodes static addresses outside it")
+        if addr in seen_addrs:
+            raise ctx.err(f"{key}.address", f"{addr} is already used by nodes[{seen_addrs[addr]}]")
+        seen_addrs[addr] = i
+        if node.mac is not None:
+            if node.mac in seen_macs:
+                raise ctx.err(f"{key}.mac", f"{node.mac} is already used by nodes[{seen_macs[node.mac]}]")
+            seen_macs[node.mac] = i
+    if not spec.servers:
+        raise ctx.err("nodes", "needs a node with role: server (the first server initialises the cluster)")
+    if spec.nodes[0].role is not Role.SERVER:
+        raise ctx.err("nodes[0].role", "the first node must be the initial server (role: server)")
+    all_ranges: list[tuple[str, AddressRange]] = []
+    for i, pool in enumerate(spec.cluster.pools):
+        for j, rng in enumerate(pool.addresses):
+            key = f"cluster.pools[{i}].addresses[{j}]"
+            if rng.touches(net.subnet):
+                raise ctx.err(
+                    key,
+                    f"{rng} overlaps network.subnet {net.subnet}",
+                    hint="LoadBalancer pools must lie outside the lab subnet; they are reached through BGP routes",
+                )
+            for other_key, other in all_ranges:
+                if rng.overlaps(other):
+                    raise ctx.err(key, f"{rng} overlaps {other_key} ({other})")
+            all_ranges.append((key, rng))
+    names = [p.name for p in spec.cluster.pools]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ctx.err(f"cluster.pools[{i}].name", f"{name!r} is used by another pool")
+    if spec.router.asn == spec.cluster.bgp.asn and not spec.cluster.bgp.allow_ibgp:
+        raise ctx.err(
+            "cluster.bgp.asn",
+            f"{spec.cluster.bgp.asn} equals router.asn; the cluster peers with the router over eBGP",
+            hint="pick another private ASN, or set cluster.bgp.allow_ibgp: true if you really want iBGP",
+        )
+    if not spec.access.ssh_authorized_keys and spec.access.password_hash is None:
+        raise ctx.err(
+            "access.ssh_authorized_keys",
+            "empty, no ~/.ssh/id_*.pub found and no access.password_hash: nobody could log in to the nodes",
+            hint="add your public key, or create one with ssh-keygen -t ed25519",
+        )
+
+
+def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
+    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none."""
+    ssh_dir = (home or Path.home()) / ".ssh"
+    keys = []
+    for pub in sorted(ssh_dir.glob("id_*.pub")):
+        try:
+            text = pub.read_text().strip()
+        except OSError:
+            continue
+        if text:
+            keys.append(text.splitlines()[0].strip())
+    return tuple(keys)
+
+
+_TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")
+
+
+def parse(
+    raw: object,
+    *,
+    file: str | None = None,
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Spec:
+    """Turn the raw YAML document into a validated :class:`Spec`."""
+    env = os.environ if env is None else env
+    ctx = _Ctx(file)
+    top = _mapping(ctx, "", raw, _TOP_KEYS)
+    access = _load_access(ctx, top.get("access"))
+    if not access.ssh_authorized_keys:
+        access = AccessSpec(access.user, default_ssh_keys(home), access.password_hash)
+    spec = Spec(
+        image=_load_image(ctx, top.get("image")),
+        access=access,
+        locale=_load_locale(ctx, top.get("locale")),
+        wifi=_load_wifi(ctx, top.get("wifi"), env),
+        network=_load_network(ctx, top.get("network")),
+        router=_load_router(ctx, top.get("router")),
+        cluster=_load_cluster(ctx, top.get("cluster"), env),
+        nodes=_load_nodes(ctx, top.get("nodes")),
+        base_dir=base_dir or Path.cwd(),
+        source=file or "<string>",
+    )
+    _cross_check(ctx, spec)
+    return spec
+
+
+def loads(text: str, *, file: str | None = None, **kwargs: Any) -> Spec:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{file or '<string>'}:{mark.line + 1}:{mark.column + 1}" if mark else (file or "<string>")
+        raise ConfigError("", f"{where}: YAML syntax error: {exc.problem}", file=file) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{file or '<string>'}: YAML error: {exc}", file=file) from None
+    return parse(raw, file=file, **kwargs)
+
+
+def load(path: str | os.PathLike[str], **kwargs: Any) -> Spec:
+    """Load and validate the spec file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"{path}: no such file", hint="create one with: piimg init") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"{path}: cannot read: {exc}") from None
+    kwargs.setdefault("base_dir", path.resolve().parent)
+    return loads(text, file=str(path), **kwargs)
+
+
+def env_secret(spec_key: str, env_name: str, env: Mapping[str, str] | None = None) -> str:
+    """The value of a secret named by ``*_env`` in the spec, or a ConfigError."""
+    env = os.environ if env is None else env
+    value = env.get(env_name)
+    if not value:
+        raise ConfigError(spec_key, f"environment variable {env_name} is not set")
+    return value
+
+
+def summary(spec: Spec) -> list[str]:
+    """A short human description of what the spec will build."""
+    net, r, c = spec.network, spec.router, spec.cluster
+    lines = [f"cluster {c.name}: {len(spec.nodes)} node(s), k3s {c.k3s_version}, ingress {c.ingress.value}"]
+    for n in spec.nodes:
+        mac = f", mac {n.mac}" if n.mac else ""
+        lines.append(f"  {n.hostname:<20} {n.role.value:<6} {n.address}{mac}")
+    lines.append(f"network {net.subnet}, gateway {net.gateway}, DHCP pool {net.dhcp_pool}, DNS {', '.join(map(str, net.dns))}")
+    for p in c.pools:
+        lines.append(f"LB pool {p.name}: {', '.join(map(str, p.addresses))}")
+    bgp_pw = f", TCP-MD5 key from ${c.bgp.password_env}" if c.bgp.password_env else ""
+    lines.append(f"BGP: cluster AS {c.bgp.asn} <-> router AS {r.asn}{bgp_pw}")
+    lines.append(
+        f"router {r.username}@{r.host}:{r.api_port} ({'TLS' if r.tls else 'plain'}), RouterOS {r.version}, "
+        f"bridge {r.bridge} on {', '.join(r.ports)}"
+    )
+    src = spec.image.url or f"{spec.image.os} from the Raspberry Pi Imager catalog"
+    lines.append(f"image: {src} (init format {spec.image.init_format.value})")
+    lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
+                 f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
+    return lines
+
+

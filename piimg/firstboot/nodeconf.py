@@ -1,0 +1,72 @@
+"""``node.json``: the contract between the host-side builder and first boot.
+
+The builder writes it into the payload (``/boot/firmware/piimg/node.json``);
+first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
+
+Secret-bearing parts of the payload: ``secrets`` in node.json and every file
+under ``manifests/`` (a BGP password Secret). First boot removes them from the
+boot partition once they are in root-only files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+SCHEMA = 1
+PAYLOAD_DIR = "piimg"  # folder on the boot partition
+INSTALL_DIR = "/opt/piimg"  # where the first-run hook copies the payload
+UNIT_NAME = "piimg-firstboot.service"
+
+
+@dataclass
+class K3sConfig:
+    version: str  # e.g. v1.36.3+k3s1, or a channel name ("stable")
+    config_yaml: str  # content of /etc/rancher/k3s/config.yaml (token included)
+    install_url: str = "https://get.k3s.io"
+    server_url: Optional[str] = None  # agents and joining servers: https://SERVER:6443
+
+
+@dataclass
+class IngressRef:
+    namespace: str
+    service: str
+
+
+@dataclass
+class NodeConfig:
+    cluster: str
+    hostname: str
+    role: str  # "server" | "agent"
+    initial_server: bool
+    address: str
+    prefixlen: int
+    gateway: str
+    dns: List[str]
+    user: str
+    init_format: str  # "systemd" | "cloudinit" | "cloudinit-rpi"
+    k3s: K3sConfig
+    secrets: Dict[str, str] = field(default_factory=dict)  # k3s_token, bgp_password
+    manifests: List[str] = field(default_factory=list)  # file names under manifests/
+    ingress: Optional[IngressRef] = None  # server only: Service to wait for
+    metallb_namespace: str = "metallb-system"
+    timezone: str = "Etc/UTC"
+    schema: int = SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "NodeConfig":
+        if data.get("schema") != SCHEMA:
+            raise ValueError("node.json: unsupported schema %r (expected %d)" % (data.get("schema"), SCHEMA))
+        data = dict(data)
+        data["k3s"] = K3sConfig(**data["k3s"])
+        if data.get("ingress") is not None:
+            data["ingress"] = IngressRef(**data["ingress"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "NodeConfig":
+        return cls.from_dict(json.loads(text))

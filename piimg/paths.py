@@ -1,0 +1,56 @@
+"""Where piimg keeps things: one object, so tests can point it at ``tmp_path``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SPEC_NAME = "piimg.yaml"
+
+
+def user_cache_dir() -> Path:
+    """``$PIIMG_CACHE_DIR``, else ``~/Library/Caches/piimg`` on macOS, else XDG."""
+    override = os.environ.get("PIIMG_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "piimg"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "piimg"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Files that belong to one cluster spec (all relative to its folder)."""
+
+    spec: Path
+
+    @classmethod
+    def for_spec(cls, spec: str | os.PathLike[str] | None) -> ProjectPaths:
+        return cls(Path(spec) if spec else Path(SPEC_NAME))
+
+    @property
+    def root(self) -> Path:
+        return self.spec.resolve().parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".piimg"
+
+    @property
+    def secrets(self) -> Path:
+        return self.state_dir / "secrets.yaml"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def last_build(self) -> Path:
+        return self.build_dir / "last.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return user_cache_dir()

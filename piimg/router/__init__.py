@@ -1,0 +1,1 @@
+"""RouterOS configuration: desired state, plan, apply (librouteros), .rsc export."""

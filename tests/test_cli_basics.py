@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from piimg import config
+
+
+def test_init_then_validate(project: Path, piimg) -> None:
+    r = piimg("init")
+    assert r.exit_code == 0, r
+    assert (project / "piimg.yaml").exists()
+    r = piimg("validate")
+    assert r.exit_code == 0, r
+    assert "k8s-master" in r.stdout and "10.0.2.10" in r.stdout
+    assert "10.0.4.0/23" in r.stdout
+
+
+def test_init_refuses_overwrite(project: Path, piimg) -> None:
+    assert piimg("init").exit_code == 0
+    r = piimg("init")
+    assert r.exit_code != 0
+    assert "already exists" in r.stderr
+    assert piimg("init", "--force").exit_code == 0
+
+
+def test_default_file_equals_builtin_defaults(project: Path, piimg) -> None:
+    piimg("init")
+    loaded = config.load(project / "piimg.yaml")
+    defaults = config.parse({}, home=Path.home())
+    assert loaded == defaults
+
+
+@pytest.mark.parametrize("cmd", [["build"], ["flash", "x.img", "/dev/null"]])
+def test_unimplemented_commands_say_so(project: Path, piimg, cmd: list[str]) -> None:
+    r = piimg(*cmd)
+    if r.exit_code == 2 and "not implemented yet" in r.stderr:
+        assert len(r.stderr.strip().splitlines()) == 1
