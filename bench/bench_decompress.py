@@ -97,7 +97,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1536)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("PIIMG_BENCH_DIR", "/var/tmp/piimg-bench")))
+    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("PIIMG_BENCH_DIR", "/var/tmp/piimg-bench-decompress")))
     args = ap.parse_args()
     src = generate(args.workdir, args.size_mib)
     out = args.workdir / "out.img"

@@ -88,7 +88,7 @@ def test_zip_with_two_images_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(src, "w") as zf:
         zf.writestr("a.img", b"a")
         zf.writestr("b.img", b"b")
-    with pytest.raises(ImageError, match="exactly one .img"):
+    with pytest.raises(ImageError, match=r"exactly one \.img"):
         decompress_to(src, tmp_path / "o.img")
 
 

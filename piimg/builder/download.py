@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import requests
+import urllib3.exceptions
 
 from piimg.errors import DownloadError
 from piimg.progress import QUIET, Reporter
@@ -151,13 +152,26 @@ def _attempt(
             mode = "wb"
         length = resp.headers.get("Content-Length")
         expected_end = have + int(length) if length and length.isdigit() else None
+        # read1 hands over what has arrived, so a dropped connection loses nothing
+        # already received (iter_content would discard a partly filled chunk).
+        read1 = getattr(resp.raw, "read1", None)
+        chunks = iter(lambda: read1(CHUNK), b"") if read1 is not None else resp.iter_content(64 << 10)
         with open(part, mode) as fh:
             try:
-                for chunk in resp.iter_content(CHUNK):
-                    fh.write(chunk)
+                for chunk in chunks:
+                    try:
+                        fh.write(chunk)
+                    except OSError as exc:  # disk full, ...: not worth retrying
+                        raise DownloadError(f"{part}: cannot write: {exc.strerror or exc}") from exc
                     have += len(chunk)
                     bar.update(len(chunk))  # type: ignore[attr-defined]
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError,
+                OSError,
+            ) as exc:
                 fh.flush()
                 raise _Transient(_reason(exc)) from exc
         if expected_end is not None and have < expected_end:
@@ -176,9 +190,10 @@ def _reason(exc: BaseException) -> str:
 def fetch_text(
     url: str, *, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY, limit: int = 64 << 20
 ) -> str:
-    """GET a small text document (catalog, ``.sha256`` file) with retries."""
+    """GET a small text document (catalog, ``.sha256`` file) with a few quick retries."""
     session = session or new_session()
     failures = 0
+    attempts = min(policy.attempts, 3)
     while True:
         try:
             resp = session.get(url, timeout=(policy.connect_timeout, policy.read_timeout))
@@ -186,13 +201,13 @@ def fetch_text(
                 raise _Transient(f"HTTP {resp.status_code} {resp.reason}")
         except (requests.ConnectionError, requests.Timeout) as exc:
             failures += 1
-            if failures >= policy.attempts:
+            if failures >= attempts:
                 raise DownloadError(f"{url}: {_reason(exc)}") from exc
             time.sleep(policy.delay(failures))
             continue
         except _Transient as exc:
             failures += 1
-            if failures >= policy.attempts:
+            if failures >= attempts:
                 raise DownloadError(f"{url}: {exc}") from None
             time.sleep(policy.delay(failures))
             continue

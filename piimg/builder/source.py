@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,6 +62,7 @@ class _Wanted:
     extract_size: int | None = None
     init_format: str | None = None
     origin: str = ""  # for messages: "image.os raspios-lite-arm64", "--image", "image.url"
+    sha_origin: str = ""  # for messages: where the expected SHA-256 comes from
 
 
 class Fetcher:
@@ -131,10 +132,10 @@ class Fetcher:
                 raise ConfigError(
                     "--image", "an http:// image needs --sha256 (nothing else proves the download is genuine)"
                 )
-            return _Wanted(image, _file_name(image), sha256=sha256, origin="--image")
+            return _Wanted(image, _file_name(image), sha256=sha256, origin="--image", sha_origin="--sha256")
         if spec.image.url:
             return _Wanted(spec.image.url, _file_name(spec.image.url), sha256=sha256 or spec.image.sha256,
-                           origin="image.url")
+                           origin="image.url", sha_origin="--sha256" if sha256 else "image.sha256")
         if sha256 is not None:
             raise ConfigError("--sha256", "given without --image or image.url",
                               hint="the catalog provides the checksum for image.os")
@@ -150,6 +151,7 @@ class Fetcher:
             extract_size=e.extract_size,
             init_format=e.init_format,
             origin=f"image.os {e.slug}",
+            sha_origin="catalog image_download_sha256",
         )
 
     # ------------------------------------------------------------------ acquisition
@@ -189,6 +191,7 @@ class Fetcher:
             )
         if sha is None:
             sha = self._published_digest(url)
+            want = replace(want, sha256=sha, sha_origin=f"{_file_name(url)}.sha256 published beside it")
             if sha and (hit := self._hit(want, sha)):
                 return hit
         key = sha or hashlib.sha256(url.encode()).hexdigest()
@@ -222,7 +225,7 @@ class Fetcher:
                 self.reporter.warn(f"{url}: checksum mismatch after resuming; downloading again from the start")
                 continue
             raise DownloadError(
-                f"{url}: SHA-256 mismatch: expected {sha} ({_sha_origin(want)}), got {actual}; the download was deleted",
+                f"{url}: SHA-256 mismatch: expected {sha} ({want.sha_origin}), got {actual}; the download was deleted",
                 hint="the file is corrupt or was replaced; check the checksum and try again",
             )
         raise AssertionError("unreachable")
@@ -283,7 +286,7 @@ class Fetcher:
             digest = sha256_file(path, self.reporter, description=f"hashing {path.name}")
             self.cache.remember_local_digest(path, digest)
         if want.sha256 and digest != want.sha256:
-            raise DownloadError(f"{path}: SHA-256 mismatch: expected {want.sha256} ({want.origin}), got {digest}")
+            raise DownloadError(f"{path}: SHA-256 mismatch: expected {want.sha256} ({want.sha_origin}), got {digest}")
         if detect_format(path) is Format.RAW:
             size = path.stat().st_size
             return BaseImage(path=path, sha256=digest, download_sha256=None, init_format=want.init_format,
@@ -329,14 +332,6 @@ def _base(entry: CacheEntry, path: Path, want: _Wanted) -> BaseImage:
 def _file_name(location: str) -> str:
     path = urlparse(location).path if "://" in location else location
     return Path(path).name or location
-
-
-def _sha_origin(want: _Wanted) -> str:
-    if want.origin.startswith("image.os"):
-        return "catalog image_download_sha256"
-    if want.origin == "--image":
-        return "--sha256"
-    return "image.sha256" if want.sha256 else "published .sha256 file"
 
 
 def obtain_base_image(
