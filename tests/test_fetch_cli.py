@@ -266,3 +266,60 @@ def test_local_image_missing(project: Path) -> None:
 def test_sha256_without_image(project: Path) -> None:
     with pytest.raises(ConfigError, match="--sha256: given without --image"):
         obtain_base_image(config.Spec(base_dir=project), sha256="a" * 64)
+
+
+class _CtrlC:
+    """A reporter whose bars raise KeyboardInterrupt (as Ctrl-C does) once ``after`` units went by."""
+
+    def __init__(self, after: int, *, only: str = "") -> None:
+        self.after = after
+        self.only = only
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def bar(self, description: str, total: int | None, *, unit: str = "B"):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        outer = self
+
+        class Bar:
+            done = 0
+
+            def update(self, n: int) -> None:
+                self.done += n
+                if description.startswith(outer.only) and self.done >= outer.after:
+                    raise KeyboardInterrupt
+
+        return contextlib.nullcontext(Bar())
+
+
+def test_ctrl_c_during_download_leaves_only_a_resumable_part(srv, images, project: Path) -> None:
+    s, url = srv
+    spec = _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
+    size = len(s.files[ig.LITE_NEW])
+    with pytest.raises(KeyboardInterrupt):
+        obtain_base_image(spec, policy=FAST, reporter=_CtrlC(size // 2, only="downloading"))  # type: ignore[arg-type]
+    files = _image_files()
+    assert len(files) == 1 and files[0].startswith("downloads/") and files[0].endswith(".part"), files
+    have = (user_cache_dir() / files[0]).stat().st_size
+    s.reset_log()
+    base = obtain_base_image(spec, policy=FAST)
+    assert base.path.read_bytes() == images[ig.LITE_NEW]
+    assert s.bytes_sent(ig.LITE_NEW) == size - have
+
+
+def test_ctrl_c_during_decompression_leaves_only_the_part(srv, images, project: Path) -> None:
+    s, url = srv
+    spec = _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
+    with pytest.raises(KeyboardInterrupt):
+        obtain_base_image(spec, policy=FAST, reporter=_CtrlC(1, only="decompressing"))  # type: ignore[arg-type]
+    files = _image_files()
+    assert len(files) == 1 and files[0].endswith(".part"), files
+    s.reset_log()
+    base = obtain_base_image(spec, policy=FAST)
+    assert base.path.read_bytes() == images[ig.LITE_NEW]
+    assert s.bytes_sent(ig.LITE_NEW) == 0  # the complete download was reused

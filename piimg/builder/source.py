@@ -33,7 +33,7 @@ from piimg.builder.cache import Cache, CacheEntry
 from piimg.builder.decompress import Format, decompress_to, detect_format
 from piimg.builder.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
 from piimg.builder.download import parse_sha256_file as _parse_sha_file
-from piimg.errors import ConfigError, DownloadError, ImageError
+from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError
 from piimg.fsutil import write_atomic
 from piimg.progress import QUIET, Reporter
 
@@ -128,6 +128,9 @@ class Fetcher:
             if not _SHA_RE.fullmatch(sha256):
                 raise ConfigError("--sha256", f"{sha256!r} is not a SHA-256 hex digest (64 hex digits)")
         if image:
+            if not cat.is_url(image):
+                # a command-line path is relative to the current folder, not to the spec's
+                image = str(cat.local_path(image, Path.cwd()))
             if image.startswith("http://") and sha256 is None:
                 raise ConfigError(
                     "--image", "an http:// image needs --sha256 (nothing else proves the download is genuine)"
@@ -199,11 +202,12 @@ class Fetcher:
         part = self._download_verified(want, url, dest, sha)
         actual = sha or sha256_file(part, self.reporter)
         try:
-            if (hit := self._hit(want, actual)) is not None:
-                return hit
-            result = self._install(want, part, actual, source=url)
-        finally:
-            part.unlink(missing_ok=True)
+            result = self._hit(want, actual) or self._install(want, part, actual, source=url)
+        except PiimgError:
+            part.unlink(missing_ok=True)  # verified but unusable (bad extract_sha256, corrupt archive)
+            raise
+        # on Ctrl-C the complete .part stays: the next run verifies it and skips the download
+        part.unlink(missing_ok=True)
         self._remember_url_digest(url, actual)
         return result
 
