@@ -140,10 +140,11 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[Runner] = Non
 
 def run_steps(ctx: Context, hook: Optional[Hook] = None) -> int:
     store, log = ctx.store, ctx.log
-    store.begin()
+    steps = steps_for(ctx.config)
+    store.begin([name for name, _ in steps])
     log.step = "-"
     log.info("piimg first boot for %s (%s), root %s" % (ctx.config.hostname, ctx.config.role, ctx.root))
-    for name, func in steps_for(ctx.config):
+    for name, func in steps:
         if store.is_done(name):
             continue
         log.step = name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from . import VERSION
 
@@ -93,7 +93,12 @@ class Store:
         self.data[key] = value
         self.save()
 
-    def begin(self) -> None:
+    def begin(self, steps: List[str]) -> None:
+        """Start (or resume) a run of ``steps``, listed in order, pending ones too."""
+        old = self.data["steps"]
+        self.data["steps"] = {}
+        for name in steps:
+            self.data["steps"][name] = old.get(name) or self.step(name)
         if not self.data.get("started"):
             self.data["started"] = now()
         self.data["state"] = "running"
@@ -141,8 +146,8 @@ class Store:
     def save(self) -> None:
         self.data["updated"] = now()
         os.makedirs(os.path.dirname(self.state_path), mode=0o700, exist_ok=True)
-        write_atomic(self.state_path, json.dumps(self.data, indent=2, sort_keys=True) + "\n", 0o600)
+        write_atomic(self.state_path, json.dumps(self.data, indent=2) + "\n", 0o600)
         try:
-            write_atomic(self.status_path, json.dumps(self.status(), indent=2, sort_keys=True) + "\n")
+            write_atomic(self.status_path, json.dumps(self.status(), indent=2) + "\n")  # steps in run order
         except OSError:
             pass  # the boot partition is a courtesy copy; state.json is the truth
