@@ -7,15 +7,13 @@ payload copied to /opt/piimg), so kills are real SIGKILLs.
 from __future__ import annotations
 
 import json
-import os
 import stat
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServer, kube
+from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServer, find_python39, kube
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +133,196 @@ def test_agent_joins_server_url(tmp_path: Path, k3s_server: K3sServer) -> None:
     assert "/ping" in k3s_server.requests
     assert not pi.argvs("k3s")  # no cluster waits on an agent
     assert_secrets_kept_safe(pi)
+
+
+# -- resuming after a kill ------------------------------------------------------------------
+@pytest.mark.parametrize("phase", ["start", "done"])
+@pytest.mark.parametrize("step", SERVER_STEPS)
+def test_killed_at_step_boundary_resumes(pi: FakePi, step: str, phase: str) -> None:
+    r = pi.run(kill="%s:%s" % (step, phase))
+    assert r.returncode == -9, r.stdout + r.stderr
+    status = pi.status()
+    assert status["state"] == "running" and status["step"] == step
+    assert status["steps"][step]["state"] == ("running" if phase == "start" else "done")
+
+    r2 = pi.run()
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    status = assert_done(pi, SERVER_STEPS)
+    assert status["ingress_ip"] == "10.0.4.1"
+    for name, st in status["steps"].items():
+        # only a step killed while running is run again
+        assert st["attempts"] == (2 if (name == step and phase == "start") else 1), (name, st)
+    # a kill at "start" comes before the step did anything: still once each
+    assert len(pi.argvs("hostnamectl")) == 1
+    assert pi.installs() == 1
+    assert len(pi.argvs("systemctl", "disable")) == 1
+    assert_secrets_kept_safe(pi)
+
+
+def test_killed_mid_install_resumes(pi: FakePi) -> None:
+    (pi.root / "standin").mkdir()
+    (pi.root / "standin" / "block").touch()
+    proc = pi.start()
+    try:
+        pi.wait_for_file("standin/started")
+    finally:
+        pi.kill_group(proc)  # the program and the install script, like a power cut
+    status = pi.status()
+    assert status["step"] == "k3s" and status["state"] == "running"
+    done_before = [n for n, s in status["steps"].items() if s["state"] == "done"]
+    assert done_before == ["hostname", "address", "network", "cgroup"]
+    calls_before = len(pi.calls())
+
+    (pi.root / "standin" / "block").unlink()
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = assert_done(pi, SERVER_STEPS)
+    assert status["steps"]["k3s"]["attempts"] == 2
+    assert all(s["attempts"] == 1 for n, s in status["steps"].items() if n != "k3s")
+    assert pi.installs() == 2
+    assert pi.install_env(2)["INSTALL_K3S_VERSION"] == VERSION
+    # nothing before the install was repeated
+    new_calls = [c["argv"][0] for c in pi.calls()[calls_before:]]
+    assert "hostnamectl" not in new_calls and "nmcli" not in new_calls
+    assert_secrets_kept_safe(pi)
+
+
+# -- failures: a clear status.json, non-zero exit, the service stays enabled ------------------
+def assert_failed(pi: FakePi, r, step: str, *needles: str) -> dict:  # type: ignore[no-untyped-def]
+    assert r.returncode == 1, r.stdout + r.stderr
+    status = pi.status()
+    assert status["state"] == "failed" and status["step"] == step, status
+    assert status["steps"][step]["state"] == "failed"
+    for needle in needles:
+        assert needle in status["error"], status["error"]
+        assert needle in status["steps"][step]["error"]
+        assert needle in pi.log()
+    assert not pi.argvs("systemctl", "disable")  # the next boot retries
+    assert TOKEN not in all_text_under(pi.boot / "piimg" / "status.json")
+    return status
+
+
+def test_no_network_backs_off_then_fails(pi: FakePi) -> None:
+    pi.write("proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n")
+    r = pi.run("--timeout", "network=0.3")
+    status = assert_failed(pi, r, "network", "no default route", "timed out after 0s")
+    attempts = int(status["error"].split("(")[1].split()[0])
+    assert attempts >= 4  # backoff 0.01, 0.02, 0.04, 0.05, ... within 0.3 s
+    assert pi.log().count("retry in") >= 3
+    assert pi.installs() == 0
+    assert status["steps"]["hostname"]["state"] == "done"
+    assert status["steps"]["k3s"]["state"] == "pending"
+
+
+def test_clock_never_syncs(pi: FakePi) -> None:
+    (pi.root / "run/systemd/timesync/synchronized").unlink()
+    pi.responses([(["timedatectl"], ["no\n"])])
+    r = pi.run("--timeout", "clock=0.3")
+    assert_failed(pi, r, "network", "clock synchronisation", "not synchronised")
+    assert len(pi.argvs("timedatectl")) >= 3
+    assert pi.installs() == 0
+
+
+def test_clock_syncs_after_a_while(pi: FakePi) -> None:
+    (pi.root / "run/systemd/timesync/synchronized").unlink()
+    pi.responses([(["timedatectl"], ["no\n", "no\n", "yes\n"]),
+                  (["k3s", "kubectl", "get", "node"], [kube("node")]),
+                  (["k3s", "kubectl", "-n", "metallb-system", "get", "pods"], [kube("pods")]),
+                  (["k3s", "kubectl", "-n", "nginx-ingress", "get", "service"], [kube("service")])])
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(pi.argvs("timedatectl")) == 3
+
+
+def test_cgroup_missing_reboots_once_then_fails(pi: FakePi) -> None:
+    pi.write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n")
+    pi.write("boot/firmware/cmdline.txt", "console=tty1 root=PARTUUID=1234-02 rootwait\n")
+    r = pi.run()
+    assert r.returncode == 75, r.stdout + r.stderr
+    status = pi.status()
+    assert status["state"] == "waiting" and status["step"] == "cgroup"
+    assert pi.argvs("systemctl") == [["systemctl", "reboot"]]
+    cmdline = (pi.boot / "cmdline.txt").read_text()
+    assert cmdline == "console=tty1 root=PARTUUID=1234-02 rootwait cgroup_memory=1 cgroup_enable=memory\n"
+
+    pi.write("proc/sys/kernel/random/boot_id", "boot-2\n")  # rebooted, kernel still without memory
+    r = pi.run()
+    assert_failed(pi, r, "cgroup", "still missing after a reboot", "cgroup_enable=memory")
+    assert pi.argvs("systemctl") == [["systemctl", "reboot"]]  # reboots only once
+    assert len(pi.argvs("hostnamectl")) == 1
+    assert (pi.boot / "cmdline.txt").read_text() == cmdline  # words not added twice
+    assert pi.installs() == 0
+
+
+def test_cgroup_present_after_reboot_continues(pi: FakePi) -> None:
+    pi.write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n")
+    assert pi.run().returncode == 75
+    pi.write("proc/sys/kernel/random/boot_id", "boot-2\n")
+    pi.write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = assert_done(pi, SERVER_STEPS)
+    assert status["steps"]["cgroup"]["attempts"] == 2
+
+
+def test_install_script_fails_then_retry_succeeds(pi: FakePi) -> None:
+    (pi.root / "standin").mkdir()
+    (pi.root / "standin" / "fail").touch()
+    r = pi.run()
+    assert_failed(pi, r, "k3s", "k3s install script failed", "Download failed (stand-in)")
+    assert pi.installs() == 1
+    (pi.root / "standin" / "fail").unlink()
+    r = pi.run()  # the next boot
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pi.installs() == 2
+    assert_done(pi, SERVER_STEPS)
+
+
+def test_install_script_url_missing(tmp_path: Path, k3s_server: K3sServer) -> None:
+    pi = FakePi(tmp_path, k3s_server)
+    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    cfg["k3s"]["install_url"] = k3s_server.url + "/nope.sh"
+    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+    r = pi.run("--timeout", "download=0.2")
+    assert_failed(pi, r, "k3s", "the k3s install script", "HTTP 404")
+    assert pi.installs() == 0
+
+
+def test_agent_server_never_answers(tmp_path: Path, k3s_server: K3sServer) -> None:
+    k3s_server.ping_ok = False
+    pi = FakePi(tmp_path, k3s_server, role="agent")
+    r = pi.run("--timeout", "server=0.3")
+    assert_failed(pi, r, "k3s", "waiting for the k3s server at " + k3s_server.url, "HTTP 503")
+    assert pi.installs() == 0  # never tries to join a server that is not there
+    assert k3s_server.requests.count("/ping") >= 3
+
+
+def test_server_ingress_never_gets_ip(pi: FakePi) -> None:
+    pi.responses([(["k3s", "kubectl", "get", "node"], [{"rc": 1, "stderr": "connection refused"}, kube("node")]),
+                  (["k3s", "kubectl", "-n", "metallb-system", "get", "pods"], [kube("pods", ready=False), kube("pods")]),
+                  (["k3s", "kubectl", "-n", "nginx-ingress", "get", "service"], [kube("service", ready=False)])])
+    r = pi.run("--timeout", "ingress=0.3")
+    status = assert_failed(pi, r, "cluster", "ingress external IP", "nginx-ingress/nginx-ingress has no external IP")
+    assert status["ingress_ip"] is None
+    assert len(pi.argvs("k3s", "kubectl", "get", "node")) == 2
+    assert len(pi.argvs("k3s", "kubectl", "-n", "metallb-system")) == 2
+    # secrets stay until a run gets through (then scrubbed); k3s is installed already
+    assert (pi.boot / "piimg" / "manifests").exists()
+
+
+def test_bad_node_json(pi: FakePi) -> None:
+    pi.first_run_hook()
+    (pi.payload / "node.json").write_text('{"schema": 99}')
+    r = pi.run()
+    assert r.returncode == 2
+    status = pi.status()
+    assert status["state"] == "failed" and "unsupported schema 99" in status["error"]
+
+
+def test_whole_program_under_python39(pi: FakePi) -> None:
+    py39 = find_python39()
+    if py39 is None:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    r = pi.run(python=py39)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_done(pi, SERVER_STEPS)

@@ -76,7 +76,7 @@ class K3sServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -239,3 +239,19 @@ class FakePi:
     def log(self) -> str:
         path = self.boot / "piimg" / "firstboot.log"
         return path.read_text() if path.exists() else ""
+
+
+def find_python39() -> str | None:
+    """A working Python 3.9 (the oldest first boot supports), if this machine has one."""
+    candidates = [shutil.which("python3.9") or ""]
+    pyenv = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+    if pyenv.is_dir():
+        candidates = [str(p / "bin" / "python3.9") for p in sorted(pyenv.glob("3.9*"))] + candidates
+    for cand in candidates:
+        if not cand or not os.access(cand, os.X_OK):
+            continue
+        probe = subprocess.run([cand, "-I", "-c", "import sys; print(sys.version_info[:2] == (3, 9))"],
+                               capture_output=True, text=True, check=False)
+        if probe.stdout.strip() == "True":
+            return cand
+    return None
