@@ -139,7 +139,7 @@ def test_agent_joins_server_url(tmp_path: Path, k3s_server: K3sServer) -> None:
 @pytest.mark.parametrize("phase", ["start", "done"])
 @pytest.mark.parametrize("step", SERVER_STEPS)
 def test_killed_at_step_boundary_resumes(pi: FakePi, step: str, phase: str) -> None:
-    r = pi.run(kill="%s:%s" % (step, phase))
+    r = pi.run(kill=f"{step}:{phase}")
     assert r.returncode == -9, r.stdout + r.stderr
     status = pi.status()
     assert status["state"] == "running" and status["step"] == step
@@ -326,3 +326,57 @@ def test_whole_program_under_python39(pi: FakePi) -> None:
     r = pi.run(python=py39)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_done(pi, SERVER_STEPS)
+
+
+# -- variants ----------------------------------------------------------------------------------
+def test_airgap_payload_installs_binary_and_images(pi: FakePi) -> None:
+    airgap = pi.boot / "piimg" / "k3s"
+    (airgap / "images").mkdir(parents=True)
+    (airgap / "k3s").write_bytes(b"\x7fELF fake k3s")
+    (airgap / "images" / "k3s-airgap-images-arm64.tar.zst").write_bytes(b"images")
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    binary = pi.root / "usr/local/bin/k3s"
+    assert binary.read_bytes() == b"\x7fELF fake k3s" and mode(binary) == 0o755
+    images = pi.root / "var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"
+    assert images.read_bytes() == b"images"
+    env = pi.install_env()
+    assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true" and env["INSTALL_K3S_VERSION"] == VERSION
+
+
+def test_channel_and_cloudinit_and_old_boot_layout(tmp_path: Path, k3s_server: K3sServer) -> None:
+    pi = FakePi(tmp_path, k3s_server, role="agent", init_format="cloudinit")
+    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    cfg["k3s"]["version"] = "stable"
+    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+    # a pre-Bookworm layout: the boot partition at /boot
+    (pi.root / "boot" / "firmware").rename(pi.root / "bootfw")
+    for item in (pi.root / "bootfw").iterdir():
+        item.rename(pi.root / "boot" / item.name)
+    pi.boot = pi.root / "boot"
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_done(pi, AGENT_STEPS)
+    env = pi.install_env()
+    assert env["INSTALL_K3S_CHANNEL"] == "stable" and "INSTALL_K3S_VERSION" not in env
+    assert not pi.argvs("nmcli")  # cloud-init's network-config pinned the address
+    assert not (pi.root / "etc/NetworkManager").exists()
+    assert "network-config" in pi.log()
+
+
+def test_sigterm_records_interrupted(pi: FakePi) -> None:
+    import signal
+
+    (pi.root / "standin").mkdir()
+    (pi.root / "standin" / "block").touch()
+    proc = pi.start()
+    try:
+        pi.wait_for_file("standin/started")
+        proc.send_signal(signal.SIGTERM)  # systemctl stop / shutdown: only the main process
+        assert proc.wait(timeout=40) == 1
+    finally:
+        if proc.poll() is None:
+            pi.kill_group(proc)
+    status = pi.status()
+    assert status["state"] == "failed" and status["step"] == "k3s"
+    assert "stopped by signal 15" in status["error"]

@@ -18,7 +18,7 @@ KILL = os.environ.get("FB_KILL", "")
 
 
 def hook(step, phase):
-    if KILL == "%s:%s" % (step, phase):
+    if f"{step}:{phase}" == KILL:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -75,7 +75,7 @@ class K3sServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
@@ -100,7 +100,7 @@ def node_config(role: str, server: K3sServer, **changes: Any) -> NodeConfig:
         init_format="systemd",
         k3s=K3sConfig(
             version=VERSION,
-            config_yaml="token: %s\nnode-name: %s\n" % (TOKEN, hostname),
+            config_yaml=f"token: {TOKEN}\nnode-name: {hostname}\n",
             install_url=server.url + "/install.sh",
             server_url=server_url,
         ),
@@ -150,7 +150,7 @@ class FakePi:
         if self.config.manifests:
             (bp / "manifests").mkdir()
             (bp / "manifests" / "metallb.yaml").write_text("kind: Namespace\n")
-            (bp / "manifests" / "metallb-config.yaml").write_text("kind: Secret\nstringData: {password: %s}\n" % BGP_PASSWORD)
+            (bp / "manifests" / "metallb-config.yaml").write_text(f"kind: Secret\nstringData: {{password: {BGP_PASSWORD}}}\n")
         self.responses([
             (["k3s", "kubectl", "get", "node"], [kube("node")]),
             (["k3s", "kubectl", "-n", "metallb-system", "get", "pods"], [kube("pods")]),
@@ -206,7 +206,7 @@ class FakePi:
     def wait_for_file(self, rel: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while not (self.root / rel).exists():
-            assert time.monotonic() < deadline, "%s never appeared" % rel
+            assert time.monotonic() < deadline, f"{rel} never appeared"
             time.sleep(0.02)
 
     # -- observations ---------------------------------------------------------------
@@ -230,11 +230,11 @@ class FakePi:
         return int(count.read_text()) if count.exists() else 0
 
     def install_env(self, n: int = 1) -> dict[str, str]:
-        lines = (self.root / "standin" / ("env.%d" % n)).read_text().splitlines()
+        lines = (self.root / "standin" / f"env.{n}").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if "=" in line)
 
     def install_args(self, n: int = 1) -> list[str]:
-        return (self.root / "standin" / ("args.%d" % n)).read_text().splitlines()
+        return (self.root / "standin" / f"args.{n}").read_text().splitlines()
 
     def log(self) -> str:
         path = self.boot / "piimg" / "firstboot.log"
