@@ -329,12 +329,19 @@ def test_whole_program_under_python39(pi: FakePi) -> None:
 
 
 # -- variants ----------------------------------------------------------------------------------
-def test_airgap_payload_installs_binary_and_images(pi: FakePi) -> None:
+@pytest.mark.parametrize("script_in_payload", [False, True])
+def test_airgap_payload_installs_binary_and_images(pi: FakePi, script_in_payload: bool) -> None:
     airgap = pi.boot / "piimg" / "k3s"
     (airgap / "images").mkdir(parents=True)
     (airgap / "k3s").write_bytes(b"\x7fELF fake k3s")
     (airgap / "images" / "k3s-airgap-images-arm64.tar.zst").write_bytes(b"images")
+    if script_in_payload:
+        (airgap / "install.sh").write_text(pi.server.script)
+        cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+        cfg["k3s"]["install_url"] = "https://get.k3s.io"  # never fetched, never resolved
+        (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     r = pi.run()
+    assert ("/install.sh" in pi.server.requests) is not script_in_payload
     assert r.returncode == 0, r.stdout + r.stderr
     binary = pi.root / "usr/local/bin/k3s"
     assert binary.read_bytes() == b"\x7fELF fake k3s" and mode(binary) == 0o755

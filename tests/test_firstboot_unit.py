@@ -155,6 +155,12 @@ def test_hosts_and_cmdline_edits_are_idempotent() -> None:
     assert system.cmdline_with_cgroup(out.strip()) == out
 
 
+def test_dns_check_without_network() -> None:
+    assert system.dns_works(None) == (True, "no name to resolve")
+    assert system.dns_works("127.0.0.1") == (True, "127.0.0.1 is an address")
+    assert system.dns_works("localhost")[0]  # /etc/hosts, no query leaves the machine
+
+
 def test_nm_keyfile() -> None:
     text = system.nm_keyfile("10.0.2.10", 23, "10.0.2.1", ["8.8.8.8"])
     parser = configparser.ConfigParser(interpolation=None)
@@ -279,3 +285,21 @@ def node_config_json(**changes: object) -> str:
     srv = K3sServer.__new__(K3sServer)  # only .url is read
     srv.url = "http://127.0.0.1:9"
     return node_config(str(changes.pop("role", "server")), srv, **changes).to_json()
+
+
+def test_status_subcommand_and_root_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from piimg.firstboot.main import main
+
+    monkeypatch.setenv("PIIMG_FIRSTBOOT_ROOT", str(tmp_path))
+    assert main(["status"]) == 1
+    assert "no status" in capsys.readouterr().err
+    payload = tmp_path / "boot" / "firmware" / "piimg"
+    payload.mkdir(parents=True)
+    # a missing node.json is recorded where the user looks, and is a usage error
+    assert main(["run", "--config", str(tmp_path / "nope.json")]) == 2
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "failed" and "nope.json" in status["error"]
+    assert "nope.json" in (payload / "firstboot.log").read_text()
