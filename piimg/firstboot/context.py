@@ -113,7 +113,7 @@ class Context:
             elapsed = self.clock() - start
             if elapsed >= limit:
                 raise StepError(
-                    "timed out after %ds (%d attempts) waiting for %s: %s" % (int(limit), attempt, what, detail)
+                    "timed out after %gs (%d attempts) waiting for %s: %s" % (limit, attempt, what, detail)
                 )
             pause = min(delay, limit - elapsed)
             self.log.info("waiting for %s (%s); retry in %.1fs" % (what, detail, pause))

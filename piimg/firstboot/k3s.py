@@ -75,7 +75,7 @@ def server_answers(url: str, timeout: float) -> Tuple[bool, str]:
         if status == 200:
             return True, "%s%s answers" % (base, path)
         last = "%s%s answered HTTP %d" % (base, path, status)
-    return False, "server not answering yet: " + last
+    return False, "server not answering yet (is the server node up, its first boot done?): " + last
 
 
 def _copy(src: str, dst: str, mode: int) -> None:
