@@ -338,10 +338,11 @@ def test_airgap_payload_installs_binary_and_images(pi: FakePi, script_in_payload
     if script_in_payload:
         (airgap / "install.sh").write_text(pi.server.script)
         cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
-        cfg["k3s"]["install_url"] = "https://get.k3s.io"  # never fetched, never resolved
+        cfg["k3s"]["install_url"] = pi.server.url + "/never-fetched.sh"
         (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     r = pi.run()
     assert ("/install.sh" in pi.server.requests) is not script_in_payload
+    assert "/never-fetched.sh" not in pi.server.requests
     assert r.returncode == 0, r.stdout + r.stderr
     binary = pi.root / "usr/local/bin/k3s"
     assert binary.read_bytes() == b"\x7fELF fake k3s" and mode(binary) == 0o755
@@ -387,3 +388,12 @@ def test_sigterm_records_interrupted(pi: FakePi) -> None:
     status = pi.status()
     assert status["state"] == "failed" and status["step"] == "k3s"
     assert "stopped by signal 15" in status["error"]
+
+
+def test_child_runs_are_loopback_only_too(tmp_path: Path, k3s_server: K3sServer) -> None:
+    pi = FakePi(tmp_path, k3s_server)
+    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    cfg["k3s"]["install_url"] = "https://get.k3s.io"
+    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+    r = pi.run()
+    assert_failed(pi, r, "network", "tried to resolve 'get.k3s.io'")
