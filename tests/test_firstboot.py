@@ -397,3 +397,47 @@ def test_child_runs_are_loopback_only_too(tmp_path: Path, k3s_server: K3sServer)
     (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     r = pi.run()
     assert_failed(pi, r, "network", "tried to resolve 'get.k3s.io'")
+
+
+def test_joining_server_waits_for_the_first_server(tmp_path: Path, k3s_server: K3sServer) -> None:
+    pi = FakePi(tmp_path, k3s_server, initial_server=False)
+    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    cfg["k3s"]["server_url"] = k3s_server.url
+    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+    k3s_server.ping_ok = False
+    r = pi.run("--timeout", "server=0.2")
+    status = assert_failed(pi, r, "k3s", "waiting for the k3s server")
+    assert status["detail"] is None
+    state = pi.state()
+    assert state["steps"]["k3s"]["state"] == "failed"
+    assert "retry in" in pi.log() and "attempt 2" in pi.log()
+    k3s_server.ping_ok = True
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    env = pi.install_env()
+    assert env["INSTALL_K3S_EXEC"] == "server" and "K3S_URL" not in env  # the server: line is in config.yaml
+    assert_done(pi, SERVER_STEPS)
+
+
+def test_agent_waits_until_server_appears_then_joins(tmp_path: Path, k3s_server: K3sServer) -> None:
+    import time
+
+    k3s_server.ping_ok = False
+    pi = FakePi(tmp_path, k3s_server, role="agent")
+    proc = pi.start("--timeout", "server=30")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            detail = (pi.status() if (pi.boot / "piimg" / "status.json").exists() else {}).get("detail") or ""
+            if "waiting for the k3s server" in detail:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "never waited for the server"
+            time.sleep(0.02)
+        assert pi.installs() == 0
+        k3s_server.ping_ok = True  # the server finished its own first boot
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            pi.kill_group(proc)
+    assert_done(pi, AGENT_STEPS)
+    assert pi.installs() == 1 and pi.install_env()["K3S_URL"] == k3s_server.url

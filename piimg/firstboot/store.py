@@ -109,13 +109,13 @@ class Store:
         st = self.step(name)
         st.update(state="running", started=now(), finished=None, error=None)
         st["attempts"] = int(st.get("attempts") or 0) + 1
-        self.data.update(step=name, state="running", error=None)
+        self.data.update(step=name, state="running", error=None, detail=None)
         self.save()
 
     def step_end(self, name: str, state: str, error: Optional[str] = None) -> None:
         st = self.step(name)
         st.update(state=state, finished=now(), error=error)
-        self.data.update(step=name, error=error)
+        self.data.update(step=name, error=error, detail=None)
         if state in ("failed", "waiting"):
             self.data["state"] = state
         self.save()
@@ -139,6 +139,7 @@ class Store:
             "steps": self.data.get("steps", {}),
             "error": self.data.get("error"),
             "ingress_ip": self.data.get("ingress_ip"),
+            "detail": self.data.get("detail"),  # what the current step is waiting for
             "hostname": self.hostname,
             "version": VERSION,
         }
