@@ -33,6 +33,18 @@ def pi(tmp_path: Path, k3s_server: K3sServer) -> FakePi:
     return FakePi(tmp_path, k3s_server)
 
 
+@pytest.fixture(scope="module")
+def reference_end_state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]:
+    """The fake root after one uninterrupted server run."""
+    server = K3sServer()
+    try:
+        pi = FakePi(tmp_path_factory.mktemp("reference"), server)
+        assert pi.run().returncode == 0
+        return pi.snapshot()
+    finally:
+        server.close()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -138,7 +150,9 @@ def test_agent_joins_server_url(tmp_path: Path, k3s_server: K3sServer) -> None:
 # -- resuming after a kill ------------------------------------------------------------------
 @pytest.mark.parametrize("phase", ["start", "done"])
 @pytest.mark.parametrize("step", SERVER_STEPS)
-def test_killed_at_step_boundary_resumes(pi: FakePi, step: str, phase: str) -> None:
+def test_killed_at_step_boundary_resumes(
+    pi: FakePi, step: str, phase: str, reference_end_state: dict[str, tuple[int, str]]
+) -> None:
     r = pi.run(kill=f"{step}:{phase}")
     assert r.returncode == -9, r.stdout + r.stderr
     status = pi.status()
@@ -157,9 +171,10 @@ def test_killed_at_step_boundary_resumes(pi: FakePi, step: str, phase: str) -> N
     assert pi.installs() == 1
     assert len(pi.argvs("systemctl", "disable")) == 1
     assert_secrets_kept_safe(pi)
+    assert pi.snapshot() == reference_end_state
 
 
-def test_killed_mid_install_resumes(pi: FakePi) -> None:
+def test_killed_mid_install_resumes(pi: FakePi, reference_end_state: dict[str, tuple[int, str]]) -> None:
     (pi.root / "standin").mkdir()
     (pi.root / "standin" / "block").touch()
     proc = pi.start()
@@ -185,6 +200,7 @@ def test_killed_mid_install_resumes(pi: FakePi) -> None:
     new_calls = [c["argv"][0] for c in pi.calls()[calls_before:]]
     assert "hostnamectl" not in new_calls and "nmcli" not in new_calls
     assert_secrets_kept_safe(pi)
+    assert pi.snapshot() == reference_end_state
 
 
 # -- failures: a clear status.json, non-zero exit, the service stays enabled ------------------

@@ -236,6 +236,18 @@ class FakePi:
     def install_args(self, n: int = 1) -> list[str]:
         return (self.root / "standin" / f"args.{n}").read_text().splitlines()
 
+    def snapshot(self) -> dict[str, tuple[int, str]]:
+        """The fake root's end state: relative path -> (mode, content), volatile files left out."""
+        volatile = {"var/lib/piimg/state.json", "boot/firmware/piimg/status.json", "boot/firmware/piimg/firstboot.log"}
+        out = {}
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_dir() or rel in volatile or rel.startswith("standin/") or "__pycache__" in rel:
+                continue
+            text = path.read_text(errors="replace").replace(str(self.root), "<ROOT>").replace(self.server.url, "<URL>")
+            out[rel] = (path.stat().st_mode & 0o7777, text)
+        return out
+
     def log(self) -> str:
         path = self.boot / "piimg" / "firstboot.log"
         return path.read_text() if path.exists() else ""
