@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from piimg.firstboot.nodeconf import NodeConfig
 from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServer, find_python39, kube
 
 pytestmark = pytest.mark.integration
@@ -70,6 +71,7 @@ def assert_secrets_kept_safe(pi: FakePi) -> None:
     scrubbed = json.loads((pi.boot / "piimg" / "node.json").read_text())
     assert scrubbed["secrets"] == {} and scrubbed["k3s"]["config_yaml"] == ""
     assert scrubbed["hostname"] == pi.config.hostname  # still useful to a reader
+    assert NodeConfig.from_dict(scrubbed).ingress == pi.config.ingress
     # ... nor in any command line or environment first boot passed on ...
     for call in pi.calls():
         assert TOKEN not in json.dumps(call)
@@ -457,3 +459,12 @@ def test_agent_waits_until_server_appears_then_joins(tmp_path: Path, k3s_server:
             pi.kill_group(proc)
     assert_done(pi, AGENT_STEPS)
     assert pi.installs() == 1 and pi.install_env()["K3S_URL"] == k3s_server.url
+
+
+def test_server_without_ingress_controller(tmp_path: Path, k3s_server: K3sServer) -> None:
+    pi = FakePi(tmp_path, k3s_server, ingress=None)
+    r = pi.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert assert_done(pi, SERVER_STEPS)["ingress_ip"] is None
+    assert not pi.argvs("k3s", "kubectl", "-n", "nginx-ingress")
+    assert pi.argvs("k3s", "kubectl", "-n", "metallb-system")

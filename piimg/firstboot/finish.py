@@ -20,8 +20,7 @@ def scrubbed(data: dict) -> dict:  # type: ignore[type-arg]
     out["secrets"] = {}
     if isinstance(out.get("k3s"), dict):
         out["k3s"] = dict(out["k3s"], config_yaml="")
-    out["scrubbed"] = True
-    return out
+    return out  # still a valid node.json (NodeConfig loads it), minus the secrets
 
 
 def step_scrub(ctx: Context) -> None:
