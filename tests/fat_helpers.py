@@ -97,7 +97,12 @@ def fsck_clean(img: Path, offset: int = 0, size: int | None = None) -> tuple[int
 def mtools_tree(img: Path, offset: int, workdir: Path) -> tuple[dict[str, bytes], set[str]]:
     """Everything mtools sees: {path: content} of files (copied out with mcopy -s)
     and the set of directory paths (from ``mdir -/ -b``)."""
-    listing = run(["mdir", "-/", "-b", "-i", mtarget(img, offset), "::"]).stdout.decode()
+    argv = ["mdir", "-/", "-b", "-i", mtarget(img, offset), "::"]
+    proc = subprocess.run(argv, capture_output=True, env=tool_env())
+    if proc.returncode == 1 and b"not found" in proc.stderr and not proc.stdout:
+        listing = ""  # mdir -b says "File not found" for an empty volume
+    else:
+        listing = run(argv).stdout.decode()
     dirs = set()
     names = set()
     for line in listing.splitlines():
