@@ -55,7 +55,8 @@ def test_edit_files_made_by_mtools(tmp_path: Path, spc: int) -> None:
     (src / "cmdline.txt").write_bytes(CMDLINE)
     (src / "config.txt").write_bytes(b"[all]\narm_64bit=1\n")
     (src / "kernel8.img").write_bytes(blob(5 * cs + 17, 1))
-    for n in ("cmdline.txt", "config.txt", "kernel8.img"):
+    (src / "bcm2712-rpi-5-b.dtb").write_bytes(blob(2 * cs, 6))
+    for n in ("cmdline.txt", "config.txt", "kernel8.img", "bcm2712-rpi-5-b.dtb"):
         mcopy_in(img, 0, src / n, n)
     mmd(img, 0, "overlays")
     (src / "README").write_bytes(b"overlays\n")
@@ -64,7 +65,10 @@ def test_edit_files_made_by_mtools(tmp_path: Path, spc: int) -> None:
     expected = {"config.txt": b"[all]\narm_64bit=1\n", "kernel8.img": blob(5 * cs + 17, 1), "overlays/README": b"overlays\n"}
     with FatFS.open(img) as fs:
         assert fs.cluster_size == cs
-        assert sorted(fs.listdir()) == ["cmdline.txt", "config.txt", "kernel8.img", "overlays"]
+        assert sorted(fs.listdir()) == ["bcm2712-rpi-5-b.dtb", "cmdline.txt", "config.txt", "kernel8.img", "overlays"]
+        assert fs.read_file("BCM2712-RPI-5-B.DTB") == blob(2 * cs, 6)
+        fs.write_file("BCM2712-rpi-5-b.dtb", blob(3 * cs, 7))  # replace through a case variant
+        expected["bcm2712-rpi-5-b.dtb"] = blob(3 * cs, 7)
         assert fs.read_file("CMDLINE.TXT") == CMDLINE
         assert fs.exists("Cmdline.Txt") and not fs.is_dir("cmdline.txt") and fs.is_dir("OVERLAYS")
         assert fs.read_file("kernel8.img") == expected["kernel8.img"]
@@ -263,7 +267,7 @@ def test_fill_raises_clean_error_and_stays_consistent(tmp_path: Path) -> None:
     with FatFS.open(img) as fs:
         fs.rmtree("d")
         assert fs.listdir() == []
-    used, total = fsck_clean(img)
+    used, _ = fsck_clean(img)
     assert used == 1  # only the root directory's cluster is left
 
 
@@ -364,6 +368,8 @@ def test_errors(tmp_path: Path) -> None:
         FatFS.open(img, size=1024 * 1024)
     with pytest.raises(ImageError, match="not a FAT file system"):
         FatFS.open(img, offset=512)
+    with FatFS.open(img, readonly=True) as ro, pytest.raises(ImageError, match="read-only"):
+        ro.write_file("x", b"data")
     with FatFS.open(img) as fs:
         fs.write_file("file.txt", b"f")
         fs.makedirs("dir")

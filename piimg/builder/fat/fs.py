@@ -42,7 +42,7 @@ class FatFS:
     """
 
     def __init__(self, f: BinaryIO, *, offset: int, size: int, geometry: Geometry, where: str, owns: bool,
-                 timestamp: float | None) -> None:
+                 timestamp: float | None, readonly: bool = False) -> None:
         self._f = f
         self._base = offset
         self._size = size
@@ -52,6 +52,7 @@ class FatFS:
         self._timestamp = timestamp
         self._closed = False
         self._modified = False
+        self._readonly = readonly
         g = geometry
         fat_index = g.active_fat or 0
         raw = self._read(g.fat_offset(fat_index), g.fat_size)
@@ -95,16 +96,13 @@ class FatFS:
             f.seek(offset)
             boot = f.read(512)
             geometry = parse_boot_sector(boot, where=where)
-            if geometry.bytes_per_sector > 512:
-                f.seek(offset)
-                boot = f.read(geometry.bytes_per_sector)
             if size is not None and geometry.size > size:
                 raise ImageError(f"{where}: the file system ({geometry.size} bytes) is larger than its partition ({size} bytes)")
             if offset + geometry.size > file_size:
                 raise ImageError(f"{where}: image truncated: the file system needs {offset + geometry.size} bytes, "
                                  f"the file has {file_size}")
             return cls(f, offset=offset, size=geometry.size, geometry=geometry, where=where, owns=owns,
-                       timestamp=timestamp)
+                       timestamp=timestamp, readonly=readonly)
         except BaseException:
             if owns:
                 f.close()
@@ -122,6 +120,8 @@ class FatFS:
     # --------------------------------------------------------------- raw I/O
 
     def _read(self, pos: int, length: int) -> bytes:
+        if self._closed:
+            raise ImageError(f"{self._where}: file system already closed")
         self._f.seek(self._base + pos)
         data = self._f.read(length)
         if len(data) != length:
@@ -131,11 +131,17 @@ class FatFS:
     def _write(self, pos: int, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise ImageError(f"{self._where}: file system already closed")
+        if self._readonly:
+            raise ImageError(f"{self._where}: opened read-only")
         if pos < 0 or pos + len(data) > self._size:  # never write outside the file system
             raise ImageError(f"{self._where}: internal error: write at {pos}+{len(data)} outside the file system")
         self._f.seek(self._base + pos)
         self._f.write(data)
         self._modified = True
+
+    def _writable(self) -> None:
+        if self._readonly:
+            raise ImageError(f"{self._where}: opened read-only")
 
     def _now(self) -> float:
         return time.time() if self._timestamp is None else self._timestamp
@@ -402,6 +408,7 @@ class FatFS:
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create or replace a file; its parent directory must exist."""
+        self._writable()
         parent, e, name = self._lookup(path)
         cs = self.geometry.cluster_size
         need = -(-len(data) // cs)
@@ -430,6 +437,7 @@ class FatFS:
                         size=len(data), slot=slot, grow=grow)
 
     def mkdir(self, path: str) -> None:
+        self._writable()
         parent, e, name = self._lookup(path)
         if e is not None:
             raise ImageError(f"{self._where}: {path!r} already exists")
@@ -448,6 +456,7 @@ class FatFS:
 
     def makedirs(self, path: str) -> None:
         """Create a directory and any missing parents; existing directories are fine."""
+        self._writable()
         parts = self._split(path)
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
@@ -459,6 +468,7 @@ class FatFS:
 
     def remove(self, path: str) -> None:
         """Delete a file."""
+        self._writable()
         parent, e, _ = self._lookup(path)
         if e is None:
             raise ImageError(f"{self._where}: {path!r} does not exist")
@@ -470,6 +480,7 @@ class FatFS:
 
     def rmtree(self, path: str) -> None:
         """Delete a directory and everything in it."""
+        self._writable()
         parent, e, _ = self._lookup(path)
         if e is None:
             raise ImageError(f"{self._where}: {path!r} does not exist")
