@@ -31,7 +31,7 @@ def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
 
 
 def mkfs(img: Path, size_kib: int, *, spc: int = 1, fat: int = 32, offset_sectors: int = 0,
-         total_bytes: int | None = None) -> None:
+         total_bytes: int | None = None, extra: tuple[str, ...] = ()) -> None:
     """mkfs.vfat a file system of ``size_kib`` at ``offset_sectors`` into ``img``
     (created sparse with ``total_bytes``, default just the file system)."""
     total = total_bytes if total_bytes is not None else offset_sectors * SECTOR + size_kib * 1024
@@ -41,7 +41,7 @@ def mkfs(img: Path, size_kib: int, *, spc: int = 1, fat: int = 32, offset_sector
     argv = ["mkfs.vfat", "-F", str(fat), "-s", str(spc), "-n", "bootfs", "-i", "12345678"]
     if offset_sectors:
         argv.append(f"--offset={offset_sectors}")
-    run([*argv, str(img), str(size_kib)])
+    run([*argv, *extra, str(img), str(size_kib)])
 
 
 def mtarget(img: Path, offset: int) -> str:

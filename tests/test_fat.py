@@ -3,6 +3,7 @@ checked with fsck.vfat -n and mtools after every edit."""
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -338,6 +339,24 @@ def test_fat16(tmp_path: Path) -> None:
     assert dirs == {"piimg", "piimg/firstboot"}
 
 
+def test_fat16_fixed_root_full(tmp_path: Path) -> None:
+    img = tmp_path / "boot16.img"
+    mkfs(img, 32_000, spc=4, fat=16, extra=("-r", "16"))
+    with FatFS.open(img) as fs:
+        slots = fs.geometry.root_entries
+        assert slots < 200
+        with pytest.raises(ImageError, match="root directory is full"):
+            for i in range(slots):
+                fs.write_file(f"file{i}.txt", b"x" * i)
+        free = fs.free_clusters()
+        fs.remove("file3.txt")
+        fs.write_file("again.txt", b"fits in the freed slot")
+        assert fs.free_clusters() == free
+    fsck_clean(img)
+    files, _ = mtools_tree(img, 0, tmp_path)
+    assert files["again.txt"] == b"fits in the freed slot" and "file3.txt" not in files
+
+
 def test_timestamp(tmp_path: Path) -> None:
     img = tmp_path / "boot.img"
     mkfs(img, SIZE_KIB[1])
@@ -400,6 +419,18 @@ def test_errors(tmp_path: Path) -> None:
         f.truncate(1024 * 1024)
     with pytest.raises(ImageError, match="truncated"):
         FatFS.open(img)
+
+
+def test_file_object(tmp_path: Path) -> None:
+    img = tmp_path / "boot.img"
+    mkfs(img, SIZE_KIB[1])
+    buf = io.BytesIO(img.read_bytes())
+    with FatFS.open(buf) as fs:
+        fs.write_file("a.txt", b"in memory")
+    assert not buf.closed
+    img.write_bytes(buf.getvalue())
+    fsck_clean(img)
+    assert mtools_tree(img, 0, tmp_path)[0] == {"a.txt": b"in memory"}
 
 
 def test_corrupt_chain_is_reported(tmp_path: Path) -> None:

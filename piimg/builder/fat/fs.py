@@ -9,14 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from piimg.builder.fat import dirent, names
 from piimg.builder.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_SIG, Geometry, parse_boot_sector
 from piimg.builder.fat.table import FatTable
 from piimg.errors import ImageError
 
-MAX_DIR_SLOTS = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
+MAX_DIR_SLOTS: Final = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
 
 
 class _NotFound(ImageError):
@@ -36,9 +36,11 @@ class _Dir:
 class FatFS:
     """A FAT file system inside ``image`` at ``offset``; see the package docstring.
 
-    Data clusters and directories are written as you go; the FAT copies and
-    the FSInfo sector are written by :meth:`flush` (also called by
-    :meth:`close` and on leaving a ``with`` block without an exception).
+    File data and directories are written as you go; the FAT copies and the
+    FSInfo sector by :meth:`flush`, which :meth:`close` and leaving a ``with``
+    block call (also after an exception: every operation checks paths and free
+    space before it changes anything, so what is in memory matches the disk).
+    Nothing outside ``offset .. offset + file system size`` is ever written.
     """
 
     def __init__(self, f: BinaryIO, *, offset: int, size: int, geometry: Geometry, where: str, owns: bool,
@@ -374,9 +376,15 @@ class FatFS:
     def walk(self) -> Iterator[tuple[str, list[str], list[str]]]:
         """Like :func:`os.walk`, top-down from the root (whose path is ``""``)."""
         stack = [""]
+        seen: set[int] = set()
         while stack:
             path = stack.pop()
             entries = self._entries(path)
+            for e in entries:
+                if e.is_dir:
+                    if e.cluster in seen or e.cluster < 2:
+                        raise self._corrupt(f"directory {path}/{e.name} has a bad or shared cluster {e.cluster}")
+                    seen.add(e.cluster)
             dirs = [e.name for e in entries if e.is_dir]
             files = [e.name for e in entries if not e.is_dir]
             yield path, dirs, files
