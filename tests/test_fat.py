@@ -461,3 +461,32 @@ def test_names() -> None:
     assert names.lfn_checksum(b"CMDLINE TXT") == _checksum(b"CMDLINE TXT")
     assert len(names.lfn_entries("x" * 26, b"X~1        ")) == 2
     assert len(names.lfn_entries("x" * 27, b"X~1        ")) == 3
+
+
+@pytest.mark.parametrize(("flavour", "align"), [("bookworm", 8), ("trixie", 4)])
+def test_generated_pi_image(tmp_path: Path, flavour: str, align: int) -> None:
+    """A Raspberry Pi OS-style image: only partition 1 changes, and it stays clean."""
+    from piimg.builder import partitions
+    from tests.imagegen import make_image, tools_available
+
+    if not tools_available():
+        pytest.skip("needs dosfstools, mtools and e2fsprogs")
+    gen = make_image(tmp_path / "pi.img", flavour=flavour, align_mib=align)
+    layout = partitions.open_layout(gen.path)
+    boot = layout.boot
+    total = os.path.getsize(gen.path)
+    outside = (sha256_range(gen.path, 0, boot.start), sha256_range(gen.path, boot.end, total - boot.end))
+    with FatFS.open(gen.path, offset=boot.start, size=boot.size) as fs:
+        cmdline = fs.read_file("cmdline.txt")
+        assert cmdline.count(b"\n") == 1
+        new = cmdline.rstrip(b"\n") + b" cgroup_memory=1 cgroup_enable=memory\n"
+        fs.write_file("cmdline.txt", new)
+        fs.write_file("ssh", b"")
+        fs.makedirs("piimg/firstboot")
+        fs.write_file("piimg/node.json", b'{"hostname": "pi-1"}')
+        before = {p: fs.read_file(p) for p in ("config.txt",)}
+    assert (sha256_range(gen.path, 0, boot.start), sha256_range(gen.path, boot.end, total - boot.end)) == outside
+    fsck_clean(gen.path, boot.start, boot.size)
+    files, dirs = mtools_tree(gen.path, boot.start, tmp_path)
+    assert files["cmdline.txt"] == new and files["ssh"] == b"" and files["config.txt"] == before["config.txt"]
+    assert files["piimg/node.json"] == b'{"hostname": "pi-1"}' and "piimg/firstboot" in dirs
