@@ -180,7 +180,9 @@ def test_metallb_native_bgp_mode_and_pinned_chart() -> None:
 
 def test_metallb_version_follows_spec() -> None:
     spec = make_spec(cluster={"metallb_version": "v0.15.3"})
-    (chart,) = [c for c in by_kind(all_objects(render_addons(spec, SECRETS)), "HelmChart") if c["metadata"]["name"] == "metallb"]
+    (chart,) = [
+        c for c in by_kind(all_objects(render_addons(spec, SECRETS)), "HelmChart") if c["metadata"]["name"] == "metallb"
+    ]
     assert chart["spec"]["version"] == "0.15.3"
 
 
