@@ -313,7 +313,9 @@ def test_extra_server_args_merged() -> None:
     assert "flannel-backend" not in agent
 
 
-@pytest.mark.parametrize("arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init"])
+@pytest.mark.parametrize(
+    "arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init", "--disable=piimg-metallb"]
+)
 def test_extra_server_args_cannot_override_managed_keys(arg: str) -> None:
     spec = make_spec(cluster={"extra_server_args": ["--secrets-encryption", arg]})
     with pytest.raises(ConfigError) as err:
@@ -380,3 +382,18 @@ def test_schemas_reject_mistakes() -> None:
     broken["metadata"]["labelz"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_object(broken)
+
+
+def test_masking_changes_only_the_secrets() -> None:
+    spec = make_spec(nodes=TOPOLOGIES["3-servers"], cluster={"bgp": {"password_env": "BGP_KEY"}}, env={"BGP_KEY": "k"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BGP_KEY", "md5-secret")
+        plain = all_objects(render_addons(spec, SECRETS))
+        masked = all_objects(render_addons(spec, SECRETS, mask_secrets=True))
+    (secret,) = by_kind(plain, "Secret")
+    secret["stringData"]["password"] = MASKED
+    assert plain == masked
+    for node in spec.nodes:
+        conf = yaml.safe_load(render_k3s_config(spec, node, SECRETS))
+        conf["token"] = MASKED
+        assert conf == yaml.safe_load(render_k3s_config(spec, node, SECRETS, mask_secrets=True))

@@ -15,7 +15,10 @@ from piimg.secrets import Secrets
 @click.command()
 @click.option("--node", metavar="NAME", help="Render for this node (default: the initial server).")
 @click.option(
-    "-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Write one file per addon into DIR."
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per addon into DIR (the k3s config to DIR/k3s/NODE/config.yaml).",
 )
 @click.option("--show-secrets", is_flag=True, help="Include the k3s token and BGP password instead of <hidden>.")
 @pass_app

@@ -106,6 +106,9 @@ def _merge_extra_args(settings: dict[str, Any], args: Iterable[str]) -> None:
             current = settings.setdefault(key, [])
             items = value.split(",") if key == "disable" and isinstance(value, str) else [value]
             for item in items:
+                if key == "disable" and isinstance(item, str) and item.startswith("piimg-"):
+                    # --disable NAME deletes the addon file NAME: ours must stay.
+                    raise ConfigError(where, f"disables {item}, which piimg deploys")
                 if item not in current:
                     current.append(item)
         else:
