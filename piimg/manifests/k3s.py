@@ -95,7 +95,7 @@ def _parse_extra_args(args: Iterable[str]) -> list[tuple[int, str, Any]]:
     return parsed
 
 
-def _merge_extra_args(settings: dict[str, Any], args: Iterable[str]) -> None:
+def _merge_extra_args(settings: dict[str, Any], args: Iterable[str], *, ingress: Ingress) -> None:
     for i, key, value in _parse_extra_args(args):
         where = f"cluster.extra_server_args[{i}]"
         if key in _MANAGED_KEYS:
@@ -109,6 +109,8 @@ def _merge_extra_args(settings: dict[str, Any], args: Iterable[str]) -> None:
                 if key == "disable" and isinstance(item, str) and item.startswith("piimg-"):
                     # --disable NAME deletes the addon file NAME: ours must stay.
                     raise ConfigError(where, f"disables {item}, which piimg deploys")
+                if key == "disable" and item == "traefik" and ingress is Ingress.TRAEFIK:
+                    raise ConfigError(where, "disables traefik, but cluster.ingress is traefik")
                 if item not in current:
                     current.append(item)
         else:
@@ -133,7 +135,7 @@ def k3s_settings(spec: Spec, node: NodeSpec, secrets: Secrets, *, mask_secrets: 
         settings["tls-san"] = [str(node.address)]
         settings["write-kubeconfig-mode"] = "0600"
         settings["disable"] = disabled_components(spec)
-        _merge_extra_args(settings, spec.cluster.extra_server_args)
+        _merge_extra_args(settings, spec.cluster.extra_server_args, ingress=spec.cluster.ingress)
     return settings
 
 
