@@ -313,15 +313,15 @@ def test_extra_server_args_merged() -> None:
     assert "flannel-backend" not in agent
 
 
-@pytest.mark.parametrize(
-    "arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init", "--disable=piimg-metallb"]
-)
 def test_extra_server_args_cannot_disable_chosen_traefik() -> None:
     spec = make_spec(cluster={"ingress": "traefik", "extra_server_args": ["--disable=traefik"]})
     with pytest.raises(ConfigError, match="traefik"):
         render_k3s_config(spec, spec.initial_server, SECRETS)
 
 
+@pytest.mark.parametrize(
+    "arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init", "--disable=piimg-metallb"]
+)
 def test_extra_server_args_cannot_override_managed_keys(arg: str) -> None:
     spec = make_spec(cluster={"extra_server_args": ["--secrets-encryption", arg]})
     with pytest.raises(ConfigError) as err:
