@@ -320,7 +320,7 @@ def test_server_ingress_never_gets_ip(pi: FakePi) -> None:
                   (["k3s", "kubectl", "-n", "metallb-system", "get", "pods"], [kube("pods", ready=False), kube("pods")]),
                   (["k3s", "kubectl", "-n", "nginx-ingress", "get", "service"], [kube("service", ready=False)])])
     r = pi.run("--timeout", "ingress=0.3")
-    status = assert_failed(pi, r, "cluster", "ingress external IP", "nginx-ingress/nginx-ingress has no external IP")
+    status = assert_failed(pi, r, "cluster", "ingress external IP", "nginx-ingress/nginx-ingress-controller has no external IP")
     assert status["ingress_ip"] is None
     assert len(pi.argvs("k3s", "kubectl", "get", "node")) == 2
     assert len(pi.argvs("k3s", "kubectl", "-n", "metallb-system")) == 2

@@ -106,7 +106,8 @@ def node_config(role: str, server: K3sServer, **changes: Any) -> NodeConfig:
         ),
         secrets={"k3s_token": TOKEN, "bgp_password": BGP_PASSWORD},
         manifests=["metallb.yaml", "metallb-config.yaml"] if role == "server" else [],
-        ingress=IngressRef("nginx-ingress", "nginx-ingress") if role == "server" else None,
+        # the Service name piimg.manifests.addons.ingress_service gives for ingress: nginx
+        ingress=IngressRef("nginx-ingress", "nginx-ingress-controller") if role == "server" else None,
         timeouts=dict(FAST),
     )
     return replace(cfg, **changes)
