@@ -242,7 +242,8 @@ def _management_warnings(desired: Desired, current: Current, operations: tuple[O
                 f"the API connection to {host} goes through {iface}, which this plan puts into bridge "
                 f"{desired.bridge}: the connection will drop; connect through another port or address first"
             )
-        members = sorted(p.get("interface", "") for p in ports if p.get("bridge") == iface and p.get("interface") in moved)
+        in_bridge = {p.get("interface", "") for p in ports if p.get("bridge") == iface}
+        members = [p for p in desired.ports if p in in_bridge and p in moved]
         if members:
             warnings.append(
                 f"the API connection to {host} goes through bridge {iface}, and this plan moves its "
