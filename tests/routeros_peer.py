@@ -408,6 +408,7 @@ class RouterOSPeer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
+        sock.settimeout(0.2)
         self._sock = sock
         self.address = ("127.0.0.1", sock.getsockname()[1])
         thread = threading.Thread(target=self._accept_loop, name="routeros-peer", daemon=True)
@@ -418,6 +419,8 @@ class RouterOSPeer:
     def stop(self) -> None:
         self._stopping = True
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
             with contextlib.suppress(OSError):
                 self._sock.close()
         for client in list(self._clients):
@@ -440,6 +443,8 @@ class RouterOSPeer:
         while not self._stopping:
             try:
                 client, _ = self._sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
