@@ -614,10 +614,7 @@ class RouterOSPeer:
             if name not in clean:
                 continue
             value = clean[name]
-            if target == "/interface":
-                known = self._interfaces()
-            else:
-                known = {r.get("name", "") for r in self.state[target]}
+            known = self._interfaces() if target == "/interface" else {r.get("name", "") for r in self.state[target]}
             if value not in known and not (name == "address-pool" and value == "static-only") and not (name == "server" and value == "all"):
                 raise Trap(f"input does not match any value of {name}", 1)
         if path == "/ip/address" and "address" in clean:

@@ -132,7 +132,7 @@ def test_dialects(text: str, version: tuple[int, int], style: BgpStyle, afi: str
 
 @pytest.mark.parametrize("text", ["6.42.12 (bugfix)", "5.26", "8.0 (testing)", "banana"])
 def test_unsupported_versions_are_clear_errors(text: str) -> None:
-    with pytest.raises(RouterError, match="RouterOS|version"):
+    with pytest.raises(RouterError, match=r"RouterOS|version"):
         dialect_for(text)
 
 

@@ -20,7 +20,7 @@ KEY_VARIABLE: Final = "piimgBgpKey"
 
 
 def _quote(value: str) -> str:
-    if value and not any(c in value for c in ' "\\;$=[]{}#?') :
+    if value and not any(c in value for c in ' "\\;$=[]{}#?'):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
