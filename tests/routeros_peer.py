@@ -358,12 +358,16 @@ class RouterOSPeer:
     ) -> None:
         """Make a BGP neighbour look up (``established``) and its prefixes appear as routes.
 
-        RouterOS 6: the peer row (matched by remote-address) gets state/established/prefix-count
+        RouterOS 6: the peer row (matched by remote-address, added if missing) gets state/established/prefix-count
         and ``/ip/route`` rows with ``bgp=true``; RouterOS 7: a ``/routing/bgp/session`` row
         and ``/ip/route`` rows with ``bgp=true`` and ``belongs-to=bgp-IP-<addr>``.
         """
         with self._lock:
             if self.version[0] == 6:
+                if not any(r.get("remote-address") == remote_address for r in self.state["/routing/bgp/peer"]):
+                    self._insert("/routing/bgp/peer", {**self.menus["/routing/bgp/peer"].defaults,
+                                                       "name": f"peer-{remote_address}", "remote-address": remote_address,
+                                                       "remote-as": str(remote_as)})
                 for row in self.state["/routing/bgp/peer"]:
                     if row.get("remote-address") == remote_address:
                         row.update({"state": "established" if established else "active",

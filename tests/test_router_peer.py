@@ -141,3 +141,15 @@ def test_drop_after_and_quit() -> None:
         api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
         with pytest.raises(FatalError, match="session terminated on request"):
             list(api("/quit"))
+
+
+def test_bgp_session_on_routeros_6() -> None:
+    with RouterOSPeer(version="6.49.10", users={"admin": "pw"}) as peer:
+        peer.add_bgp_session("10.0.2.10", prefixes=["10.0.4.1"])
+        peer.add_bgp_session("10.0.2.11", established=False)
+        api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
+        state = {r["remote-address"]: (r["state"], r["established"]) for r in api.path("routing", "bgp", "peer")}
+        assert state == {"10.0.2.10": ("established", True), "10.0.2.11": ("active", False)}
+        [route] = api.path("ip", "route")
+        assert (route["dst-address"], route["gateway"], route["bgp"]) == ("10.0.4.1/32", "10.0.2.10", True)
+        api.close()

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from piimg import config
 from piimg.errors import RouterError
 from piimg.router.dialects import BgpStyle, dialect_for, dialect_from_spec, parse_version, same_family
-from piimg.router.model import desired_state, is_owned
-from piimg.router.plan import make_plan, same_value
+from piimg.router.model import desired_state, is_owned, menus_for
+from piimg.router.plan import Plan, make_plan, same_value
 
 CASES = sorted((Path(__file__).parent / "data" / "router_plans").glob("*.json"))
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA test@piimg"
@@ -160,3 +162,72 @@ def test_value_comparison() -> None:
     assert not same_value("remote.address", "10.0.2.10", "10.0.2.11")
     assert same_value("tcp-md5-key", "x", None)  # hidden by the router: not comparable
     assert not same_value("comment", "piimg: homelab", None)
+
+
+# --- property: apply(plan) converges -------------------------------------------
+
+
+def simulate(current: dict[str, list[dict[str, Any]]], plan: Plan) -> dict[str, list[dict[str, Any]]]:
+    """What a router looks like after ``plan`` (the apply layer, without a router)."""
+    state = copy.deepcopy(current)
+    counter = 1000
+    for op in plan.operations:
+        rows = state.setdefault(op.menu.path, [])
+        if op.action == "add":
+            counter += 1
+            rows.append({".id": f"*{counter:X}", **op.props})
+        elif op.action == "set":
+            next(r for r in rows if r[".id"] == op.item_id).update(op.props)
+        else:
+            rows[:] = [r for r in rows if r[".id"] != op.item_id]
+    return state
+
+
+node_st = st.fixed_dictionaries(
+    {"address": st.integers(10, 200), "mac": st.one_of(st.none(), st.integers(1, 250))}
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    version=st.sampled_from(["6.49.10", "7.15.3", "7.19.4", "7.20.1"]),
+    old_nodes=st.lists(node_st, min_size=1, max_size=4, unique_by=(lambda n: n["address"])),
+    new_nodes=st.lists(node_st, min_size=1, max_size=4, unique_by=(lambda n: n["address"])),
+    junk=st.lists(st.sampled_from(["pool", "lease", "dup"]), max_size=3),
+    bridge=st.sampled_from(["bridge2", "lab"]),
+)
+def test_apply_then_replan_is_no_changes(
+    version: str, old_nodes: list[dict[str, Any]], new_nodes: list[dict[str, Any]], junk: list[str], bridge: str
+) -> None:
+    def nodes(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out, macs = [], set()
+        for i, n in enumerate(raw):
+            mac = None
+            if n["mac"] is not None and n["mac"] not in macs:
+                macs.add(n["mac"])
+                mac = f"dc:a6:32:00:00:{n['mac']:02x}"
+            out.append({"hostname": f"n{i}", "role": "server" if i == 0 else "agent", "address": f"10.0.2.{n['address']}", "mac": mac})
+        return out
+
+    old = build_spec({"nodes": nodes(old_nodes)}, {})
+    new = build_spec({"nodes": nodes(new_nodes), "router": {"bridge": bridge}}, {})
+    dialect = dialect_for(version)
+    current = converged_rows(old, version, None)
+    for i, kind in enumerate(junk):  # leftovers piimg owns from earlier runs
+        if kind == "pool":
+            current.setdefault("/ip/pool", []).append({".id": f"*J{i}", "name": f"old{i}", "ranges": "10.0.3.1-10.0.3.2", "comment": "piimg: homelab"})
+        elif kind == "lease":
+            current.setdefault("/ip/dhcp-server/lease", []).append(
+                {".id": f"*J{i}", "mac-address": f"02:00:00:00:00:{i:02X}", "address": f"10.0.2.{240 + i}", "comment": "piimg: homelab"})
+        else:
+            current["/interface/bridge"].append({".id": f"*J{i}", "name": "bridge2", "comment": "piimg: homelab"})
+
+    desired = desired_state(new, dialect, bgp_password=None)
+    plan = make_plan(desired, current)
+    assert not plan.conflicts
+    after = simulate(current, plan)
+    again = make_plan(desired, after)
+    assert again.empty, [op.brief() for op in again.operations]
+    for menu in menus_for(dialect):  # no duplicates of any managed item
+        keys = [menu.identity({k: str(v) for k, v in r.items()}) for r in after.get(menu.path, [])]
+        assert len(keys) == len(set(keys)), menu.path

@@ -213,6 +213,9 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
     role = "ibgp" if spec.router.asn == spec.cluster.bgp.asn else "ebgp"
     several = len(spec.nodes) > 1
     if dialect.has_bgp_instance:
+        # RouterOS 6 ships a built-in instance "default" that piimg does not own;
+        # rather than editing it, piimg adds its own instance (as, router-id) and
+        # points its peers at it with instance=, like 7.20 requires anyway.
         inst = {"name": instance_name(cluster), "as": str(r.asn), "router-id": router_id, "comment": mark}
         if dialect.has_multipath and several:
             # ECMP across every node's MetalLB speaker (help.mikrotik.com "routing bgp": multipath).
