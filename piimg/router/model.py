@@ -60,6 +60,8 @@ class Menu:
     exclusive: tuple[str, ...] = ()
     #: how to remove a conflicting unmanaged item by hand (format with key=)
     fix: str = ""
+    #: dynamic rows are not configuration (a dynamic DHCP lease gives way to a static one)
+    skip_dynamic: bool = False
 
     def identity(self, row: Mapping[str, str]) -> str | None:
         value = row.get(self.key)
@@ -91,6 +93,7 @@ DHCP_LEASE: Final = Menu(
     key_norm=_upper,
     exclusive=("address",),
     fix="/ip dhcp-server lease remove [find mac-address={key}]",
+    skip_dynamic=True,
 )
 BGP_INSTANCE: Final = Menu("/routing/bgp/instance", "name", "BGP instance", fix="remove the BGP instance {key}")
 BGP_PEER: Final = Menu(

@@ -178,6 +178,8 @@ def make_plan(desired: Desired, current: Current) -> Plan:
     conflicts: list[Conflict] = []
     for menu in menus_for(desired.dialect):
         rows = [normalize_row(r) for r in current.get(menu.path, ())]
+        if menu.skip_dynamic:
+            rows = [r for r in rows if r.get("dynamic") != "yes"]
         owned = [r for r in rows if is_owned(r.get("comment"), cluster)]
         unowned = [r for r in rows if not is_owned(r.get("comment"), cluster)]
         matched: set[str] = set()
