@@ -283,6 +283,19 @@ def test_missing_and_wrong_password(peer: RouterOSPeer, project: Path, piimg: An
     assert peer.logins == 0
 
 
+def test_password_prompt_on_a_terminal(peer: RouterOSPeer, project: Path, piimg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import piimg.cli.router_cmd as router_cmd
+
+    monkeypatch.setattr(router_cmd, "_interactive", lambda: True)
+    monkeypatch.delenv("PIIMG_ROUTER_PASSWORD")
+    write_spec(project, peer)
+    r = piimg("router-setup", input=f"{PASSWORD}\ny\n")
+    assert r.exit_code == 0, r.output
+    assert "RouterOS password for admin@127.0.0.1" in r.output
+    assert PASSWORD not in r.output  # hidden input is not echoed
+    assert peer.logins == 1 and peer.writes == 16
+
+
 def test_router_password_prompt_and_env() -> None:
     spec = config.RouterSpec(password_env="X_PW")
     assert router_password(spec, env={"X_PW": "a"}) == "a"

@@ -15,6 +15,10 @@ def _prompt(text: str) -> str:
     return str(click.prompt(text, hide_input=True, default="", show_default=False))
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
 @click.command("router-setup")
 @click.option("--dry-run", is_flag=True, help="Show the plan, change nothing.")
 @click.option(
@@ -38,7 +42,7 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     from piimg.router.setup import export_script, open_session
 
     spec = app.spec()
-    prompt = _prompt if sys.stdin.isatty() else None
+    prompt = _prompt if _interactive() else None
     if export is not None:
         dialect = export_script(spec, export, password=lambda: router_password(spec.router, prompt=prompt))
         echo(f"wrote {export} for {dialect}")

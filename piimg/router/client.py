@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from piimg.config import RouterSpec
 from piimg.errors import ConfigError, RouterError
 from piimg.router.dialects import detect_version
 
@@ -49,14 +50,14 @@ def install_log_mask() -> None:
 
 
 def router_password(
-    spec: Any,
+    spec: RouterSpec,
     *,
     prompt: Callable[[str], str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> str:
     """The RouterOS password: from ``router.password_env``, else from ``prompt`` (if given).
 
-    Never from argv. ``spec`` is a :class:`piimg.config.RouterSpec`.
+    Never from argv (and never logged).
     """
     env = os.environ if env is None else env
     value = env.get(spec.password_env)
@@ -73,7 +74,7 @@ def router_password(
     )
 
 
-def tls_context(spec: Any) -> ssl.SSLContext:
+def tls_context(spec: RouterSpec) -> ssl.SSLContext:
     """TLS for api-ssl: verified against the system CAs or ``router.ca_file``, unless ``tls_verify: false``."""
     if not spec.tls_verify:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -86,8 +87,11 @@ def tls_context(spec: Any) -> ssl.SSLContext:
         raise ConfigError("router.ca_file", f"cannot load {spec.ca_file}: {exc}") from None
 
 
-def connect(spec: Any, password: str, *, timeout: float = 10.0) -> Any:
-    """Log in to the router described by ``spec`` (a RouterSpec); returns a librouteros ``Api``."""
+def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0) -> Any:
+    """Log in to the router described by ``spec``; returns a logged-in librouteros ``Api``.
+
+    Errors (unreachable, TLS, refused login) are :class:`RouterError` with a hint.
+    """
     import librouteros
     from librouteros.exceptions import ConnectionClosed, FatalError, LibRouterosError, TrapError
 
