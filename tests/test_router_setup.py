@@ -186,7 +186,7 @@ def test_unmanaged_conflicts_left_untouched_and_reported(peer: RouterOSPeer, pro
     write_spec(project, peer)
     r = piimg("router-setup", "--yes")
     assert r.exit_code == 1
-    assert "! conflict: /interface/bridge/port ether6: bridge port ether6 exists and is not managed by piimg" in r.stdout
+    assert "! conflict: /interface/bridge/port ether6: bridge port ether6 in bridge bridge exists and is not managed by piimg" in r.stdout
     assert "to fix: /interface bridge port remove [find interface=ether6]" in r.stdout
     assert "! conflict: /ip/pool lab-pool" in r.stdout
     assert "nothing was changed" in r.stderr

@@ -21,6 +21,7 @@ from piimg.router.model import (
     Desired,
     Menu,
     is_owned,
+    marker,
     menus_for,
 )
 
@@ -159,14 +160,19 @@ class Plan:
         return out
 
 
-def _conflict(menu: Menu, key: str, row: Row, what: str) -> Conflict:
+def _conflict(menu: Menu, key: str, row: Row, what: str, cluster: str) -> Conflict:
     comment = row.get("comment", "")
     owner = f"its comment is {comment!r}" if comment else "it has no piimg comment"
+    where = ""
+    if menu is IP_ADDRESS and row.get("interface"):
+        where = f" on {row['interface']}"
+    elif menu is BRIDGE_PORT and row.get("bridge"):
+        where = f" in bridge {row['bridge']}"
     return Conflict(
         menu=menu,
         key=key,
-        message=f"{what} exists and is not managed by piimg ({owner}); piimg will not change it",
-        fix=menu.fix.format(key=row.get(menu.key, key)) + " (or add the comment to let piimg manage it)",
+        message=f"{what}{where} exists and is not managed by piimg ({owner}); piimg will not change it",
+        fix=menu.fix.format(key=row.get(menu.key, key)) + f' (or set its comment to "{marker(cluster)}" to hand it to piimg)',
     )
 
 
@@ -187,7 +193,7 @@ def make_plan(desired: Desired, current: Current) -> Plan:
             key = item.key
             theirs = next((r for r in unowned if menu.identity(r) == key), None)
             if theirs is not None:
-                conflicts.append(_conflict(menu, key, theirs, f"{menu.what} {key}"))
+                conflicts.append(_conflict(menu, key, theirs, f"{menu.what} {key}", cluster))
                 continue
             clash = next(
                 (
@@ -201,7 +207,7 @@ def make_plan(desired: Desired, current: Current) -> Plan:
             if clash is not None:
                 f, r = clash
                 other = menu.identity(r) or r.get(".id", "?")
-                conflicts.append(_conflict(menu, key, r, f"{menu.what} {other} with {f}={item.props[f]}"))
+                conflicts.append(_conflict(menu, key, r, f"{menu.what} {other} with {f}={item.props[f]}", cluster))
                 continue
             mine = next((r for r in owned if menu.identity(r) == key and r.get(".id") not in matched), None)
             if mine is None:
