@@ -243,8 +243,11 @@ def test_tls_with_self_signed_certificate(tmp_path: Path, project: Path, piimg: 
         assert "TLS certificate is not trusted" in r.stderr
         assert "router.ca_file" in r.stderr
 
-        write_spec(project, p, router={"tls": True, "ca_file": str(cert)})
-        r = piimg("router-setup", "--yes")
+        (project / "router-ca.pem").write_bytes(cert.read_bytes())
+        spec_file = write_spec(project, p, router={"tls": True, "ca_file": "router-ca.pem"})
+        os.chdir(tmp_path)  # ca_file is relative to piimg.yaml, not to the working directory
+        r = piimg("-c", str(spec_file), "router-setup", "--yes")
+        os.chdir(project)
         assert r.exit_code == 0, r.output
         assert len(p.rows("/routing/bgp/connection")) == 2
 
@@ -268,6 +271,14 @@ def test_secrets_never_logged(peer: RouterOSPeer, project: Path, piimg: Any, cap
     for secret in (PASSWORD, BGP_KEY):
         assert secret not in caplog.text
         assert secret not in r.output
+
+
+def test_non_ascii_password(peer: RouterOSPeer, project: Path, piimg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_spec(project, peer)
+    monkeypatch.setenv("PIIMG_ROUTER_PASSWORD", "pässwort")
+    r = piimg("router-setup", "--dry-run")
+    assert r.exit_code == 1
+    assert "non-ASCII" in r.stderr and "pässwort" not in r.output
 
 
 def test_missing_and_wrong_password(peer: RouterOSPeer, project: Path, piimg: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from piimg.config import RouterSpec
@@ -74,20 +75,28 @@ def router_password(
     )
 
 
-def tls_context(spec: RouterSpec) -> ssl.SSLContext:
-    """TLS for api-ssl: verified against the system CAs or ``router.ca_file``, unless ``tls_verify: false``."""
+def tls_context(spec: RouterSpec, *, base_dir: Path | None = None) -> ssl.SSLContext:
+    """TLS for api-ssl: verified against the system CAs or ``router.ca_file``, unless ``tls_verify: false``.
+
+    A relative ``ca_file`` is relative to ``base_dir`` (the spec's folder).
+    """
     if not spec.tls_verify:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
+    cafile = None
+    if spec.ca_file:
+        cafile = Path(spec.ca_file).expanduser()
+        if base_dir is not None and not cafile.is_absolute():
+            cafile = base_dir / cafile
     try:
-        return ssl.create_default_context(cafile=spec.ca_file)
+        return ssl.create_default_context(cafile=str(cafile) if cafile else None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("router.ca_file", f"cannot load {spec.ca_file}: {exc}") from None
+        raise ConfigError("router.ca_file", f"cannot load {cafile}: {exc}") from None
 
 
-def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0) -> Any:
+def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir: Path | None = None) -> Any:
     """Log in to the router described by ``spec``; returns a logged-in librouteros ``Api``.
 
     Errors (unreachable, TLS, refused login) are :class:`RouterError` with a hint.
@@ -98,7 +107,7 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0) -> Any:
     install_log_mask()
     wrapper: Callable[[socket.socket], socket.socket] | None = None
     if spec.tls:
-        ctx = tls_context(spec)
+        ctx = tls_context(spec, base_dir=base_dir)
 
         def wrapper(sock: socket.socket) -> socket.socket:
             return ctx.wrap_socket(sock, server_hostname=spec.host if ctx.check_hostname else None)
@@ -122,6 +131,11 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0) -> Any:
         raise RouterError(
             f"{where}: TLS handshake failed ({exc.reason or exc})",
             hint="api-ssl needs a certificate on the router (/ip service set api-ssl certificate=...), or set router.tls: false",
+        ) from None
+    except UnicodeEncodeError:
+        raise RouterError(
+            f"{where}: the password contains non-ASCII characters, which the RouterOS API login does not take",
+            hint="use an ASCII password for the API user",
         ) from None
     except TrapError as exc:
         raise RouterError(f"{where}: login as {spec.username} refused: {exc}", hint=f"check ${spec.password_env}") from None

@@ -60,7 +60,7 @@ class Session:
 def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
     """Connect, read the router and plan; the connection closes when the block ends."""
     key = bgp_password(spec)
-    api = connect(spec.router, password)
+    api = connect(spec.router, password, base_dir=spec.base_dir)
     try:
         dialect = resolve_dialect(spec, api)
         reporter.info(f"connected to {spec.router.host}:{spec.router.api_port}: {dialect}")
@@ -79,7 +79,7 @@ def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dia
     once to ask the router (``password`` is only called then).
     """
     if spec.router.version == "auto":
-        api = connect(spec.router, password())
+        api = connect(spec.router, password(), base_dir=spec.base_dir)
         try:
             dialect = detect_version(api)
         finally:
