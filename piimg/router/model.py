@@ -8,7 +8,7 @@ and never touch anything else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from piimg.config import Spec
@@ -157,7 +157,8 @@ class Desired:
     notes: tuple[str, ...] = ()
     #: the address the API connection goes to (for the management warning)
     api_host: str = ""
-    ports: tuple[str, ...] = field(default=())
+    #: the bridge and the ports router-setup puts into it
+    ports: tuple[str, ...] = ()
     bridge: str = ""
 
 
