@@ -352,3 +352,45 @@ def test_status_cli_watch_gives_up_at_timeout(project: Path, piimg: Any, kube: F
     r = piimg("status", "--watch", "--timeout", "2", "--interval", "1", "--no-router")
     assert r.exit_code == 1
     assert "[round 1]" in r.stderr and "checks ok" in r.stdout
+
+
+# --- router through librouteros against the RouterOS API peer ------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("version", ["6.49.17", "7.16.2", "7.20.1"])
+@pytest.mark.parametrize("established", [True, False])
+def test_status_cli_router_checks(
+    project: Path, piimg: Any, kube: FakeKube, ingress: Ingress, monkeypatch: pytest.MonkeyPatch, version: str, established: bool
+) -> None:
+    from tests.routeros_peer import RouterOSPeer
+
+    with RouterOSPeer(version=version, users={"admin": "pw"}) as peer:
+        host, port = peer.address
+        peer.add_bgp_session("127.0.2.10", remote_as=64500, prefixes=[LB_IP], established=established)
+        doc = {**SPEC_DOC, "router": {"host": host, "port": port, "tls": False}}
+        (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
+        kube.kubeconfig(project / "kubeconfig")
+        monkeypatch.setenv("PIIMG_ROUTER_PASSWORD", "pw")
+        r = piimg("status", "--json")
+        checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+        writes = peer.writes
+    if established:
+        assert checks["router bgp"]["state"] == "ok", checks["router bgp"]
+        assert checks["router routes"] == {"name": "router routes", "state": "ok", "detail": f"{LB_IP} via 127.0.2.10"}
+    else:
+        assert checks["router bgp"]["state"] == "fail"
+        assert "k8s-master (127.0.2.10)" in checks["router bgp"]["detail"]
+        assert checks["router routes"]["state"] == "fail"
+    assert writes == 0  # status only reads
+
+
+@pytest.mark.integration
+def test_status_cli_router_without_password(project: Path, piimg: Any, kube: FakeKube, ingress: Ingress, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PIIMG_ROUTER_PASSWORD", raising=False)
+    (project / "piimg.yaml").write_text(yaml.safe_dump({**SPEC_DOC, "router": {"host": "127.0.0.1", "port": 9, "tls": False}}))
+    kube.kubeconfig(project / "kubeconfig")
+    r = piimg("status", "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["router bgp"]["state"] == "fail" and "PIIMG_ROUTER_PASSWORD" in checks["router bgp"]["detail"]
+    assert checks["loadbalancers"]["state"] == "ok"

@@ -17,7 +17,7 @@ def opener(spec: Spec) -> RouterOpener:
         from piimg.router import client
 
         try:
-            api: Any = client.connect(spec.router, client.router_password(spec, prompt=False))
+            api: Any = client.connect(spec.router, client.router_password(spec.router), base_dir=spec.base_dir)
         except PiimgError:
             raise
         except Exception as exc:  # librouteros raises its own hierarchy and OSError
