@@ -1,156 +1,186 @@
-"""Generated test images: small raw "disk images" and their compressed forms."""
+"""Generate realistic Raspberry-Pi-OS-layout images for tests, the demo and benchmarks.
+
+MBR (or GPT), partition 1 FAT32 ``bootfs`` with ``config.txt`` and
+``cmdline.txt`` (Bookworm or Trixie flavour), partition 2 ext4 ``rootfs``
+with ``/etc/os-release``; partitions aligned at 4 or 8 MiB like the real
+images. Made with dosfstools, mtools and e2fsprogs, no loop devices, no root.
+"""
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
-import io
-import lzma
+import os
 import random
 import shutil
+import struct
 import subprocess
-import zipfile
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-MIB = 1 << 20
+MiB = 1024 * 1024
+
+BOOKWORM_CMDLINE = (
+    "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 fsck.repair=yes rootwait "
+    "quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"
+)
+TRIXIE_CMDLINE = (
+    "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 fsck.repair=yes rootwait "
+    "quiet splash plymouth.ignore-serial-consoles cfg80211.ieee80211_regdom=GB\n"
+)
+CONFIG_TXT = """# For more options and information see
+# http://rptl.io/configtxt
+dtparam=audio=on
+camera_auto_detect=1
+display_auto_detect=1
+auto_initramfs=1
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+arm_64bit=1
+
+[all]
+enable_uart=1
+"""
+OS_RELEASE = {
+    "bookworm": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
+    'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n',
+    "trixie": 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\n'
+    'VERSION="13 (trixie)"\nVERSION_CODENAME=trixie\nID=debian\n',
+}
+# Trixie cloud-init images ship placeholder seed files on the boot partition.
+TRIXIE_SEED = {
+    "user-data": "#cloud-config\n# This is the user-data configuration file for cloud-init.\n",
+    "meta-data": "# This is the meta-data configuration file for cloud-init.\ninstance-id: rpios-image\n",
+    "network-config": "# This is the network-config configuration file for cloud-init.\nnetwork:\n  version: 2\n",
+}
 
 
-def raw_image(size: int = 3 * MIB, *, seed: int = 1, trailing_zeros: bool = True) -> bytes:
-    """Pseudo-random data blocks separated by zero runs (free space), like a small disk image."""
-    rng = random.Random(seed)
-    out = bytearray(size)
-    pos = 4096
-    while pos < size - (MIB // 2 if trailing_zeros else 0):
-        n = rng.randint(1, 64) * 1024
-        words = b" ".join(rng.choice((b"boot", b"kernel", b"ext4", b"pi", b"k3s", b"x" * 7)) for _ in range(n // 4))
-        chunk = (words + rng.randbytes(n // 8))[:n]
-        out[pos : pos + len(chunk)] = chunk
-        pos += len(chunk) + rng.randint(0, 4) * 64 * 1024
-    out[0:4] = b"\xeb\x3c\x90M"  # not a compression magic
-    if not trailing_zeros:
-        out[-1] = 1
-    return bytes(out[:size])
+@dataclass(frozen=True)
+class GeneratedImage:
+    path: Path
+    disk_id: str
+    boot_offset: int
+    boot_size: int
+    root_offset: int
+    root_size: int
+    flavour: str
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _env() -> dict[str, str]:
+    return {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C"}
 
 
-@functools.lru_cache(maxsize=64)
-def compress(data: bytes, fmt: str, *, multiblock: bool = False) -> bytes:
-    """``fmt``: raw, xz, gz, zst, zip."""
-    if fmt == "raw":
-        return data
-    if fmt == "xz":
-        if multiblock and shutil.which("xz"):
-            return subprocess.run(["xz", "-T2", "--block-size=256KiB", "-1", "-c"], input=data,
-                                  capture_output=True, check=True).stdout
-        return lzma.compress(data, preset=1)
-    if fmt == "gz":
-        return gzip.compress(data, compresslevel=1)
-    if fmt == "zst":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=1).compress(data)
-    if fmt == "zip":
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            zf.writestr("README.txt", "not the image\n")
-            zf.writestr("2025-01-01-test.img", data)
-        return buf.getvalue()
-    raise ValueError(fmt)
+def _run(argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {proc.stderr.strip()}")
 
 
-EXT = {"raw": ".img", "xz": ".img.xz", "gz": ".img.gz", "zst": ".img.zst", "zip": ".zip"}
+def _write_mbr(fh: object, disk_id: int, parts: list[tuple[int, int, int]]) -> None:
+    mbr = bytearray(512)
+    struct.pack_into("<I", mbr, 0x1B8, disk_id)
+    for i, (ptype, start, size) in enumerate(parts):
+        entry = struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", ptype, b"\xfe\xff\xff", start // 512, size // 512)
+        mbr[0x1BE + 16 * i : 0x1BE + 16 * (i + 1)] = entry
+    mbr[510:512] = b"\x55\xaa"
+    fh.seek(0)  # type: ignore[attr-defined]
+    fh.write(bytes(mbr))  # type: ignore[attr-defined]
 
 
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+def make_image(
+    path: str | os.PathLike[str],
+    *,
+    flavour: str = "bookworm",
+    align_mib: int = 8,
+    boot_mib: int = 64,
+    root_mib: int = 64,
+    sectors_per_cluster: int = 1,
+    root_fill_mib: int = 0,
+    boot_extra: dict[str, bytes] | None = None,
+    gpt: bool = False,
+    disk_id: int = 0x5E3DA0C1,
+    seed: int = 1,
+) -> GeneratedImage:
+    """Write a Pi-OS-layout image to ``path`` and describe it.
 
-
-# ---------------------------------------------------------------- a catalog on a FileServer
-
-LITE_OLD = "/raspios_lite_arm64/images/raspios_lite_arm64-2024-11-19/2024-11-19-raspios-bookworm-arm64-lite.img.xz"
-LITE_NEW = "/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz"
-DESKTOP = "/raspios_arm64/images/raspios_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64.img.xz"
-ARMHF = "/raspios_lite_armhf/images/raspios_lite_armhf-2025-05-13/2025-05-13-raspios-bookworm-armhf-lite.img.gz"
-ZST = "/third/zst-os/zst-os-2025-01-01/zst-os.img.zst"
-ZIP = "/third/ubuntu-server-24-04.zip"
-NOSHA = "/nosha/images/nosha-2025-02-02/nosha.img.xz"
-
-
-def entry(srv: object, path: str, data: bytes, fmt: str, *, date: str, name: str, init: str | None = "systemd",
-          with_sha: bool = True, extract_sha: str | None = None, sha_file: bool = False) -> dict[str, object]:
-    """Put the compressed image on ``srv`` and return its os_list item."""
-    blob = compress(data, fmt)
-    srv.add(path, blob)  # type: ignore[attr-defined]
-    if sha_file:
-        srv.add(path + ".sha256", f"{sha(blob)}  {path.rsplit('/', 1)[-1]}\n")  # type: ignore[attr-defined]
-    item: dict[str, object] = {
-        "name": name,
-        "description": f"{name} for tests",
-        "icon": "https://example.invalid/icon.png",
-        "url": srv.url(path),  # type: ignore[attr-defined]
-        "extract_size": len(data),
-        "extract_sha256": extract_sha or sha(data),
-        "image_download_size": len(blob),
-        "release_date": date,
-        "devices": ["pi5-64bit", "pi4-64bit"],
-    }
-    if with_sha:
-        item["image_download_sha256"] = sha(blob)
-    if init:
-        item["init_format"] = init
-    return item
-
-
-def serve_catalog(srv: object, images: dict[str, bytes]) -> str:
-    """A catalog with nested categories and a subitems_url; returns the catalog URL.
-
-    ``images`` maps the path constants above to raw image bytes.
+    ``flavour``: ``bookworm`` (systemd first-run) or ``trixie`` (cloud-init
+    seed files on the boot partition). ``root_fill_mib`` adds that much
+    incompressible data to the root filesystem, for flash benchmarks.
     """
-    sub = {
-        "os_list": [
-            entry(srv, LITE_NEW, images[LITE_NEW], "xz", date="2025-05-13", name="Raspberry Pi OS Lite (64-bit)",
-                  init="cloudinit-rpi"),
-            {
-                "name": "Other",
-                "subitems": [
-                    entry(srv, ARMHF, images[ARMHF], "gz", date="2025-05-13", name="Raspberry Pi OS Lite (32-bit)"),
-                    entry(srv, ZST, images[ZST], "zst", date="2025-01-01", name="Zst OS", init=None),
-                    entry(srv, ZIP, images[ZIP], "zip", date="2024-04-25", name="Ubuntu Server 24.04"),
-                    entry(srv, NOSHA, images[NOSHA], "xz", date="2025-02-02", name="No-sha OS", with_sha=False,
-                          sha_file=True),
-                ],
-            },
+    path = Path(path)
+    boot_off = align_mib * MiB
+    boot_size = boot_mib * MiB
+    root_off = boot_off + boot_size
+    root_off = -(-root_off // (align_mib * MiB)) * (align_mib * MiB)
+    root_size = root_mib * MiB
+    total = root_off + root_size + (MiB if gpt else 0)  # GPT keeps a backup table at the end
+    with open(path, "wb") as fh:
+        fh.truncate(total)
+        if not gpt:
+            _write_mbr(fh, disk_id, [(0x0C, boot_off, boot_size), (0x83, root_off, root_size)])
+    if gpt:
+        script = (
+            "label: gpt\n"
+            f"start={boot_off // 512}, size={boot_size // 512}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name=bootfs\n"
+            f"start={root_off // 512}, size={root_size // 512}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=rootfs\n"
+        )
+        proc = subprocess.run(["sfdisk", "-q", str(path)], input=script, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"sfdisk failed: {proc.stderr}")
+    _run(
+        [
+            "mkfs.vfat", "-F", "32", "-n", "bootfs", "-s", str(sectors_per_cluster),
+            f"--offset={boot_off // 512}", str(path), str(boot_size // 1024),
         ]
+    )
+    partuuid = f"{disk_id:08x}"
+    files: dict[str, bytes] = {
+        "config.txt": CONFIG_TXT.encode(),
+        "cmdline.txt": (BOOKWORM_CMDLINE if flavour == "bookworm" else TRIXIE_CMDLINE).format(partuuid=partuuid).encode(),
+        "issue.txt": f"Raspberry Pi reference 2025-10-01 ({flavour})\n".encode(),
+        "kernel8.img": random.Random(seed).randbytes(300 * 1024),
+        "bcm2712-rpi-5-b.dtb": random.Random(seed + 1).randbytes(70 * 1024),
     }
-    import json
+    if flavour == "trixie":
+        files.update({k: v.encode() for k, v in TRIXIE_SEED.items()})
+    files.update(boot_extra or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            src = Path(tmp) / name
+            src.write_bytes(data)
+            _run(["mcopy", "-o", "-i", f"{path}@@{boot_off}", str(src), f"::{name}"])
+        rootdir = Path(tmp) / "root"
+        (rootdir / "etc").mkdir(parents=True)
+        (rootdir / "etc" / "os-release").write_text(OS_RELEASE.get(flavour, OS_RELEASE["bookworm"]))
+        (rootdir / "etc" / "hostname").write_text("raspberrypi\n")
+        (rootdir / "boot" / "firmware").mkdir(parents=True)
+        if root_fill_mib:
+            rng = random.Random(seed + 2)
+            data_dir = rootdir / "usr" / "lib" / "fill"
+            data_dir.mkdir(parents=True)
+            for i in range(root_fill_mib):
+                (data_dir / f"blob{i:05d}").write_bytes(rng.randbytes(MiB))
+        _run(
+            [
+                "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(rootdir), "-E", f"offset={root_off}",
+                str(path), f"{root_size // 1024}k",
+            ]
+        )
+    return GeneratedImage(path, partuuid, boot_off, boot_size, root_off, root_size, flavour)
 
-    srv.add("/os_list_other.json", json.dumps(sub))  # type: ignore[attr-defined]
-    top = {
-        "imager": {"latest_version": "2.0.0", "url": "https://example.invalid/", "devices": []},
-        "os_list": [
-            entry(srv, DESKTOP, images[DESKTOP], "xz", date="2025-05-13", name="Raspberry Pi OS (64-bit)"),
-            {
-                "name": "Raspberry Pi OS (other)",
-                "description": "Other Raspberry Pi OS based images",
-                "subitems": [
-                    entry(srv, LITE_OLD, images[LITE_OLD], "xz", date="2024-11-19",
-                          name="Raspberry Pi OS Lite (64-bit, old)"),
-                    {"name": "More", "subitems_url": "os_list_other.json"},
-                ],
-            },
-            {"name": "Erase", "description": "Format card as FAT32", "url": "internal://format"},
-            {"name": "Use custom", "description": "Select a custom .img from your computer"},
-        ],
-    }
-    return srv.add("/os_list_imagingutility_v4.json", json.dumps(top))  # type: ignore[attr-defined]
+
+def extract_partition(image: Path, offset: int, size: int, dest: Path) -> Path:
+    """Copy one partition out of an image (for tools that cannot take an offset)."""
+    with open(image, "rb") as src, open(dest, "wb") as dst:
+        src.seek(offset)
+        remaining = size
+        while remaining:
+            chunk = src.read(min(remaining, 4 * MiB))
+            if not chunk:
+                break
+            dst.write(chunk)
+            remaining -= len(chunk)
+    return dest
 
 
-def catalog_images() -> dict[str, bytes]:
-    paths = [LITE_OLD, LITE_NEW, DESKTOP, ARMHF, ZST, ZIP, NOSHA]
-    return {p: raw_image(MIB + i * 65536, seed=i + 10) for i, p in enumerate(paths)}
+def tools_available() -> bool:
+    return all(shutil.which(t) for t in ("mkfs.vfat", "mcopy", "mkfs.ext4"))

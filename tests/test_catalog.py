@@ -9,7 +9,7 @@ import pytest
 from piimg.builder import catalog as cat
 from piimg.builder.source import list_catalog
 from piimg.errors import ConfigError, DownloadError
-from tests import imagegen as ig
+from tests import fetchfixtures as ig
 from tests.httpserver import FileServer
 
 

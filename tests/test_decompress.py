@@ -9,7 +9,7 @@ from piimg.builder import decompress
 from piimg.builder.decompress import Format, decompress_to, detect_format, open_decompressed
 from piimg.errors import ImageError
 from tests.conftest import have
-from tests.imagegen import EXT, MIB, compress, raw_image, sha, write
+from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, write
 
 FORMATS = ["raw", "xz", "gz", "zst", "zip"]
 

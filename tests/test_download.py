@@ -10,7 +10,7 @@ import pytest
 from piimg.builder.download import RetryPolicy, download, parse_sha256_file, part_path, sha256_file
 from piimg.errors import DownloadError
 from tests.httpserver import Fault, FileServer
-from tests.imagegen import sha
+from tests.fetchfixtures import sha
 
 FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=2, read_timeout=5)
 DATA = os.urandom(1_000_000)

@@ -15,7 +15,7 @@ from piimg.builder.download import RetryPolicy
 from piimg.builder.source import obtain_base_image
 from piimg.errors import ConfigError, DownloadError, ImageError
 from piimg.paths import user_cache_dir
-from tests import imagegen as ig
+from tests import fetchfixtures as ig
 from tests.httpserver import FileServer
 
 pytestmark = pytest.mark.integration
