@@ -467,7 +467,7 @@ def test_names() -> None:
 def test_generated_pi_image(tmp_path: Path, flavour: str, align: int) -> None:
     """A Raspberry Pi OS-style image: only partition 1 changes, and it stays clean."""
     from piimg.builder import partitions
-    from tests.fetchfixtures import make_image, tools_available
+    from tests.imagegen import make_image, tools_available
 
     if not tools_available():
         pytest.skip("needs dosfstools, mtools and e2fsprogs")

@@ -8,7 +8,7 @@ import pytest
 
 from piimg.builder import partitions
 from piimg.errors import ImageError
-from tests.fetchfixtures import make_image, tools_available
+from tests.imagegen import make_image, tools_available
 
 needs_tools = pytest.mark.skipif(not tools_available(), reason="dosfstools/mtools/e2fsprogs not installed")
 
