@@ -9,8 +9,8 @@ import pytest
 
 from piimg.builder.download import RetryPolicy, download, parse_sha256_file, part_path, sha256_file
 from piimg.errors import DownloadError
-from tests.httpserver import Fault, FileServer
 from tests.fetchfixtures import sha
+from tests.httpserver import Fault, FileServer
 
 FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=2, read_timeout=5)
 DATA = os.urandom(1_000_000)
