@@ -115,3 +115,47 @@ def test_open_decompressed_close_early_kills_decoder(tmp_path: Path, data: bytes
 def test_missing_source(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot read"):
         decompress_to(tmp_path / "nope.img.xz", tmp_path / "o.img")
+
+
+def test_non_regular_target_gets_every_byte(tmp_path: Path) -> None:
+    """A device keeps old data under a skipped block: write zeros there (a FIFO stands in for a device)."""
+    import threading
+
+    data = bytearray(2 * MIB)
+    data[MIB : MIB + 10] = b"0123456789"
+    src = write(tmp_path / "x.img.gz", compress(bytes(data), "gz"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = bytearray()
+
+    def drain() -> None:
+        with open(fifo, "rb") as fh:
+            while chunk := fh.read(65536):
+                got.extend(chunk)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    result = decompress_to(src, fifo)
+    t.join(timeout=10)
+    assert bytes(got) == bytes(data) and result.size == len(data)
+
+
+def test_interrupt_mid_decompression_stops_the_decoder(tmp_path: Path, data: bytes, decoder: str) -> None:
+    import contextlib
+    import threading
+
+    class Bar:
+        def update(self, n: int) -> None:
+            raise KeyboardInterrupt
+
+    class Reporter:
+        def info(self, m: str) -> None: ...
+        def warn(self, m: str) -> None: ...
+        def bar(self, d: str, t: int | None, *, unit: str = "B") -> contextlib.AbstractContextManager[Bar]:
+            return contextlib.nullcontext(Bar())
+
+    src = write(tmp_path / "x.img.xz", compress(data, "xz"))
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        decompress_to(src, tmp_path / "o.img", Reporter())  # type: ignore[arg-type]
+    assert threading.active_count() == before  # the reader thread is gone

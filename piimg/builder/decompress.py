@@ -246,12 +246,19 @@ class SparseWriter:
     element (~40x slower).
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, sparse: bool = True) -> None:
         self.fd = fd
         self.pos = 0
+        self.sparse = sparse
 
     def write(self, buf: bytearray, n: int) -> None:
         """Write the first ``n`` bytes of ``buf`` at the current position."""
+        if not self.sparse:
+            data = memoryview(buf)[:n]
+            while len(data):
+                data = data[os.write(self.fd, data) :]
+            self.pos += n
+            return
         if n == CHUNK and buf.startswith(_ZERO_CHUNK):
             self.pos += n
             return
@@ -285,7 +292,8 @@ class SparseWriter:
 
     def finish(self) -> None:
         """Set the final size (a trailing hole counts too)."""
-        os.ftruncate(self.fd, self.pos)
+        if self.sparse:
+            os.ftruncate(self.fd, self.pos)
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,9 @@ def decompress_to(
 
     Returns the size and SHA-256 of the decompressed bytes. ``dst`` is left
     partially written on error: callers write to a temporary name
-    (:func:`piimg.fsutil.atomic_path`).
+    (:func:`piimg.fsutil.atomic_path`). Holes are made only in a regular
+    file: a device gets every byte, zeros included (its old content would
+    show through a skipped block).
     """
     src = Path(src)
     dst = Path(dst)
@@ -379,9 +389,10 @@ def decompress_to(
     total = expected_size if expected_size is not None else (src.stat().st_size if fmt is Format.RAW else None)
     chunks = _Prefetch(open_decompressed(src))
     try:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        regular = not dst.exists() or dst.is_file()
+        fd = os.open(dst, os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if regular else 0), 0o644)
         try:
-            writer = SparseWriter(fd)
+            writer = SparseWriter(fd, sparse=regular)
             with reporter.bar(description or f"decompressing {src.name}", total) as bar:
                 for buf, n in chunks:
                     hasher.update(memoryview(buf)[:n])
