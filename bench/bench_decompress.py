@@ -111,10 +111,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("PIIMG_BENCH_DIR", "/var/tmp/piimg-bench-decompress")))
     ap.add_argument("--with-python", action="store_true", help="also time the pure-Python lzma fallback")
+    ap.add_argument("--out", type=Path, help="output file (default: WORKDIR/out.img; /dev/shm/x takes the disk out)")
     args = ap.parse_args()
     src = generate(args.workdir, args.size_mib)
     load = os.getloadavg()[0]
-    out = args.workdir / "out.img"
+    out = args.out or args.workdir / "out.img"
     cases = {
         "xz -dc > file": lambda: _time_shell(["xz", "-dc", str(src)], out),
         "xz -T0 -dc > file": lambda: _time_shell(["xz", "-T0", "-dc", str(src)], out),
