@@ -12,7 +12,7 @@ from piimg.errors import DownloadError
 from tests.fetchfixtures import sha
 from tests.httpserver import Fault, FileServer
 
-FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=2, read_timeout=5)
+FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=10, read_timeout=30)
 DATA = os.urandom(1_000_000)
 
 

@@ -20,7 +20,7 @@ from tests.httpserver import FileServer
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=5)
+FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=10, read_timeout=30)
 
 
 @pytest.fixture(scope="module")
