@@ -14,7 +14,7 @@ from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, write
 FORMATS = ["raw", "xz", "gz", "zst", "zip"]
 
 
-@pytest.fixture(params=["external", "python"])
+@pytest.fixture(params=[pytest.param("external", marks=pytest.mark.integration), "python"])
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(decompress, "FORCE_PYTHON_DECODERS", request.param == "python")
     return str(request.param)

@@ -15,6 +15,8 @@ from tests.httpserver import Fault, FileServer
 FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=10, read_timeout=30)
 DATA = os.urandom(1_000_000)
 
+pytestmark = pytest.mark.integration  # a real HTTP server on 127.0.0.1
+
 
 @pytest.fixture()
 def srv() -> Iterator[FileServer]:

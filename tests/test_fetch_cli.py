@@ -216,12 +216,17 @@ def test_http_image_override_needs_sha256(srv, project: Path, piimg) -> None:
     assert r.exit_code == 1 and "--sha256" in r.stderr
 
 
-def test_image_override_url_with_sha(srv, images, project: Path, piimg) -> None:
+@pytest.mark.parametrize("fmt", ["gz", "raw"])
+def test_image_override_url_with_sha(srv, images, project: Path, piimg, fmt: str) -> None:
     s, _ = srv
+    data = images[ig.ARMHF]
+    url = s.add(f"/custom/plain{ig.EXT[fmt]}", ig.compress(data, fmt))
     _spec(project, "image:\n  os: raspios-lite-arm64\n")
-    r = piimg("fetch", "--image", s.url(ig.ARMHF), "--sha256", ig.sha(s.files[ig.ARMHF]).upper())
+    r = piimg("fetch", "--image", url, "--sha256", ig.sha(s.files[f"/custom/plain{ig.EXT[fmt]}"]).upper())
     assert r.exit_code == 0, r
-    assert Path(r.stdout.strip()).read_bytes() == images[ig.ARMHF]
+    path = Path(r.stdout.strip())
+    assert path.read_bytes() == data
+    assert path.stat().st_blocks * 512 < len(data)  # stored sparse, even when downloaded raw
 
 
 def test_local_raw_image_is_used_in_place(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
