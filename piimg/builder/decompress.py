@@ -202,37 +202,40 @@ def zip_member(zf: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
     raise ImageError(f"{path}: expected exactly one .img file in the zip archive, found {names}")
 
 
-def open_decompressed(path: str | os.PathLike[str]) -> io.RawIOBase | io.BufferedIOBase:
+def open_decompressed(path: str | os.PathLike[str]) -> io.BufferedReader:
     """A readable binary stream of the decompressed content of ``path``.
 
-    Format by magic bytes. Decoder errors raise :class:`ImageError` (for an
-    external decoder at the end of the stream). Close it when done.
+    Format by magic bytes; ``read(n)`` returns ``n`` bytes until the end.
+    Decoder errors raise :class:`ImageError` (for an external decoder, at the
+    end of the stream). Close it when done: closing early stops the decoder.
     """
     path = Path(path)
     fmt = detect_format(path)
     if fmt is Format.RAW:
         return open(path, "rb")
+    raw: io.RawIOBase
     if fmt is Format.ZIP:
         try:
             zf = zipfile.ZipFile(path)
             member = zip_member(zf, path)
-            return _CheckedReader(zf.open(member), path, (zf,))
+            raw = _CheckedReader(zf.open(member), path, (zf,))
         except zipfile.BadZipFile as exc:
             raise ImageError(f"{path}: not a valid zip archive: {exc}") from exc
-    argv = _external(fmt)
-    if argv is not None:
-        return _ProcessReader([*argv, str(path)], path)
-    inner: Any
-    if fmt is Format.XZ:
-        inner = lzma.LZMAFile(path, "rb")  # noqa: SIM115 -- owned by the returned reader
-    elif fmt is Format.GZIP:
-        inner = gzip.GzipFile(path, "rb")
+    elif (argv := _external(fmt)) is not None:
+        raw = _ProcessReader([*argv, str(path)], path)
     else:
-        import zstandard
+        inner: Any
+        if fmt is Format.XZ:
+            inner = lzma.LZMAFile(path, "rb")  # noqa: SIM115 -- owned by the returned reader
+        elif fmt is Format.GZIP:
+            inner = gzip.GzipFile(path, "rb")
+        else:
+            import zstandard
 
-        raw = open(path, "rb")  # noqa: SIM115 -- closed by the stream reader (closefd)
-        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-    return _CheckedReader(inner, path)
+            fh = open(path, "rb")  # noqa: SIM115 -- closed by the stream reader (closefd)
+            inner = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True, closefd=True)
+        raw = _CheckedReader(inner, path)
+    return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
 # --------------------------------------------------------------------------- sparse writer
@@ -323,7 +326,7 @@ class _Prefetch:
     memory stays at (depth + 1) * CHUNK.
     """
 
-    def __init__(self, stream: io.RawIOBase | io.BufferedIOBase, depth: int = 3) -> None:
+    def __init__(self, stream: io.BufferedReader, depth: int = 3) -> None:
         self.stream = stream
         self.free: queue.Queue[bytearray | None] = queue.Queue()
         for _ in range(depth):
@@ -360,8 +363,8 @@ class _Prefetch:
     def close(self) -> None:
         self.stop.set()
         self.free.put(None)
-        if isinstance(self.stream, _ProcessReader):
-            self.stream.kill()  # unblocks a read on the pipe
+        if isinstance(self.stream.raw, _ProcessReader):
+            self.stream.raw.kill()  # unblocks a read on the pipe
         self.thread.join()
         self.stream.close()
 
