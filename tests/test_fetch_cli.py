@@ -328,3 +328,16 @@ def test_ctrl_c_during_decompression_leaves_only_the_part(srv, images, project: 
     base = obtain_base_image(spec, policy=FAST)
     assert base.path.read_bytes() == images[ig.LITE_NEW]
     assert s.bytes_sent(ig.LITE_NEW) == 0  # the complete download was reused
+
+
+def test_network_down_falls_back_to_cached_catalog(images, project: Path) -> None:
+    from piimg.progress import QuietReporter
+
+    with FileServer() as s:
+        url = ig.serve_catalog(s, images)
+        spec = _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
+        first = obtain_base_image(spec, policy=FAST)
+    # the server is gone now: the catalog cannot be fetched, the cached copy and image are used
+    reporter = QuietReporter()
+    assert obtain_base_image(spec, policy=FAST, reporter=reporter) == first
+    assert any("using the copy of the catalog cached earlier" in w for w in reporter.warnings)
