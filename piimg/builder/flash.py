@@ -1,0 +1,332 @@
+"""The writer: mapped ranges only, first MiB last, fsync, read-back verification.
+
+Why it is shaped like this:
+
+* Only the ranges of the :class:`~piimg.builder.blockmap.BlockMap` are
+  written; free space is never touched (that is where bmaptool's speed comes
+  from, and it spares the card's flash).
+* The first MiB (partition table, boot sector, GPT header) is written last and
+  after an fsync of everything else, so an interrupted flash leaves a card
+  whose old table was not replaced by one pointing at half-written partitions.
+* Reads of the source and writes to the target use large page-aligned buffers
+  (``mmap``), with the next source chunk read (and hashed) in a helper thread
+  while the current one is written. On Linux the target is opened with
+  O_DIRECT when it allows it (no double buffering through the page cache) and
+  with O_EXCL for block devices: the kernel refuses it while anything has the
+  disk or one of its partitions mounted or claimed.
+* Verification reads every written range back *from the device* and compares
+  SHA-256 digests per chunk; reading through the page cache would only prove
+  the cache holds what we wrote. Linux: O_DIRECT reads; when O_DIRECT is
+  refused, BLKFLSBUF and POSIX_FADV_DONTNEED drop the cached pages first.
+  macOS: F_NOCACHE on the raw device. A mismatch names the first bad byte.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import mmap
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+from piimg.builder.blockmap import BlockMap, Range
+from piimg.errors import ImageError, PiimgError, UnsafeTarget
+from piimg.progress import QUIET, Reporter
+
+MiB: Final = 1024 * 1024
+#: The partition table and boot sector live here; written last.
+HEAD: Final = 1 * MiB
+#: One I/O. Large enough to keep an SD card's controller busy, small enough for two in memory.
+CHUNK: Final = 8 * MiB
+#: O_DIRECT needs offsets and lengths in whole logical blocks.
+DIRECT_ALIGN: Final = 512
+BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
+
+
+class VerifyFailed(PiimgError):
+    """What was read back from the target differs from the image."""
+
+    def __init__(self, target: str, offset: int) -> None:
+        self.offset = offset
+        super().__init__(
+            f"verification failed: {target} differs from the image at byte {offset} (0x{offset:x})",
+            hint="the card may be faulty or counterfeit; try another card or reader",
+        )
+
+
+@dataclass(frozen=True)
+class FlashResult:
+    target: str
+    bytes_written: int
+    image_size: int
+    write_seconds: float
+    verify_seconds: float | None  # None when not verified
+
+    @property
+    def seconds(self) -> float:
+        return self.write_seconds + (self.verify_seconds or 0.0)
+
+    @property
+    def verified(self) -> bool:
+        return self.verify_seconds is not None
+
+    def summary(self) -> str:
+        rate = self.bytes_written / 1e6 / max(self.write_seconds, 1e-6)
+        text = (
+            f"wrote {self.bytes_written / 1e6:.1f} MB of {self.image_size / 1e6:.1f} MB to {self.target} "
+            f"in {self.write_seconds:.1f} s ({rate:.1f} MB/s)"
+        )
+        if self.verify_seconds is not None:
+            vrate = self.bytes_written / 1e6 / max(self.verify_seconds, 1e-6)
+            text += f", verified in {self.verify_seconds:.1f} s ({vrate:.1f} MB/s)"
+        else:
+            text += ", not verified"
+        return text
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    length: int
+
+
+def plan_chunks(ranges: tuple[Range, ...], *, chunk: int = CHUNK, head: int = HEAD) -> list[_Chunk]:
+    """Split the mapped ranges into I/O chunks, everything below ``head`` moved to the end."""
+    body: list[_Chunk] = []
+    first: list[_Chunk] = []
+    for r in ranges:
+        pos = r.start
+        while pos < r.end:
+            limit = head if pos < head else r.end
+            length = min(chunk, r.end - pos, limit - pos)
+            (first if pos < head else body).append(_Chunk(pos, length))
+            pos += length
+    return body + first
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, size)  # anonymous maps are page aligned, as O_DIRECT wants
+
+
+def _open_target(path: str, *, exclusive: bool, direct: bool, write: bool) -> tuple[int, bool]:
+    """Open ``path``; returns the fd and whether O_DIRECT is in effect."""
+    flags = (os.O_WRONLY if write else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
+    if exclusive and sys.platform.startswith("linux"):
+        flags |= os.O_EXCL  # on a block device: EBUSY while mounted or claimed by anyone else
+    o_direct = getattr(os, "O_DIRECT", 0)
+    try:
+        if direct and o_direct:
+            try:
+                return os.open(path, flags | o_direct), True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: the filesystem does not do O_DIRECT
+                    raise
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise UnsafeTarget(
+                f"{path}: device is busy (mounted or in use by another program)",
+                hint="unmount its partitions and close programs using it",
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise UnsafeTarget(f"{path}: permission denied", hint="run piimg flash with sudo") from None
+        if exc.errno == errno.EROFS:
+            raise UnsafeTarget(f"{path}: device is read-only (write-protect switch?)") from None
+        raise UnsafeTarget(f"{path}: cannot open: {exc.strerror}") from None
+    if sys.platform == "darwin":
+        fcntl.fcntl(fd, getattr(fcntl, "F_NOCACHE", 48), 1)
+    return fd, False
+
+
+def _pread_full(fd: int, buf: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(buf):
+        n = os.preadv(fd, [buf[done:]], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def _pwrite_full(fd: int, buf: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
+
+
+def _drop_cache(fd: int, *, block_device: bool) -> None:
+    """Make the next buffered read of ``fd`` come from the device, not from memory."""
+    if block_device and sys.platform.startswith("linux"):
+        try:
+            fcntl.ioctl(fd, BLKFLSBUF)
+        except OSError:
+            pass
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _pipeline(
+    chunks: list[_Chunk], read: Callable[[_Chunk, mmap.mmap], bytes | None]
+) -> Iterator[tuple[_Chunk, memoryview, bytes | None]]:
+    """Yield each chunk's buffer (filled by ``read`` in a helper thread) one step ahead."""
+    if not chunks:
+        return
+    size = max(c.length for c in chunks)
+    buffers = [_aligned_buffer(size), _aligned_buffer(size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[bytes | None] = pool.submit(read, chunks[0], buffers[0])
+        for i, chunk in enumerate(chunks):
+            digest = pending.result()
+            if i + 1 < len(chunks):
+                pending = pool.submit(read, chunks[i + 1], buffers[(i + 1) % 2])
+            yield chunk, memoryview(buffers[i % 2])[: chunk.length], digest
+
+
+def write_image(
+    image: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    block_map: BlockMap,
+    *,
+    verify: bool = True,
+    reporter: Reporter = QUIET,
+    after_write: Callable[[], None] | None = None,
+) -> FlashResult:
+    """Write the mapped ranges of ``image`` to ``target`` and (by default) verify them.
+
+    ``target`` must already have passed :mod:`piimg.builder.safety`. A regular
+    file target is extended to the image size if it is shorter.
+    ``after_write`` is a test hook, run after the final fsync and before the
+    read-back (tests use it to corrupt the device below the page cache).
+    """
+    image, target = os.fspath(image), os.fspath(target)
+    try:
+        src = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(f"{image}: cannot open: {exc.strerror}") from None
+    try:
+        image_size = os.fstat(src).st_size
+        if image_size != block_map.image_size:
+            raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    finally:
+        os.close(src)
+
+
+def _write_and_verify(
+    src: int,
+    image: str,
+    target: str,
+    block_map: BlockMap,
+    *,
+    verify: bool,
+    reporter: Reporter,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    try:
+        st = os.stat(target)
+        block_device = stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)
+    except FileNotFoundError:
+        block_device = False
+    if not block_device:
+        # A file target: create or extend it so the free ranges read back as zeros.
+        with open(target, "ab") as fh:
+            if fh.seek(0, os.SEEK_END) < block_map.image_size:
+                fh.truncate(block_map.image_size)
+    chunks = plan_chunks(block_map.ranges)
+    total = sum(c.length for c in chunks)
+    digests: list[bytes] = []
+
+    def read_source(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
+        view = memoryview(buf)[: chunk.length]
+        if _pread_full(src, view, chunk.start) != chunk.length:
+            raise ImageError(f"{image}: short read at byte {chunk.start} (was the image truncated?)")
+        return hashlib.sha256(view).digest() if verify else None
+
+    fd, direct = _open_target(target, exclusive=block_device, direct=True, write=True)
+    buffered = -1
+    start = time.monotonic()
+    try:
+        with reporter.bar(f"writing {target}", total) as bar:
+            for index, (chunk, view, digest) in enumerate(_pipeline(chunks, read_source)):
+                if index and chunk.start < HEAD and chunks[index - 1].start >= HEAD:
+                    os.fsync(fd)  # everything else is on the card before the table is
+                if direct and chunk.length % DIRECT_ALIGN:
+                    if buffered < 0:
+                        buffered = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+                    _pwrite_full(buffered, view, chunk.start)
+                else:
+                    _pwrite_full(fd, view, chunk.start)
+                if digest is not None:
+                    digests.append(digest)
+                bar.update(chunk.length)
+            if buffered >= 0:
+                os.fsync(buffered)
+            os.fsync(fd)
+        write_seconds = time.monotonic() - start
+        if after_write is not None:
+            after_write()
+        verify_seconds = None
+        if verify:
+            start = time.monotonic()
+            _verify(target, chunks, digests, src, block_device=block_device, reporter=reporter)
+            verify_seconds = time.monotonic() - start
+    finally:
+        if buffered >= 0:
+            os.close(buffered)
+        os.close(fd)
+    return FlashResult(target, total, block_map.image_size, write_seconds, verify_seconds)
+
+
+def _verify(
+    target: str, chunks: list[_Chunk], digests: list[bytes], src: int, *, block_device: bool, reporter: Reporter
+) -> None:
+    fd, direct = _open_target(target, exclusive=False, direct=True, write=False)
+    try:
+        if not direct:
+            _drop_cache(fd, block_device=block_device)
+        buffered = -1
+        if direct and any(c.length % DIRECT_ALIGN for c in chunks):
+            buffered = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            _drop_cache(buffered, block_device=block_device)
+
+        def read_device(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
+            view = memoryview(buf)[: chunk.length]
+            use = buffered if direct and chunk.length % DIRECT_ALIGN else fd
+            got = _pread_full(use, view, chunk.start)
+            if got != chunk.length:
+                view[got:] = bytes(chunk.length - got)  # a short device: compare as zeros
+            return hashlib.sha256(view).digest()
+
+        with reporter.bar(f"verifying {target}", sum(c.length for c in chunks)) as bar:
+            for (chunk, view, digest), expected in zip(_pipeline(chunks, read_device), digests, strict=True):
+                if digest != expected:
+                    raise VerifyFailed(target, chunk.start + _first_difference(src, chunk, view))
+                bar.update(chunk.length)
+    finally:
+        if buffered >= 0:
+            os.close(buffered)
+        os.close(fd)
+
+
+def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
+    """Offset within ``chunk`` of the first byte that differs from the source."""
+    expected = os.pread(src, chunk.length, chunk.start)
+    got = bytes(device_data)
+    if len(expected) != len(got):
+        return min(len(expected), len(got))
+    step = 4096
+    for pos in range(0, len(got), step):
+        if expected[pos : pos + step] != got[pos : pos + step]:
+            for i in range(pos, min(pos + step, len(got))):
+                if expected[i] != got[i]:
+                    return i
+    return 0
