@@ -49,7 +49,7 @@ def test_symlink_under_dev_resolves_to_the_disk(machine: tuple[LinuxDevices, obj
 def test_system_disk_found_through_luks_and_lvm(machine: tuple[LinuxDevices, object, Path]) -> None:
     devices, _, dev = machine
     d = devices.discover(str(dev / "sda"))
-    assert any("dm-1 is mounted at /" == r for r in d.system_reasons)
+    assert any(r == "dm-1 is mounted at /" for r in d.system_reasons)
     assert Mount("sda1", "/boot/efi") in d.mounted
     assert "sda3" in d.swap
     message = refusal(devices, dev, "sda", force=True)

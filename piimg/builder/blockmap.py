@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from piimg.builder import ext4map
-from piimg.builder.partitions import MBR_FAT_TYPES, GPT_FAT_TYPES, Partition, read_table
+from piimg.builder.partitions import GPT_FAT_TYPES, MBR_FAT_TYPES, Partition, read_table
 from piimg.errors import ImageError
 
 #: Ranges are widened to this alignment, so every write is a whole number of 4 KiB pages.

@@ -307,10 +307,7 @@ class MacDevices:
             return Device(path, "missing", write_path=path, platform="darwin")
         whole = str(info.get("ParentWholeDisk") or ident)
         is_partition = not info.get("WholeDisk", whole == ident)
-        if is_partition:
-            info_disk = self._plist("info", "-plist", whole)
-        else:
-            info_disk = info
+        info_disk = self._plist("info", "-plist", whole) if is_partition else info
         listing = self._plist("list", "-plist")
         mounts, reasons = _mac_mounts(listing, whole)
         removable = bool(

@@ -161,7 +161,7 @@ def _inode_table_blocks(fh: BinaryIO, offset: int) -> int:
     inodes_per_group = struct.unpack_from("<I", sb, 0x28)[0]
     inode_size = struct.unpack_from("<H", sb, 0x58)[0] or 128
     log_block = struct.unpack_from("<I", sb, 0x18)[0]
-    return -(-(inodes_per_group * inode_size) // (1024 << log_block))
+    return int(-(-(inodes_per_group * inode_size) // (1024 << log_block)))
 
 
 def _group_metadata(sb: Ext4Super, group: int) -> list[tuple[int, int]]:

@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from piimg.builder import blockmap, safety
 from piimg.builder.blockmap import BlockMap, Range
+from piimg.builder.devices import Device, Devices
 from piimg.errors import ImageError, PiimgError, UnsafeTarget
 from piimg.progress import QUIET, Reporter
 
@@ -330,3 +332,124 @@ def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
                 if expected[i] != got[i]:
                     return i
     return 0
+
+
+# ---------------------------------------------------------------------------- the whole verb
+
+_COMPRESSED: Final = {
+    b"\xfd7zXZ\x00": "xz",
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+    b"BZh": "bzip2",
+}
+
+
+def compression_of(path: str | os.PathLike[str]) -> str | None:
+    """The compression format of ``path`` from its magic bytes, or None for a raw image."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, name in _COMPRESSED.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
+    """The image path recorded by ``piimg build`` in ``build/last.json`` (contract: schema 1)."""
+    import json
+
+    path = os.fspath(last_json)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise PiimgError(
+            f"{path}: no such file: nothing built yet, and no IMAGE given",
+            hint="run piimg build first, or give the image: piimg flash IMAGE DEVICE",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise PiimgError(f"{path}: unreadable ({exc})", hint="run piimg build again") from None
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, dict) or not nodes:
+        raise PiimgError(f"{path}: lists no built node images", hint="run piimg build again")
+    names = sorted(nodes)
+    if node is None:
+        if len(names) > 1:
+            raise PiimgError(
+                f"several node images were built ({', '.join(names)}); choose one with --node NAME",
+                hint=f"piimg flash --node {names[0]} DEVICE",
+            )
+        node = names[0]
+    if node not in nodes:
+        raise PiimgError(f"--node {node}: not in the last build (built: {', '.join(names)})")
+    entry = nodes[node]
+    image = entry.get("image") if isinstance(entry, dict) else None
+    if not isinstance(image, str):
+        raise PiimgError(f"{path}: node {node} has no image path", hint="run piimg build again")
+    return image
+
+
+def flash(
+    image: str | os.PathLike[str],
+    target: str,
+    *,
+    devices: Devices,
+    confirm: Callable[[Device], bool],
+    verify: bool = True,
+    force: bool = False,
+    eject: bool = True,
+    bmap: str | os.PathLike[str] | None = None,
+    reporter: Reporter = QUIET,
+    dev_root: str = "/dev",
+    after_write: Callable[[], None] | None = None,
+) -> FlashResult:
+    """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
+
+    ``confirm`` gets the device as found and returns whether to go on (the
+    CLI asks the user, or answers yes for ``--yes``).
+    """
+    image = os.fspath(image)
+    if not os.path.isfile(image):
+        raise ImageError(f"{image}: no such image file")
+    if compression_of(image):
+        return _flash_compressed(
+            image, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
+            reporter=reporter, dev_root=dev_root, after_write=after_write,
+        )
+    image_size = os.path.getsize(image)
+    device = devices.discover(target)
+    safety.check(device, image_size, force=force, dev_root=dev_root)
+    if not confirm(device):
+        raise PiimgError(f"{target}: not confirmed; nothing was written")
+    device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+    block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+    reporter.info(
+        f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
+        f"(block map from {block_map.source}) to {device.write_path}"
+    )
+    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    if eject and device.kind == "block" and device.platform == "darwin":
+        devices.eject(device)
+    return result
+
+
+def _flash_compressed(image: str, target: str, **kwargs: Any) -> FlashResult:
+    """A compressed image is decompressed into the cache first: the block map needs random access."""
+    import tempfile
+
+    from piimg.paths import user_cache_dir
+
+    try:
+        from piimg.builder import decompress  # type: ignore[attr-defined]
+    except ImportError:
+        raise ImageError(
+            f"{image}: is {compression_of(image)}-compressed; decompress it first (e.g. xz -dk)"
+        ) from None
+    cache = user_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    reporter: Reporter = kwargs.get("reporter", QUIET)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
+        raw = os.path.join(tmp, "image.img")
+        decompress.decompress_to(image, raw, reporter)
+        return flash(raw, target, **kwargs)

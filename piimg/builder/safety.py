@@ -23,7 +23,7 @@ def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev
     path = device.path
     under_dev = os.path.abspath(path).startswith(os.path.abspath(dev_root) + os.sep)
     if device.kind == "missing":
-        if under_dev or device.platform == "darwin" and path.startswith("/dev/"):
+        if under_dev or (device.platform == "darwin" and path.startswith("/dev/")):
             raise UnsafeTarget(
                 f"{path}: no such device (piimg never creates a file under {dev_root})",
                 hint="plug in the card and check the name (Linux: lsblk; macOS: diskutil list)",
