@@ -259,3 +259,18 @@ def test_refusal_happens_before_anything_is_written(tmp_path: Path, image: Gener
         flashing.flash(image.path, "/dev/piimg-test-nonexistent", devices=devices, confirm=confirm)
     assert not Path("/dev/piimg-test-nonexistent").exists() and calls == []
 
+
+
+def test_image_onto_itself_refused(image: GeneratedImage, piimg: Any, project: Path) -> None:
+    before = read_at(image.path, 0, 4096)
+    r = piimg("flash", str(image.path), str(image.path), "--yes", "--force")
+    assert r.exit_code == 3 and "is the image itself" in r.stderr, r
+    assert read_at(image.path, 0, 4096) == before
+
+
+def test_compressed_image_is_named(tmp_path: Path, piimg: Any, project: Path) -> None:
+    packed = tmp_path / "pi.img.xz"
+    packed.write_bytes(b"\xfd7zXZ\x00" + bytes(64))
+    r = piimg("flash", str(packed), str(tmp_path / "card.img"), "--yes", "--force")
+    assert r.exit_code != 0 and "pi.img.xz" in r.stderr, r
+    assert not (tmp_path / "card.img").exists()

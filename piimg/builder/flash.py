@@ -420,6 +420,8 @@ def flash(
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     safety.check(device, image_size, force=force, dev_root=dev_root)
+    if device.kind == "file" and os.path.samefile(device.write_path, image):
+        raise UnsafeTarget(f"{target}: is the image itself")
     if not confirm(device):
         raise PiimgError(f"{target}: not confirmed; nothing was written")
     device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
