@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from piimg.builder import blockmap, safety
 from piimg.builder.blockmap import BlockMap, Range
@@ -407,23 +407,60 @@ def flash(
     """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
 
     ``confirm`` gets the device as found and returns whether to go on (the
-    CLI asks the user, or answers yes for ``--yes``).
+    CLI asks the user, or answers yes for ``--yes``). A compressed image is
+    decompressed into the cache after the confirmation (the block map needs
+    random access) and the target is checked again against its real size.
     """
     image = os.fspath(image)
     if not os.path.isfile(image):
         raise ImageError(f"{image}: no such image file")
-    if compression_of(image):
-        return _flash_compressed(
-            image, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
-            reporter=reporter, dev_root=dev_root, after_write=after_write,
-        )
+    compressed = compression_of(image)
     image_size = os.path.getsize(image)
     device = devices.discover(target)
-    safety.check(device, image_size, force=force, dev_root=dev_root)
+    # The size of a compressed image is known only after decompressing; checked again then.
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
     if device.kind == "file" and os.path.samefile(device.write_path, image):
         raise UnsafeTarget(f"{target}: is the image itself")
     if not confirm(device):
         raise PiimgError(f"{target}: not confirmed; nothing was written")
+    if not compressed:
+        return _flash_checked(
+            image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+    import tempfile
+
+    from piimg.paths import user_cache_dir
+
+    try:
+        from piimg.builder import decompress  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        raise ImageError(f"{image}: is {compressed}-compressed; decompress it first (e.g. xz -dk)") from None
+    cache = user_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
+        raw = os.path.join(tmp, "image.img")
+        decompress.decompress_to(image, raw, reporter)
+        return _flash_checked(
+            raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+
+
+def _flash_checked(
+    image: str,
+    device: Device,
+    devices: Devices,
+    *,
+    verify: bool,
+    force: bool,
+    eject: bool,
+    bmap: str | os.PathLike[str] | None,
+    reporter: Reporter,
+    dev_root: str,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    image_size = os.path.getsize(image)
     device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
     block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
     reporter.info(
@@ -434,24 +471,3 @@ def flash(
     if eject and device.kind == "block" and device.platform == "darwin":
         devices.eject(device)
     return result
-
-
-def _flash_compressed(image: str, target: str, **kwargs: Any) -> FlashResult:
-    """A compressed image is decompressed into the cache first: the block map needs random access."""
-    import tempfile
-
-    from piimg.paths import user_cache_dir
-
-    try:
-        from piimg.builder import decompress  # type: ignore[attr-defined]
-    except ImportError:
-        raise ImageError(
-            f"{image}: is {compression_of(image)}-compressed; decompress it first (e.g. xz -dk)"
-        ) from None
-    cache = user_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    reporter: Reporter = kwargs.get("reporter", QUIET)
-    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
-        raw = os.path.join(tmp, "image.img")
-        decompress.decompress_to(image, raw, reporter)
-        return flash(raw, target, **kwargs)
