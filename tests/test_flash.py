@@ -285,3 +285,16 @@ def test_compressed_image(image: GeneratedImage, tmp_path: Path, piimg: Any, pro
         return
     assert r.exit_code == 0, r
     check_card(image, target, tmp_path)
+
+
+def test_device_in_use_is_refused(image: GeneratedImage, make_loop: Any) -> None:
+    """O_EXCL: while someone else holds the disk exclusively (a mount does), nothing is written."""
+    loop: Loop = make_loop(CARD)
+    assert_own_loop(loop)
+    holder = os.open(loop.device, os.O_RDONLY | os.O_EXCL)
+    try:
+        with pytest.raises(UnsafeTarget, match="busy"):
+            flashing.write_image(image.path, loop.device, blockmap.compute_for(image.path))
+    finally:
+        os.close(holder)
+    assert read_at(loop.backing, 0, MiB) == pattern_at(0, MiB)

@@ -62,6 +62,10 @@ class Device:
     @property
     def description(self) -> str:
         """One line for the confirmation prompt."""
+        if self.kind == "file":
+            return f"{self.write_path or self.path}: regular file, {human_size(self.size)}"
+        if self.kind == "missing":
+            return f"{self.path}: new regular file"
         label = " ".join(p for p in (self.vendor, self.model) if p) or "unknown model"
         kind = "removable" if self.removable else "NOT removable"
         extra = f", {self.detail}" if self.detail else ""

@@ -58,7 +58,8 @@ def flash(
 
     def confirm(device: Device) -> bool:
         size = Path(image).stat().st_size
-        app.reporter.info(f"image:  {image} ({human_size(size)})")
+        packed = flashing.compression_of(image)
+        app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
         app.reporter.info(f"target: {device.description}")
         for mount in device.mounted:
             app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
