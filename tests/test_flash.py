@@ -15,7 +15,7 @@ import pytest
 from piimg.builder import blockmap
 from piimg.builder import flash as flashing
 from piimg.builder.blockmap import Range
-from piimg.builder.devices import LinuxDevices
+from piimg.builder.devices import Device, LinuxDevices, Mount
 from piimg.errors import UnsafeTarget
 from tests.conftest import have, run_ok
 from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, prefill
@@ -298,3 +298,54 @@ def test_device_in_use_is_refused(image: GeneratedImage, make_loop: Any) -> None
     finally:
         os.close(holder)
     assert read_at(loop.backing, 0, MiB) == pattern_at(0, MiB)
+
+
+class _FakeMacCard:
+    """A Devices double: a 'card' that is really a file in tmp_path, as macOS would describe it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.calls: list[str] = []
+        self.mounted = True
+
+    def discover(self, path: str) -> Device:
+        mounts = (Mount("disk4s1", "/Volumes/bootfs"),) if self.mounted else ()
+        return Device(
+            path, "block", write_path=str(self.path), whole_disk_path="/dev/disk4", name="disk4", size=CARD,
+            model="SD Card Reader", removable=True, mounted=mounts, platform="darwin",
+        )
+
+    def unmount(self, device: Device) -> None:
+        self.calls.append("unmount")
+        self.mounted = False
+
+    def eject(self, device: Device) -> None:
+        self.calls.append("eject")
+
+
+@pytest.mark.parametrize("eject", [True, False])
+def test_mac_flow_unmounts_writes_and_ejects(image: GeneratedImage, tmp_path: Path, eject: bool) -> None:
+    card = tmp_path / "rdisk4"
+    prefill(card, CARD)
+    devices = _FakeMacCard(card)
+    asked: list[Device] = []
+    result = flashing.flash(
+        image.path, "/dev/rdisk4", devices=devices, confirm=lambda d: asked.append(d) is None, eject=eject
+    )
+    assert result.verified and asked[0].mounted
+    assert devices.calls == (["unmount", "eject"] if eject else ["unmount"])
+    check_card(image, card, tmp_path)
+
+
+def test_gpt_image_keeps_its_backup_table(tmp_path: Path) -> None:
+    if not have("sfdisk"):
+        pytest.skip("sfdisk (fdisk) is not installed")
+    img = make_image(tmp_path / "gpt.img", gpt=True, root_mib=64)
+    bmap = blockmap.compute_for(img.path)
+    size = img.path.stat().st_size
+    assert bmap.ranges[-1].end == size  # the backup GPT after the last partition is mapped
+    target = tmp_path / "card.img"
+    prefill(target, size)
+    flashing.write_image(img.path, target, bmap)
+    assert read_at(target, size - 33 * 512, 33 * 512) == read_at(img.path, size - 33 * 512, 33 * 512)
+    run_ok(["sfdisk", "--verify", str(target)])
