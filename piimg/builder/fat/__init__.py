@@ -33,6 +33,11 @@ fatgen103, 2000; Linux fs/fat; dosfstools fsck.fat):
   the 11-byte short name (rotate right one bit, add next byte, mod 256). An
   entry whose checksum does not match is an orphan and is ignored. Short
   aliases are BASIS~N (fatgen103 basis-name generation), unique per directory.
+
+Why not pyfatfs: 1.1.0 imports PyFilesystem2, which needs ``pkg_resources``
+(gone in setuptools >= 82); it ignores the lower-case flags, leaves FSInfo
+stale, and corrupted the FAT when overwriting a multi-cluster file in place.
+This package is checked against fsck.vfat and mtools (tests/test_fat*.py).
 """
 
 from __future__ import annotations

@@ -9,14 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from piimg.builder.fat import dirent, names
 from piimg.builder.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_SIG, Geometry, parse_boot_sector
 from piimg.builder.fat.table import FatTable
 from piimg.errors import ImageError
 
-MAX_DIR_SLOTS = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
+MAX_DIR_SLOTS: Final = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
 
 
 class _NotFound(ImageError):
@@ -36,13 +36,15 @@ class _Dir:
 class FatFS:
     """A FAT file system inside ``image`` at ``offset``; see the package docstring.
 
-    Data clusters and directories are written as you go; the FAT copies and
-    the FSInfo sector are written by :meth:`flush` (also called by
-    :meth:`close` and on leaving a ``with`` block without an exception).
+    File data and directories are written as you go; the FAT copies and the
+    FSInfo sector by :meth:`flush`, which :meth:`close` and leaving a ``with``
+    block call (also after an exception: every operation checks paths and free
+    space before it changes anything, so what is in memory matches the disk).
+    Nothing outside ``offset .. offset + file system size`` is ever written.
     """
 
     def __init__(self, f: BinaryIO, *, offset: int, size: int, geometry: Geometry, where: str, owns: bool,
-                 timestamp: float | None) -> None:
+                 timestamp: float | None, readonly: bool = False) -> None:
         self._f = f
         self._base = offset
         self._size = size
@@ -52,6 +54,7 @@ class FatFS:
         self._timestamp = timestamp
         self._closed = False
         self._modified = False
+        self._readonly = readonly
         g = geometry
         fat_index = g.active_fat or 0
         raw = self._read(g.fat_offset(fat_index), g.fat_size)
@@ -95,16 +98,13 @@ class FatFS:
             f.seek(offset)
             boot = f.read(512)
             geometry = parse_boot_sector(boot, where=where)
-            if geometry.bytes_per_sector > 512:
-                f.seek(offset)
-                boot = f.read(geometry.bytes_per_sector)
             if size is not None and geometry.size > size:
                 raise ImageError(f"{where}: the file system ({geometry.size} bytes) is larger than its partition ({size} bytes)")
             if offset + geometry.size > file_size:
                 raise ImageError(f"{where}: image truncated: the file system needs {offset + geometry.size} bytes, "
                                  f"the file has {file_size}")
             return cls(f, offset=offset, size=geometry.size, geometry=geometry, where=where, owns=owns,
-                       timestamp=timestamp)
+                       timestamp=timestamp, readonly=readonly)
         except BaseException:
             if owns:
                 f.close()
@@ -122,6 +122,8 @@ class FatFS:
     # --------------------------------------------------------------- raw I/O
 
     def _read(self, pos: int, length: int) -> bytes:
+        if self._closed:
+            raise ImageError(f"{self._where}: file system already closed")
         self._f.seek(self._base + pos)
         data = self._f.read(length)
         if len(data) != length:
@@ -131,11 +133,17 @@ class FatFS:
     def _write(self, pos: int, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise ImageError(f"{self._where}: file system already closed")
+        if self._readonly:
+            raise ImageError(f"{self._where}: opened read-only")
         if pos < 0 or pos + len(data) > self._size:  # never write outside the file system
             raise ImageError(f"{self._where}: internal error: write at {pos}+{len(data)} outside the file system")
         self._f.seek(self._base + pos)
         self._f.write(data)
         self._modified = True
+
+    def _writable(self) -> None:
+        if self._readonly:
+            raise ImageError(f"{self._where}: opened read-only")
 
     def _now(self) -> float:
         return time.time() if self._timestamp is None else self._timestamp
@@ -368,9 +376,15 @@ class FatFS:
     def walk(self) -> Iterator[tuple[str, list[str], list[str]]]:
         """Like :func:`os.walk`, top-down from the root (whose path is ``""``)."""
         stack = [""]
+        seen: set[int] = set()
         while stack:
             path = stack.pop()
             entries = self._entries(path)
+            for e in entries:
+                if e.is_dir:
+                    if e.cluster in seen or e.cluster < 2:
+                        raise self._corrupt(f"directory {path}/{e.name} has a bad or shared cluster {e.cluster}")
+                    seen.add(e.cluster)
             dirs = [e.name for e in entries if e.is_dir]
             files = [e.name for e in entries if not e.is_dir]
             yield path, dirs, files
@@ -402,6 +416,7 @@ class FatFS:
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create or replace a file; its parent directory must exist."""
+        self._writable()
         parent, e, name = self._lookup(path)
         cs = self.geometry.cluster_size
         need = -(-len(data) // cs)
@@ -430,6 +445,7 @@ class FatFS:
                         size=len(data), slot=slot, grow=grow)
 
     def mkdir(self, path: str) -> None:
+        self._writable()
         parent, e, name = self._lookup(path)
         if e is not None:
             raise ImageError(f"{self._where}: {path!r} already exists")
@@ -448,6 +464,7 @@ class FatFS:
 
     def makedirs(self, path: str) -> None:
         """Create a directory and any missing parents; existing directories are fine."""
+        self._writable()
         parts = self._split(path)
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
@@ -459,6 +476,7 @@ class FatFS:
 
     def remove(self, path: str) -> None:
         """Delete a file."""
+        self._writable()
         parent, e, _ = self._lookup(path)
         if e is None:
             raise ImageError(f"{self._where}: {path!r} does not exist")
@@ -470,6 +488,7 @@ class FatFS:
 
     def rmtree(self, path: str) -> None:
         """Delete a directory and everything in it."""
+        self._writable()
         parent, e, _ = self._lookup(path)
         if e is None:
             raise ImageError(f"{self._where}: {path!r} does not exist")

@@ -115,9 +115,9 @@ def _basis(name: str) -> tuple[str, str, bool]:
 
 def make_short_alias(name: str, taken: Container[bytes]) -> bytes:
     """A unique 11-byte short name for a long name: the basis itself if nothing was
-    lost, else ``BASE~N`` with the smallest free N, as Linux and Windows do for the
-    first aliases (they switch to hashed tails after ~4..~9; plain numbers up to
-    ~999999 are equally valid per fatgen103)."""
+    lost (``Makefile`` -> ``MAKEFILE``), else ``BASE~N`` with the smallest free N.
+    Linux does the same for ~1..~9 and then switches to random hex tails; we keep
+    counting (~10 .. ~999999, valid per fatgen103) so images are reproducible."""
     base, ext, lossy = _basis(name)
     ext_b = ext.ljust(3)
     if not lossy:
