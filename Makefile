@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools
 
-.PHONY: help system-deps venv demo test test-fast lint clean bench-flash
+.PHONY: help system-deps venv demo test test-fast lint clean
 
 help:
 	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
@@ -41,10 +41,6 @@ test-fast: venv
 lint: venv
 	$(VENV)/bin/ruff check piimg tests
 	$(VENV)/bin/mypy
-
-# piimg flash vs xz|dd and bmaptool on a loop device (root; ~2 GiB image cached in /var/tmp/piimg-bench-flash)
-bench-flash: system-deps venv
-	$(PY) bench/bench_flash.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
