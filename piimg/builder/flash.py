@@ -49,6 +49,8 @@ HEAD: Final = 1 * MiB
 CHUNK: Final = 8 * MiB
 #: O_DIRECT needs offsets and lengths in whole logical blocks.
 DIRECT_ALIGN: Final = 512
+#: Read-back requests in flight: keeps a USB reader's or a loop device's queue busy.
+VERIFY_AHEAD: Final = 3
 BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
 
 
@@ -175,20 +177,29 @@ def _drop_cache(fd: int, *, block_device: bool) -> None:
 
 
 def _pipeline(
-    chunks: list[_Chunk], read: Callable[[_Chunk, mmap.mmap], bytes | None]
+    chunks: list[_Chunk], read: Callable[[_Chunk, mmap.mmap], bytes | None], *, ahead: int = 1
 ) -> Iterator[tuple[_Chunk, memoryview, bytes | None]]:
-    """Yield each chunk's buffer (filled by ``read`` in a helper thread) one step ahead."""
+    """Yield each chunk's buffer, filled (and hashed) by ``read`` in helper threads.
+
+    Up to ``ahead`` chunks are read in parallel ahead of the one being used;
+    the caller must be done with a yielded buffer before asking for the next.
+    """
     if not chunks:
         return
     size = max(c.length for c in chunks)
-    buffers = [_aligned_buffer(size), _aligned_buffer(size)]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[bytes | None] = pool.submit(read, chunks[0], buffers[0])
+    buffers = [_aligned_buffer(size) for _ in range(ahead + 1)]
+    slots = len(buffers)
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending: dict[int, Future[bytes | None]] = {}
+        for i in range(min(ahead, len(chunks))):
+            pending[i] = pool.submit(read, chunks[i], buffers[i % slots])
         for i, chunk in enumerate(chunks):
-            digest = pending.result()
-            if i + 1 < len(chunks):
-                pending = pool.submit(read, chunks[i + 1], buffers[(i + 1) % 2])
-            yield chunk, memoryview(buffers[i % 2])[: chunk.length], digest
+            digest = pending.pop(i).result()
+            nxt = i + ahead
+            if nxt < len(chunks):
+                # buffer nxt % slots was used by chunk i - 1, which the caller has finished with
+                pending[nxt] = pool.submit(read, chunks[nxt], buffers[nxt % slots])
+            yield chunk, memoryview(buffers[i % slots])[: chunk.length], digest
 
 
 def write_image(
@@ -309,7 +320,7 @@ def _verify(
             return hashlib.sha256(view).digest()
 
         with reporter.bar(f"verifying {target}", sum(c.length for c in chunks)) as bar:
-            for (chunk, view, digest), expected in zip(_pipeline(chunks, read_device), digests, strict=True):
+            for (chunk, view, digest), expected in zip(_pipeline(chunks, read_device, ahead=VERIFY_AHEAD), digests, strict=True):
                 if digest != expected:
                     raise VerifyFailed(target, chunk.start + _first_difference(src, chunk, view))
                 bar.update(chunk.length)
