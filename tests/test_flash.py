@@ -14,7 +14,6 @@ import pytest
 
 from piimg.builder import blockmap
 from piimg.builder import flash as flashing
-from piimg.builder.blockmap import Range
 from piimg.builder.devices import Device, LinuxDevices, Mount
 from piimg.errors import UnsafeTarget
 from tests.conftest import have, run_ok
@@ -63,14 +62,6 @@ def check_card(image: GeneratedImage, target: str | Path, tmp_path: Path) -> Non
     boot.write_bytes(read_at(target, image.boot_offset, image.boot_size))
     run_ok(["fsck.vfat", "-n", str(boot)])
     run_ok(["e2fsck", "-fn", f"{target}?offset={image.root_offset}"])
-
-
-def test_plan_puts_the_first_mib_last() -> None:
-    ranges = (Range(0, 3 * MiB), Range(8 * MiB, 20 * MiB))
-    chunks = flashing.plan_chunks(ranges, chunk=8 * MiB)
-    assert [(c.start, c.length) for c in chunks] == [
-        (1 * MiB, 2 * MiB), (8 * MiB, 8 * MiB), (16 * MiB, 8 * MiB), (24 * MiB, 4 * MiB), (0, 1 * MiB),
-    ]
 
 
 def test_flash_to_a_file_needs_force(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
