@@ -147,3 +147,26 @@ def test_real_dev_null_is_not_a_target() -> None:
     assert d.kind == "other"
     with pytest.raises(UnsafeTarget, match="not a disk"):
         safety.check(d, IMAGE, force=True)
+
+
+def _root_disk_name() -> str | None:
+    """Kernel name of the block device holding / on this machine, if it is one."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            link = Path("/sys/dev/block") / fields[2]
+            if link.exists():
+                return link.resolve().name
+    return None
+
+
+@pytest.mark.skipif(not Path("/sys/class/block").is_dir(), reason="no sysfs (not Linux)")
+def test_this_machines_system_disk_is_recognised() -> None:
+    """Read-only: discover the real disk holding / and check the refusal (nothing is opened for writing)."""
+    name = _root_disk_name()
+    if name is None or not Path("/dev", name).exists():
+        pytest.skip("/ is not on a block device here (overlay, container)")
+    device = LinuxDevices().discover(f"/dev/{name}")
+    assert any(r.endswith("is mounted at /") for r in device.system_reasons), device
+    with pytest.raises(UnsafeTarget, match="holds the running system"):
+        safety.check(device, 1, force=True)

@@ -227,8 +227,8 @@ class LinuxDevices:
         dev_path = self.dev / real.name
         removable = _read(disk_node / "removable") == "1"
         mmc_type = _read(disk_node / "device" / "type")
-        if mmc_type == "SD" or "/usb" in str(disk_node):
-            removable = True  # SD slots report removable=0; USB card readers are what users flash
+        if mmc_type == "SD":
+            removable = True  # built-in SD slots (mmcblkN) report removable=0; the card is removable
         model = _read(disk_node / "device" / "model") or _read(disk_node / "device" / "name")
         detail = ""
         backing = _read(disk_node / "loop" / "backing_file")
