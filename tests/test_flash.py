@@ -340,3 +340,18 @@ def test_gpt_image_keeps_its_backup_table(tmp_path: Path) -> None:
     flashing.write_image(img.path, target, bmap)
     assert read_at(target, size - 33 * 512, 33 * 512) == read_at(img.path, size - 33 * 512, 33 * 512)
     run_ok(["sfdisk", "--verify", str(target)])
+
+
+def test_odd_sized_image_tail_is_written_and_verified(image: GeneratedImage, tmp_path: Path, make_loop: Any) -> None:
+    """An image that is not a whole number of 4 KiB: the tail cannot go through O_DIRECT."""
+    odd = tmp_path / "odd.img"
+    odd.write_bytes(image.path.read_bytes() + b"tail" * 384)  # 1536 bytes after the last partition
+    loop: Loop = make_loop(CARD)
+    assert_own_loop(loop)
+    bmap = blockmap.compute_for(odd)
+    assert bmap.ranges[-1].end == odd.stat().st_size
+    result = flashing.write_image(odd, loop.device, bmap)
+    assert result.verified
+    size = odd.stat().st_size
+    assert read_at(loop.backing, size - 1536, 1536) == b"tail" * 384
+    assert read_at(loop.backing, size, 4096) == pattern_at(size, 4096)

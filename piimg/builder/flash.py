@@ -47,8 +47,9 @@ MiB: Final = 1024 * 1024
 HEAD: Final = 1 * MiB
 #: One I/O. Large enough to keep an SD card's controller busy, small enough for two in memory.
 CHUNK: Final = 8 * MiB
-#: O_DIRECT needs offsets and lengths in whole logical blocks.
-DIRECT_ALIGN: Final = 512
+#: O_DIRECT needs offsets and lengths in whole logical blocks (512 or 4096 bytes); a
+#: chunk that is not a whole number of 4 KiB (an image's odd tail) goes through the cache.
+DIRECT_ALIGN: Final = 4096
 #: Read-back requests in flight: keeps a USB reader's or a loop device's queue busy.
 VERIFY_AHEAD: Final = 3
 BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
@@ -57,10 +58,11 @@ BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
 class VerifyFailed(PiimgError):
     """What was read back from the target differs from the image."""
 
-    def __init__(self, target: str, offset: int) -> None:
+    def __init__(self, target: str, offset: int, why: str = "") -> None:
         self.offset = offset
         super().__init__(
-            f"verification failed: {target} differs from the image at byte {offset} (0x{offset:x})",
+            f"verification failed: {target} differs from the image at byte {offset} (0x{offset:x})"
+            + (f" ({why})" if why else ""),
             hint="the card may be faulty or counterfeit; try another card or reader",
         )
 
@@ -271,19 +273,23 @@ def _write_and_verify(
         with reporter.bar(f"writing {target}", total) as bar:
             for index, (chunk, view, digest) in enumerate(_pipeline(chunks, read_source)):
                 if index and chunk.start < HEAD and chunks[index - 1].start >= HEAD:
-                    os.fsync(fd)  # everything else is on the card before the table is
-                if direct and chunk.length % DIRECT_ALIGN:
-                    if buffered < 0:
-                        buffered = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-                    _pwrite_full(buffered, view, chunk.start)
-                else:
-                    _pwrite_full(fd, view, chunk.start)
+                    _sync(target, fd, buffered)  # everything else is on the card before the table is
+                try:
+                    if direct and chunk.length % DIRECT_ALIGN:
+                        if buffered < 0:
+                            buffered = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+                        _pwrite_full(buffered, view, chunk.start)
+                    else:
+                        _pwrite_full(fd, view, chunk.start)
+                except OSError as exc:
+                    raise PiimgError(
+                        f"{target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
+                        hint="was the card removed? the card is incomplete: flash it again",
+                    ) from None
                 if digest is not None:
                     digests.append(digest)
                 bar.update(chunk.length)
-            if buffered >= 0:
-                os.fsync(buffered)
-            os.fsync(fd)
+            _sync(target, fd, buffered)
         write_seconds = time.monotonic() - start
         if after_write is not None:
             after_write()
@@ -299,14 +305,23 @@ def _write_and_verify(
     return FlashResult(target, total, block_map.image_size, write_seconds, verify_seconds)
 
 
+def _sync(target: str, *fds: int) -> None:
+    try:
+        for fd in fds:
+            if fd >= 0:
+                os.fsync(fd)
+    except OSError as exc:
+        raise PiimgError(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
+
+
 def _verify(
     target: str, chunks: list[_Chunk], digests: list[bytes], src: int, *, block_device: bool, reporter: Reporter
 ) -> None:
     fd, direct = _open_target(target, exclusive=False, direct=True, write=False)
+    buffered = -1
     try:
         if not direct:
             _drop_cache(fd, block_device=block_device)
-        buffered = -1
         if direct and any(c.length % DIRECT_ALIGN for c in chunks):
             buffered = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             _drop_cache(buffered, block_device=block_device)
@@ -314,7 +329,10 @@ def _verify(
         def read_device(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
             view = memoryview(buf)[: chunk.length]
             use = buffered if direct and chunk.length % DIRECT_ALIGN else fd
-            got = _pread_full(use, view, chunk.start)
+            try:
+                got = _pread_full(use, view, chunk.start)
+            except OSError as exc:
+                raise VerifyFailed(target, chunk.start, f"reading it back failed: {exc.strerror or exc}") from None
             if got != chunk.length:
                 view[got:] = bytes(chunk.length - got)  # a short device: compare as zeros
             return hashlib.sha256(view).digest()
