@@ -1,0 +1,252 @@
+"""``piimg build``: one customised image per node, by editing only the boot partition.
+
+The base image (decompressed once, cached) is copied per node with
+:func:`piimg.builder.sparse.sparse_copy` (reflink or data ranges only), then
+the FAT boot partition inside the copy is edited in place with
+:class:`piimg.builder.fat.FatFS`: no mount, no loop device, no root, the
+same on macOS. The root partition's bytes are never written. Each node image
+appears under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from piimg.builder import initformat, lastbuild
+from piimg.builder.fat import FatFS
+from piimg.builder.partitions import PiLayout, open_layout
+from piimg.builder.payload import BootEdits, boot_edits
+from piimg.builder.sparse import sparse_copy
+from piimg.config import InitFormat, NodeSpec, Spec
+from piimg.errors import ImageError, PiimgError
+from piimg.fsutil import atomic_path, write_atomic
+from piimg.paths import user_cache_dir
+from piimg.progress import QUIET, Reporter
+from piimg.secrets import Secrets
+
+CMDLINE: Final = "cmdline.txt"
+
+
+@dataclass(frozen=True)
+class BuiltNode:
+    """One finished node image and what was written into it."""
+
+    hostname: str
+    role: str
+    address: str
+    image: Path
+    size: int
+    init_format: InitFormat
+    written: tuple[str, ...]  # files created or replaced on the boot partition
+    cmdline_added: tuple[str, ...]  # words cmdline.txt now carries
+    copy_method: str
+    seconds: float
+
+
+# --------------------------------------------------------------------------
+# The base image. piimg.builder.source (download, verify, decompress, cache)
+# is written in parallel; until it lands, a local raw image is taken as is.
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    path: Path
+    sha256: str
+    download_sha256: str
+    init_format: str | None  # from the catalog; None: detect
+    name: str
+    size: int
+
+
+_COMPRESSED: Final = (".xz", ".zip", ".gz", ".zst", ".bz2")
+
+
+def _file_sha256(path: Path, reporter: Reporter) -> str:
+    """SHA-256 of ``path``, remembered by (path, size, mtime, inode) in the cache."""
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    memo = user_cache_dir() / "sha256-memo.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), str):
+        return str(known[key])
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh, reporter.bar(f"checksum {path.name}", st.st_size) as bar:
+        while chunk := fh.read(4 * 1024 * 1024):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    value = digest.hexdigest()
+    if not isinstance(known, dict):
+        known = {}
+    known[key] = value
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(memo, json.dumps(known, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only cache only costs time
+    return value
+
+
+def _local_base_image(
+    spec: Spec, *, image: str | None = None, sha256: str | None = None, reporter: Reporter = QUIET
+) -> BaseImage:
+    src = image if image is not None else spec.image.url
+    if src is None or src.startswith(("http://", "https://")):
+        raise PiimgError(
+            "downloading the base image is not available yet (piimg fetch)",
+            hint="pass a local raw image with --image PATH",
+        )
+    path = Path(src).expanduser()
+    if image is None and not path.is_absolute():
+        path = spec.base_dir / path
+    path = path.resolve()
+    if path.suffix.lower() in _COMPRESSED:
+        raise ImageError(f"{path}: compressed images need piimg fetch", hint=f"decompress it first, then --image {path.stem}")
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    digest = _file_sha256(path, reporter)
+    if sha256 is not None and digest != sha256.lower():
+        raise ImageError(f"{path}: SHA-256 mismatch: expected {sha256.lower()}, got {digest}")
+    return BaseImage(path, digest, digest, None, path.name, path.stat().st_size)
+
+
+# --------------------------------------------------------------------------
+
+
+def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec) -> InitFormat:
+    with FatFS.open(base.path, layout.boot.start, layout.boot.size, readonly=True) as fs:
+        names = fs.listdir("")
+        text = fs.read_file(CMDLINE) if fs.exists(CMDLINE) else None
+    if text is None:
+        raise ImageError(f"{base.path}: the boot partition has no cmdline.txt: not a Raspberry Pi OS image")
+    return initformat.resolve(
+        spec.image.init_format, catalog_format=base.init_format, boot_files=names, cmdline_text=text, image_name=str(base.path)
+    )
+
+
+def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
+    """Write ``edits`` into an open boot file system; returns the paths written."""
+    for path in edits.remove:
+        if fs.exists(path):
+            if fs.is_dir(path):
+                fs.rmtree(path)
+            else:
+                fs.remove(path)
+    written = []
+    for path, data in sorted(edits.files.items()):
+        parent = path.rpartition("/")[0]
+        if parent:
+            fs.makedirs(parent)
+        fs.write_file(path, data)
+        written.append(path)
+    if not fs.exists(CMDLINE):
+        raise ImageError("the boot partition has no cmdline.txt")
+    fs.write_file(CMDLINE, edits.apply_cmdline(fs.read_file(CMDLINE)))
+    written.append(CMDLINE)
+    return written
+
+
+def _build_node(
+    spec: Spec, node: NodeSpec, secrets: Secrets, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path
+) -> BuiltNode:
+    start = time.monotonic()
+    edits = boot_edits(spec, node, secrets, fmt)
+    # The image holds the k3s token: mkstemp's 0600 stays on the final file.
+    with atomic_path(dest, suffix=".part") as tmp:
+        method = sparse_copy(base.path, tmp)
+        with FatFS.open(tmp, layout.boot.start, layout.boot.size) as fs:
+            written = apply_edits(fs, edits)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return BuiltNode(
+        hostname=node.hostname,
+        role=node.role.value,
+        address=str(node.address),
+        image=dest,
+        size=dest.stat().st_size,
+        init_format=fmt,
+        written=tuple(written),
+        cmdline_added=edits.cmdline_add,
+        copy_method=method,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _select(spec: Spec, names: list[str] | tuple[str, ...] | None) -> list[NodeSpec]:
+    if not names:
+        return list(spec.nodes)
+    selected: list[NodeSpec] = []
+    for name in names:
+        node = spec.node(name)  # ConfigError naming the known nodes
+        if node not in selected:
+            selected.append(node)
+    return selected
+
+
+def _spec_path(spec: Spec) -> str:
+    return str(Path(spec.source).resolve()) if not spec.source.startswith("<") else ""
+
+
+def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: list[BuiltNode]) -> None:
+    nodes: dict[str, lastbuild.NodeImage] = {}
+    try:
+        previous = lastbuild.load(path)
+    except PiimgError:
+        previous = None
+    if previous is not None and previous.base.sha256 == base.sha256:
+        # keep nodes built earlier from the same base (piimg build --node X)
+        for name, entry in previous.nodes.items():
+            if Path(entry.image).is_file() and any(n.hostname == name for n in spec.nodes):
+                nodes[name] = entry
+    for b in built:
+        nodes[b.hostname] = lastbuild.NodeImage(
+            image=str(b.image.resolve()), size=b.size, role=b.role, address=b.address, init_format=b.init_format.value
+        )
+    record = lastbuild.LastBuild(
+        built_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec=_spec_path(spec),
+        base=lastbuild.BaseRef(path=str(base.path), sha256=base.sha256, name=base.name, init_format=fmt.value),
+        nodes=nodes,
+    )
+    lastbuild.save(path, record)
+
+
+def build_images(
+    spec: Spec,
+    secrets: Secrets,
+    *,
+    nodes: list[str] | tuple[str, ...] | None = None,
+    image: str | None = None,
+    sha256: str | None = None,
+    output_dir: Path | None = None,
+    last_build: Path | None = None,
+    reporter: Reporter = QUIET,
+) -> list[BuiltNode]:
+    """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
+    selected = _select(spec, nodes)
+    out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
+    base = _local_base_image(spec, image=image, sha256=sha256, reporter=reporter)
+    layout = open_layout(base.path)
+    fmt = _inspect_base(base, layout, spec)
+    reporter.info(
+        f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
+        f"init format {fmt.value}"
+    )
+    built = []
+    for node in selected:
+        reporter.info(f"building {node.hostname} ...")
+        built.append(_build_node(spec, node, secrets, base, layout, fmt, out / f"{node.hostname}.img"))
+    _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+    return built

@@ -1,0 +1,217 @@
+"""What piimg writes onto a node's boot partition, as plain bytes by path.
+
+Pure functions of the spec, the node, the secrets and the init format; the
+image code (:mod:`piimg.builder.customise`) only copies the result into the
+FAT file system. Layout on the boot partition::
+
+    ssh                         empty flag file: sshd enabled at boot
+    cmdline.txt                 edited (cgroup flags, first-boot hook)
+    firstrun.sh                 systemd format only
+    user-data meta-data network-config   cloud-init formats only
+    piimg/firstboot/*.py        the first-boot program (stdlib only)
+    piimg/node.json             this node's settings and secrets
+    piimg/piimg-firstboot.service
+    piimg/manifests/*.yaml      initial server only: MetalLB, ingress, ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets as _random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import piimg.firstboot
+from piimg.builder import cmdline
+from piimg.config import InitFormat, NodeSpec, Role, Spec
+from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
+from piimg.manifests.env import render
+from piimg.secrets import Secrets
+
+#: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
+#: (the most common reason a k3s node never becomes Ready on a Pi).
+CGROUP_WORDS: Final = ("cgroup_memory=1", "cgroup_enable=memory")
+#: rpi-imager's first-run hook (imagewriter.cpp): run the script instead of the
+#: normal boot target, then reboot. firstrun.sh removes these words again.
+SYSTEMD_RUN_WORDS: Final = (
+    "systemd.run=/boot/firstrun.sh",
+    "systemd.run_success_action=reboot",
+    "systemd.unit=kernel-command-line.target",
+)
+SYSTEMD_RUN_KEYS: Final = ("systemd.run", "systemd.run_success_action", "systemd.unit")
+SEED_FILES: Final = ("user-data", "meta-data", "network-config")
+FIRSTBOOT_DIR: Final = Path(piimg.firstboot.__file__).parent
+
+
+@dataclass(frozen=True)
+class BootEdits:
+    """Everything to write into one node's boot partition."""
+
+    files: dict[str, bytes]  # path on the boot partition -> content (created or replaced)
+    cmdline_add: tuple[str, ...]  # words cmdline.txt must carry, once
+    cmdline_drop_keys: tuple[str, ...]  # keys of words removed first (stale values of a rebuild)
+    remove: tuple[str, ...] = ()  # files or folders removed first (payload of an earlier build)
+    instance_id: str | None = None
+    manifests: tuple[str, ...] = field(default=())
+
+    def apply_cmdline(self, text: bytes) -> bytes:
+        return cmdline.edit(text, add=self.cmdline_add, drop_keys=self.cmdline_drop_keys).encode()
+
+
+# --------------------------------------------------------------------------
+# The manifests module (k3s config.yaml and the server's add-ons) is written in
+# parallel with this one; its functions are looked up by name.
+
+
+def _manifests_fn(name: str) -> Callable[..., Any] | None:
+    for module in ("piimg.manifests", "piimg.manifests.render", "piimg.manifests.k3s"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            return fn  # type: ignore[no-any-return]
+    return None
+
+
+def _k3s_config(spec: Spec, node: NodeSpec, secrets: Secrets) -> str:
+    fn = _manifests_fn("render_k3s_config")
+    if fn is not None:
+        return str(fn(spec, node, secrets))
+    import yaml
+
+    cfg: dict[str, Any] = {"token": secrets.k3s_token, "node-ip": str(node.address)}
+    if node.role is Role.SERVER:
+        cfg["disable"] = list(spec.cluster.disable)
+        cfg["tls-san"] = [str(node.address)]
+    if node != spec.initial_server:
+        cfg["server"] = f"https://{spec.initial_server.address}:6443"
+    return str(yaml.safe_dump(cfg, sort_keys=True))
+
+
+def _server_url(spec: Spec) -> str:
+    fn = _manifests_fn("k3s_server_url")
+    return str(fn(spec)) if fn is not None else f"https://{spec.initial_server.address}:6443"
+
+
+def _addons(spec: Spec, secrets: Secrets) -> dict[str, str]:
+    fn = _manifests_fn("render_addons")
+    return dict(fn(spec, secrets)) if fn is not None else {}
+
+
+def _ingress(spec: Spec) -> IngressRef | None:
+    fn = _manifests_fn("ingress_service")
+    ref = fn(spec) if fn is not None else None
+    return IngressRef(namespace=ref[0], service=ref[1]) if ref else None
+
+
+def _bgp_password(spec: Spec) -> str | None:
+    fn = _manifests_fn("bgp_password")
+    return fn(spec) if fn is not None else None  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------
+
+
+def firstboot_files() -> dict[str, bytes]:
+    """The first-boot package: every ``.py`` of ``piimg/firstboot`` (no caches)."""
+    return {f"firstboot/{p.name}": p.read_bytes() for p in sorted(FIRSTBOOT_DIR.glob("*.py"))}
+
+
+def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, manifests: list[str]) -> NodeConfig:
+    initial = node == spec.initial_server
+    node_secrets = {"k3s_token": secrets.k3s_token}
+    bgp = _bgp_password(spec)
+    if bgp:
+        node_secrets["bgp_password"] = bgp
+    return NodeConfig(
+        cluster=spec.cluster.name,
+        hostname=node.hostname,
+        role=node.role.value,
+        initial_server=initial,
+        address=str(node.address),
+        prefixlen=spec.prefixlen,
+        gateway=str(spec.network.gateway),
+        dns=[str(d) for d in spec.network.dns],
+        user=spec.access.user,
+        init_format=fmt.value,
+        k3s=K3sConfig(
+            version=spec.cluster.k3s_version,
+            config_yaml=_k3s_config(spec, node, secrets),
+            server_url=None if initial else _server_url(spec),
+        ),
+        secrets=node_secrets,
+        manifests=manifests,
+        ingress=_ingress(spec) if initial else None,
+        timezone=spec.locale.timezone,
+    )
+
+
+def payload_files(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat) -> dict[str, bytes]:
+    """``piimg/...`` files (paths relative to the boot partition)."""
+    files = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
+    unit = FIRSTBOOT_DIR / UNIT_NAME
+    if unit.is_file():
+        files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
+    manifests: list[str] = []
+    if node == spec.initial_server:
+        for name, text in sorted(_addons(spec, secrets).items()):
+            files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
+            manifests.append(name)
+    files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests).to_json().encode()
+    return files
+
+
+def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
+    return {
+        "hostname": node.hostname,
+        "role": node.role.value,
+        "address": str(node.address),
+        "prefixlen": spec.prefixlen,
+        "gateway": str(spec.network.gateway),
+        "dns": [str(d) for d in spec.network.dns],
+        "user": spec.access.user,
+        "password_hash": spec.access.password_hash or "",
+        "ssh_keys": list(spec.access.ssh_authorized_keys),
+        "timezone": spec.locale.timezone,
+        "keymap": spec.locale.keymap,
+        "payload_dir": PAYLOAD_DIR,
+        "install_dir": INSTALL_DIR,
+        "unit": UNIT_NAME,
+    }
+
+
+def _cloudinit_install_cmd() -> str:
+    d, p = INSTALL_DIR, PAYLOAD_DIR
+    return (
+        f'B=/boot/firmware; [ -d "$B/{p}" ] || B=/boot; '
+        f"if [ ! -f {d}/.installed ]; then install -d -m 0700 -o root -g root {d} && "
+        f'cp -R "$B/{p}/." {d}/ && chown -R root:root {d} && chmod -R go-rwx {d} && touch {d}/.installed; fi'
+    )
+
+
+def new_instance_id(node: NodeSpec) -> str:
+    """Unique per build: cloud-init runs its once-per-instance modules again after a re-flash."""
+    return f"piimg-{node.hostname}-{_random.token_hex(6)}"
+
+
+def boot_edits(
+    spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, *, instance_id: str | None = None
+) -> BootEdits:
+    """The complete set of boot-partition changes for ``node``."""
+    ctx = _context(spec, node)
+    files: dict[str, bytes] = {"ssh": b""}
+    files.update(payload_files(spec, node, secrets, fmt))
+    if fmt is InitFormat.SYSTEMD:
+        files["firstrun.sh"] = render("firstrun.sh.j2", **ctx).encode()
+        add = (*CGROUP_WORDS, *SYSTEMD_RUN_WORDS)
+        return BootEdits(files, add, ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR,))
+    iid = instance_id or new_instance_id(node)
+    files["user-data"] = render("user-data.j2", install_cmd=_cloudinit_install_cmd(), **ctx).encode()
+    files["meta-data"] = render("meta-data.j2", instance_id=iid, **ctx).encode()
+    files["network-config"] = render("network-config.j2", **ctx).encode()
+    add = (*CGROUP_WORDS, f"ds=nocloud;i={iid}")
+    return BootEdits(files, add, ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid)
