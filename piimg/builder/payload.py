@@ -207,11 +207,9 @@ def boot_edits(
     files.update(payload_files(spec, node, secrets, fmt))
     if fmt is InitFormat.SYSTEMD:
         files["firstrun.sh"] = render("firstrun.sh.j2", **ctx).encode()
-        add = (*CGROUP_WORDS, *SYSTEMD_RUN_WORDS)
-        return BootEdits(files, add, ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR,))
+        return BootEdits(files, (*CGROUP_WORDS, *SYSTEMD_RUN_WORDS), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR,))
     iid = instance_id or new_instance_id(node)
     files["user-data"] = render("user-data.j2", install_cmd=_cloudinit_install_cmd(), **ctx).encode()
     files["meta-data"] = render("meta-data.j2", instance_id=iid, **ctx).encode()
     files["network-config"] = render("network-config.j2", **ctx).encode()
-    add = (*CGROUP_WORDS, f"ds=nocloud;i={iid}")
-    return BootEdits(files, add, ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid)
+    return BootEdits(files, (*CGROUP_WORDS, f"ds=nocloud;i={iid}"), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid)

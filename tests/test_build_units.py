@@ -1,0 +1,194 @@
+"""Unit tests of the build's pieces: sparse copies, last.json, payload and templates."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from piimg import config
+from piimg.builder import lastbuild, payload, sparse
+from piimg.config import InitFormat
+from piimg.errors import PiimgError
+from piimg.firstboot.nodeconf import NodeConfig
+from piimg.secrets import Secrets
+from tests.conftest import TEST_KEY
+
+MiB = 1 << 20
+SECRETS = Secrets(k3s_token="t0ken" * 8)
+
+
+def _spec(**extra: object) -> config.Spec:
+    raw: dict[str, object] = {
+        "access": {"ssh_authorized_keys": [TEST_KEY]},
+        "nodes": [
+            {"hostname": "m1", "role": "server", "address": "10.0.2.10"},
+            {"hostname": "w1", "role": "agent", "address": "10.0.2.11"},
+        ],
+    }
+    raw.update(extra)
+    return config.parse(raw, env={})
+
+
+# ------------------------------------------------------------------ sparse
+
+
+def _holey(path: Path) -> bytes:
+    with open(path, "wb") as fh:
+        fh.truncate(64 * MiB)
+        fh.seek(MiB)
+        fh.write(b"A" * 5000)
+        fh.seek(40 * MiB + 123)
+        fh.write(os.urandom(3 * MiB))
+    return path.read_bytes()
+
+
+def test_sparse_copy_is_identical_and_keeps_holes(tmp_path: Path) -> None:
+    src = tmp_path / "src.img"
+    data = _holey(src)
+    method = sparse.sparse_copy(src, tmp_path / "dst.img")
+    dst = tmp_path / "dst.img"
+    assert dst.read_bytes() == data
+    assert dst.stat().st_size == 64 * MiB
+    if method != "reflink":
+        assert dst.stat().st_blocks * 512 < 16 * MiB, method  # holes stayed holes
+
+
+def test_sparse_copy_over_an_existing_file(tmp_path: Path) -> None:
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(b"x" * 1000)
+    dst.write_bytes(b"y" * 5000)
+    sparse.sparse_copy(src, dst)
+    assert dst.read_bytes() == b"x" * 1000
+
+
+def test_fallback_without_copy_file_range_or_reflink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.img"
+    data = _holey(src)
+    monkeypatch.setattr(sparse, "_reflink", lambda s, d: False)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    assert sparse.sparse_copy(src, tmp_path / "dst.img") == "sparse read/write"
+    assert (tmp_path / "dst.img").read_bytes() == data
+
+
+def test_data_ranges_cover_the_data(tmp_path: Path) -> None:
+    src = tmp_path / "src.img"
+    _holey(src)
+    with open(src, "rb") as fh:
+        ranges = list(sparse.data_ranges(fh.fileno(), 64 * MiB))
+    assert ranges
+    covered = lambda off: any(o <= off < o + n for o, n in ranges)  # noqa: E731
+    assert covered(MiB) and covered(MiB + 4999) and covered(40 * MiB + 123) and covered(43 * MiB + 122)
+
+
+def test_sparse_copy_missing_source_is_an_image_error(tmp_path: Path) -> None:
+    with pytest.raises(PiimgError, match="cannot copy"):
+        sparse.sparse_copy(tmp_path / "nope", tmp_path / "dst")
+
+
+# --------------------------------------------------------------- last.json
+
+
+def test_last_build_round_trip(tmp_path: Path) -> None:
+    rec = lastbuild.LastBuild(
+        built_at="2026-11-27T03:40:00Z",
+        spec="/p/piimg.yaml",
+        base=lastbuild.BaseRef("/c/base.img", "ab" * 32, "base", "systemd"),
+        nodes={"m1": lastbuild.NodeImage("/p/build/m1.img", 123, "server", "10.0.2.10", "systemd")},
+    )
+    path = tmp_path / "build" / "last.json"
+    lastbuild.save(path, rec)
+    assert lastbuild.load(path) == rec
+    data = json.loads(path.read_text())
+    assert data["schema"] == 1 and data["nodes"]["m1"]["image"] == "/p/build/m1.img"
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"schema": 2}', '{"schema": 1, "nodes": {}}'])
+def test_last_build_damaged(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "last.json"
+    path.write_text(text)
+    with pytest.raises(PiimgError, match=r"last\.json"):
+        lastbuild.load(path)
+
+
+def test_last_build_missing(tmp_path: Path) -> None:
+    with pytest.raises(PiimgError, match="nothing built yet"):
+        lastbuild.load(tmp_path / "last.json")
+
+
+# ----------------------------------------------------------------- payload
+
+
+def test_payload_node_json_matches_the_contract() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.hostname == "w1" and cfg.role == "agent" and not cfg.initial_server
+    assert cfg.address == "10.0.2.11" and cfg.prefixlen == 23 and cfg.gateway == "10.0.2.1"
+    assert cfg.secrets["k3s_token"] == SECRETS.k3s_token
+    assert cfg.k3s.server_url and "10.0.2.10" in cfg.k3s.server_url
+    assert cfg.manifests == [] and cfg.ingress is None
+    assert cfg.init_format == "systemd"
+    assert not any(p.startswith("piimg/manifests/") for p in edits.files)
+    assert all(p.endswith(".py") for p in edits.files if p.startswith("piimg/firstboot/"))
+    assert "piimg/firstboot/nodeconf.py" in edits.files
+
+
+def test_payload_initial_server_is_the_cluster_init() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.CLOUDINIT)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.initial_server and cfg.k3s.server_url is None
+    for name in cfg.manifests:
+        assert f"piimg/manifests/{name}" in edits.files
+
+
+def test_systemd_edits() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    assert edits.files["ssh"] == b""
+    assert "firstrun.sh" in edits.files and "user-data" not in edits.files
+    line = edits.apply_cmdline(b"root=PARTUUID=x-02 rootwait systemd.run=/boot/old.sh\n").decode()
+    assert line == (
+        "root=PARTUUID=x-02 rootwait cgroup_memory=1 cgroup_enable=memory systemd.run=/boot/firstrun.sh "
+        "systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n"
+    )
+    assert edits.apply_cmdline(line.encode()).decode() == line
+
+
+def test_cloudinit_edits_parse_as_yaml() -> None:
+    spec = _spec(access={"ssh_authorized_keys": [TEST_KEY], "password_hash": "$6$salt$" + "a" * 86},
+                 network={"dns": ["1.1.1.1"]})
+    edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT_RPI, instance_id="iid-1")
+    user = yaml.safe_load(edits.files["user-data"])
+    (u,) = user["users"]
+    assert u["lock_passwd"] is False and u["passwd"] == "$6$salt$" + "a" * 86 and user["ssh_pwauth"] is True
+    assert yaml.safe_load(edits.files["meta-data"]) == {"instance-id": "iid-1", "local-hostname": "w1"}
+    net = yaml.safe_load(edits.files["network-config"])["network"]
+    (eth,) = net["ethernets"].values()
+    assert ipaddress.ip_interface(eth["addresses"][0]) == ipaddress.ip_interface("10.0.2.11/23")
+    assert eth["nameservers"]["addresses"] == ["1.1.1.1"]
+    assert edits.instance_id == "iid-1"
+    line = edits.apply_cmdline(b"root=x ds=nocloud;i=stale systemd.run=/boot/firstrun.sh\n").decode()
+    assert line == "root=x cgroup_memory=1 cgroup_enable=memory ds=nocloud;i=iid-1\n"
+    assert "firstrun.sh" in edits.remove and "piimg" in edits.remove
+
+
+def test_instance_ids_differ_per_build() -> None:
+    spec = _spec()
+    a = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    b = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    assert a.instance_id != b.instance_id
+
+
+def test_firstrun_quotes_hostile_values() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    text = edits.files["firstrun.sh"].decode()
+    assert "NEW_HOSTNAME='m1'" in text and "PASSWORD_HASH=''" in text
+    assert text.startswith("#!/bin/sh\n")
+    assert "sed -i 's| systemd\\.run=" in text  # removes its own hook
