@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from piimg import config
 
 
@@ -30,10 +28,3 @@ def test_default_file_equals_builtin_defaults(project: Path, piimg) -> None:
     loaded = config.load(project / "piimg.yaml")
     defaults = config.parse({}, home=Path.home())
     assert loaded == defaults
-
-
-@pytest.mark.parametrize("cmd", [["build"], ["flash", "x.img", "/dev/null"]])
-def test_unimplemented_commands_say_so(project: Path, piimg, cmd: list[str]) -> None:
-    r = piimg(*cmd)
-    if r.exit_code == 2 and "not implemented yet" in r.stderr:
-        assert len(r.stderr.strip().splitlines()) == 1

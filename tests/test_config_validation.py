@@ -1,0 +1,171 @@
+"""Table-driven: every broken spec exits non-zero with one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from piimg import config
+from piimg.errors import ConfigError
+
+BASE = yaml.safe_load((Path(config.__file__).parent / "default_spec.yaml").read_text())
+
+
+def _with(path: str, value: object) -> dict:
+    """The default spec with one value replaced (``a.b[0].c`` paths); None deletes."""
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    node = doc
+    parts = path.replace("]", "").replace("[", ".").split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    last = parts[-1]
+    if value is _DELETE:
+        del node[int(last) if last.isdigit() else last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return doc
+
+
+_DELETE = object()
+AGENT = {"hostname": "k8s-agent-1", "role": "agent", "address": "10.0.2.11"}
+
+# (case id, document or raw text, key the message must name, words it must contain)
+CASES: list[tuple[str, object, str, str]] = [
+    ("node outside subnet", _with("nodes[0].address", "10.0.5.3"), "nodes[0].address", "outside network.subnet"),
+    ("node is gateway", _with("nodes[0].address", "10.0.2.1"), "nodes[0].address", "gateway"),
+    ("node in dhcp pool", _with("nodes[0].address", "10.0.3.7"), "nodes[0].address", "dhcp_pool"),
+    ("node not an ip", _with("nodes[0].address", "ten"), "nodes[0].address", "not an IPv4 address"),
+    ("gateway outside subnet", _with("network.gateway", "10.0.9.1"), "network.gateway", "not a host address"),
+    ("pool outside subnet", _with("network.dhcp_pool", "10.0.3.1-10.0.9.9"), "network.dhcp_pool", "not inside"),
+    ("pool backwards", _with("network.dhcp_pool", "10.0.3.9-10.0.3.1"), "network.dhcp_pool", "ends before"),
+    ("pool contains gateway", _with("network.dhcp_pool", "10.0.2.1-10.0.2.9"), "network.dhcp_pool", "contains network.gateway"),
+    ("subnet host bits", _with("network.subnet", "10.0.2.1/23"), "network.subnet", "not an IPv4 network"),
+    ("lb pool inside subnet", _with("cluster.pools[0].addresses", ["10.0.2.128/25"]), "cluster.pools[0].addresses[0]", "overlaps network.subnet"),
+    (
+        "lb pools overlap",
+        _with("cluster.pools", [{"name": "a", "addresses": ["10.0.4.0/24"]}, {"name": "b", "addresses": ["10.0.4.128-10.0.4.200"]}]),
+        "cluster.pools[1].addresses[0]",
+        "overlaps cluster.pools[0]",
+    ),
+    ("lb pool bad name", _with("cluster.pools[0].name", "Default_Pool"), "cluster.pools[0].name", "not a valid Kubernetes name"),
+    ("public asn", _with("cluster.bgp.asn", 3320), "cluster.bgp.asn", "public AS number"),
+    ("asn out of range", _with("router.asn", 4294967295), "router.asn", "not a valid AS number"),
+    ("asn not a number", _with("router.asn", "sixty"), "router.asn", "whole number"),
+    ("same asn", _with("cluster.bgp.asn", 65530), "cluster.bgp.asn", "equals router.asn"),
+    ("bad hostname", _with("nodes[0].hostname", "K8s_Master"), "nodes[0].hostname", "RFC 1123"),
+    (
+        "duplicate hostname",
+        _with("nodes", [BASE["nodes"][0], {**AGENT, "hostname": "k8s-master"}]),
+        "nodes[1].hostname",
+        "already used",
+    ),
+    ("duplicate address", _with("nodes", [BASE["nodes"][0], {**AGENT, "address": "10.0.2.10"}]), "nodes[1].address", "already used"),
+    ("no server", _with("nodes", [{**AGENT}]), "nodes", "role: server"),
+    ("first node is agent", _with("nodes", [AGENT, BASE["nodes"][0]]), "nodes[0].role", "initial server"),
+    ("bad role", _with("nodes[0].role", "master"), "nodes[0].role", "not one of"),
+    ("bad mac", _with("nodes[0].mac", "dc:a6:32:01:02"), "nodes[0].mac", "not a MAC address"),
+    ("bad k3s version", _with("cluster.k3s_version", "1.36"), "cluster.k3s_version", "not a k3s release"),
+    ("servicelb enabled", _with("cluster.disable", ["traefik"]), "cluster.disable", "servicelb"),
+    ("traefik disabled but chosen", _with("cluster.ingress", "traefik"), "cluster.disable", "traefik"),
+    ("unknown ingress", _with("cluster.ingress", "haproxy"), "cluster.ingress", "not one of"),
+    ("gateway used by node", _with("nodes[0].address", "10.0.2.1"), "nodes[0].address", "router's own address"),
+    ("bgp password env unset", _with("cluster.bgp.password_env", "PIIMG_TEST_UNSET_BGP"), "cluster.bgp.password_env", "not set"),
+    ("unknown top key", {**BASE, "clusterr": {}}, "clusterr", "unknown key"),
+    ("unknown nested key", _with("router.hots", "10.0.2.1"), "router.hots", "unknown key"),
+    ("wrong type mapping", _with("network", ["10.0.2.0/23"]), "network", "expected a mapping"),
+    ("wrong type list", _with("router.ports", "ether6"), "router.ports", "expected a list"),
+    ("wrong type bool", _with("router.tls", "yes please"), "router.tls", "true or false"),
+    ("bad init format", _with("image.init_format", "preseed"), "image.init_format", "not one of"),
+    ("http without sha", _with("image.url", "http://example.invalid/x.img.xz"), "image.sha256", "http://"),
+    ("bad sha", {**_with("image.url", "https://example.invalid/x.img.xz"), "image": {"url": "x.img", "sha256": "abc"}}, "image.sha256", "not a SHA-256"),
+    ("bad password hash", _with("access.password_hash", "hunter2"), "access.password_hash", "crypt(3)"),
+    ("bad ssh key", _with("access.ssh_authorized_keys", ["not a key"]), "access.ssh_authorized_keys[0]", "not an OpenSSH public key"),
+    ("bad port", _with("router.port", 70000), "router.port", "not a TCP port"),
+    ("bad router version", _with("router.version", "5"), "router.version", "auto, 6, 7"),
+    ("wifi without psk_env", _with("wifi", {"ssid": "lab"}), "wifi.psk_env", "required"),
+    ("missing address", _with("nodes", [{"hostname": "a"}]), "nodes[0].address", "required"),
+    ("empty nodes", _with("nodes", []), "nodes", "at least one node"),
+]
+
+SYNTAX_CASES = [
+    ("tab indentation", "network:\n\tsubnet: 10.0.2.0/23\n", ":2:"),
+    ("unclosed bracket", "network:\n  dns: [8.8.8.8, 8.8.4.4\nnodes: []\n", ":3:"),
+    ("bad mapping", "cluster:\n  name: a\n   k3s: b\n", ":3:"),
+]
+
+
+@pytest.mark.parametrize(("doc", "key", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_spec_names_key(project: Path, piimg, doc: object, key: str, words: str) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
+    r = piimg("validate")
+    assert r.exit_code != 0, r
+    assert "Traceback" not in r.output
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"error: {key}: "), r.stderr
+    assert words in first, r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(("text", "where"), [c[1:] for c in SYNTAX_CASES], ids=[c[0] for c in SYNTAX_CASES])
+def test_yaml_syntax_error_names_file_and_line(project: Path, piimg, text: str, where: str) -> None:
+    (project / "piimg.yaml").write_text(text)
+    r = piimg("validate")
+    assert r.exit_code == 1
+    line = r.stderr.splitlines()[0]
+    assert "piimg.yaml" + where in line and "YAML syntax error" in line, r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_did_you_mean(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("router.hots", "x")))
+    r = piimg("validate")
+    assert "hint: did you mean 'host'?" in r.stderr
+
+
+def test_every_case_is_distinct() -> None:
+    # guards the table against copy-paste: at least 25 different rules
+    assert len({c[0] for c in CASES}) == len(CASES) >= 25
+
+
+def test_missing_spec_file(project: Path, piimg) -> None:
+    r = piimg("validate")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: piimg.yaml: no such file")
+    assert "piimg init" in r.stderr
+
+
+def test_no_login_possible(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nobody could log in"):
+        config.parse({}, home=tmp_path)
+
+
+def test_ssh_keys_default_from_home(tmp_path: Path) -> None:
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAAB3NzaC1yc2E me@laptop\n")
+    spec = config.parse({}, home=tmp_path)
+    assert spec.access.ssh_authorized_keys == ("ssh-rsa AAAAB3NzaC1yc2E me@laptop",)
+
+
+def test_bgp_password_env_set(home: Path) -> None:
+    doc = _with("cluster.bgp.password_env", "BGP_KEY")
+    spec = config.parse(doc, env={"BGP_KEY": "s3cret"})
+    assert spec.cluster.bgp.password_env == "BGP_KEY"
+
+
+def test_multi_node_and_ranges(home: Path) -> None:
+    doc = _with("nodes", [BASE["nodes"][0], AGENT, {**AGENT, "hostname": "k8s-agent-2", "address": "10.0.2.12", "mac": "dc-a6-32-01-02-03"}])
+    doc["cluster"]["pools"] = [{"name": "web", "addresses": ["10.0.4.10-10.0.4.20", "10.0.6.0/24"]}]
+    spec = config.parse(doc)
+    assert [n.role for n in spec.nodes] == [config.Role.SERVER, config.Role.AGENT, config.Role.AGENT]
+    assert spec.nodes[2].mac == "DC:A6:32:01:02:03"
+    assert spec.cluster.pools[0].addresses[0].size == 11
+
+
+def test_debug_shows_traceback(project: Path, piimg) -> None:
+    r = piimg("--debug", "validate")
+    assert r.exit_code == 1
+    assert "Traceback" in r.stderr and "error: piimg.yaml: no such file" in r.stderr

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from piimg.errors import PiimgError
+from piimg.secrets import load_or_create
+
+
+def test_created_once_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / ".piimg" / "secrets.yaml"
+    first = load_or_create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(first.k3s_token) == 64
+    assert load_or_create(path) == first
+
+
+def test_world_readable_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    load_or_create(path)
+    path.chmod(0o644)
+    with pytest.raises(PiimgError, match="readable by other users"):
+        load_or_create(path)
+
+
+def test_damaged_file_is_an_error_not_a_new_token(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    path.write_text("other: 1\n")
+    path.chmod(0o600)
+    with pytest.raises(PiimgError, match="k3s_token is missing"):
+        load_or_create(path)
