@@ -16,18 +16,16 @@ FAT file system. Layout on the boot partition::
 
 from __future__ import annotations
 
-import importlib
 import secrets as _random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import piimg.firstboot
 from piimg.builder import cmdline
-from piimg.config import InitFormat, NodeSpec, Role, Spec
+from piimg.config import InitFormat, NodeSpec, Spec
 from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
-from piimg.manifests.env import render
+from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.secrets import Secrets
 
 #: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
@@ -60,71 +58,20 @@ class BootEdits:
         return cmdline.edit(text, add=self.cmdline_add, drop_keys=self.cmdline_drop_keys).encode()
 
 
-# --------------------------------------------------------------------------
-# The manifests module (k3s config.yaml and the server's add-ons) is written in
-# parallel with this one; its functions are looked up by name.
-
-
-def _manifests_fn(name: str) -> Callable[..., Any] | None:
-    for module in ("piimg.manifests", "piimg.manifests.render", "piimg.manifests.k3s"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
-
-
-def _k3s_config(spec: Spec, node: NodeSpec, secrets: Secrets) -> str:
-    fn = _manifests_fn("render_k3s_config")
-    if fn is not None:
-        return str(fn(spec, node, secrets))
-    import yaml
-
-    cfg: dict[str, Any] = {"token": secrets.k3s_token, "node-ip": str(node.address)}
-    if node.role is Role.SERVER:
-        cfg["disable"] = list(spec.cluster.disable)
-        cfg["tls-san"] = [str(node.address)]
-    if node != spec.initial_server:
-        cfg["server"] = f"https://{spec.initial_server.address}:6443"
-    return str(yaml.safe_dump(cfg, sort_keys=True))
-
-
-def _server_url(spec: Spec) -> str:
-    fn = _manifests_fn("k3s_server_url")
-    return str(fn(spec)) if fn is not None else f"https://{spec.initial_server.address}:6443"
-
-
-def _addons(spec: Spec, secrets: Secrets) -> dict[str, str]:
-    fn = _manifests_fn("render_addons")
-    return dict(fn(spec, secrets)) if fn is not None else {}
-
-
-def _ingress(spec: Spec) -> IngressRef | None:
-    fn = _manifests_fn("ingress_service")
-    ref = fn(spec) if fn is not None else None
-    return IngressRef(namespace=ref[0], service=ref[1]) if ref else None
-
-
-def _bgp_password(spec: Spec) -> str | None:
-    fn = _manifests_fn("bgp_password")
-    return fn(spec) if fn is not None else None  # type: ignore[no-any-return]
-
-
-# --------------------------------------------------------------------------
-
-
 def firstboot_files() -> dict[str, bytes]:
     """The first-boot package: every ``.py`` of ``piimg/firstboot`` (no caches)."""
     return {f"firstboot/{p.name}": p.read_bytes() for p in sorted(FIRSTBOOT_DIR.glob("*.py"))}
 
 
+def _ingress(spec: Spec) -> IngressRef | None:
+    ref = ingress_service(spec)
+    return IngressRef(namespace=ref[0], service=ref[1]) if ref else None
+
+
 def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, manifests: list[str]) -> NodeConfig:
     initial = node == spec.initial_server
     node_secrets = {"k3s_token": secrets.k3s_token}
-    bgp = _bgp_password(spec)
+    bgp = bgp_password(spec)
     if bgp:
         node_secrets["bgp_password"] = bgp
     return NodeConfig(
@@ -140,8 +87,8 @@ def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, m
         init_format=fmt.value,
         k3s=K3sConfig(
             version=spec.cluster.k3s_version,
-            config_yaml=_k3s_config(spec, node, secrets),
-            server_url=None if initial else _server_url(spec),
+            config_yaml=render_k3s_config(spec, node, secrets),
+            server_url=None if initial else k3s_server_url(spec),
         ),
         secrets=node_secrets,
         manifests=manifests,
@@ -158,7 +105,7 @@ def payload_files(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat)
         files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
     manifests: list[str] = []
     if node == spec.initial_server:
-        for name, text in sorted(_addons(spec, secrets).items()):
+        for name, text in sorted(render_addons(spec, secrets).items()):
             files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
             manifests.append(name)
     files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests).to_json().encode()
