@@ -87,7 +87,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "piimg", "-c", str(work / "piimg.yaml"), "build", "--image", str(base),
            "--node", "node0", "-o", str(out)]
     tc = _best(lambda: subprocess.run(cli, check=True, capture_output=True), args.runs)
-    cli5 = cli[: cli.index("--node")] + ["-o", str(out)]
+    cli5 = [*cli[: cli.index("--node")], "-o", str(out)]
     tc5 = _best(lambda: subprocess.run(cli5, check=True, capture_output=True), args.runs)
     print(f"image {size / 2**30:.2f} GiB, {used / 2**20:.0f} MiB allocated (fill {args.fill_mib} MiB), boot {args.boot_mib} MiB")
     print(f"1 node  (build_images):   {t1:.2f} s")

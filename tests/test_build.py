@@ -134,6 +134,14 @@ def _check_common(img: Path, base: GeneratedImage, tmp: Path, hostname: str) -> 
     assert node["k3s"]["config_yaml"]
     for name in node["manifests"]:
         assert f"piimg/manifests/{name}" in files
+    assert node["initial_server"] is (hostname == "k8s-master")
+    if hostname == "k8s-master":
+        assert node["manifests"] and node["ingress"], "the initial server deploys the add-ons"
+    else:
+        assert not any(n.startswith("piimg/manifests/") for n in files)
+    unit = FIRSTBOOT / "piimg-firstboot.service"
+    if unit.exists():
+        assert files["piimg/piimg-firstboot.service"] == unit.read_bytes()
     # mtools finds each file by name too (long names and lower-case 8.3 flags)
     assert _mtype(img, base.boot_offset, "piimg/node.json") == files["piimg/node.json"]
     return files
@@ -269,7 +277,18 @@ def test_bad_image_one_line_error_no_output(piimg: Any, project: Path, tmp_path:
     assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".img", ".part") or ".part" in p.name]
 
 
-def test_missing_image_and_compressed_image(piimg: Any, project: Path, tmp_path: Path) -> None:
+def test_refuses_to_overwrite_its_base(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
+    (project / "build").mkdir()
+    img = project / "build" / "k8s-master.img"
+    shutil.copy(bases[("bookworm", 8)].path, img)
+    before = _sha(img)
+    r = piimg("build", "--image", str(img))
+    assert r.exit_code != 0 and "overwritten" in r.stderr
+    assert _sha(img) == before and not (project / "build" / "k8s-worker-1.img").exists()
+
+
+def test_missing_image(piimg: Any, project: Path, tmp_path: Path) -> None:
     (project / "piimg.yaml").write_text(SPEC)
     r = piimg("build", "--image", str(tmp_path / "nope.img"))
     assert r.exit_code != 0 and "nope.img" in r.stderr and "no such file" in r.stderr

@@ -22,7 +22,7 @@ MiB = 1 << 20
 SECRETS = Secrets(k3s_token="t0ken" * 8)
 
 
-def _spec(**extra: object) -> config.Spec:
+def _spec(env: dict[str, str] | None = None, **extra: object) -> config.Spec:
     raw: dict[str, object] = {
         "access": {"ssh_authorized_keys": [TEST_KEY]},
         "nodes": [
@@ -31,7 +31,7 @@ def _spec(**extra: object) -> config.Spec:
         ],
     }
     raw.update(extra)
-    return config.parse(raw, env={})
+    return config.parse(raw, env=env or {})
 
 
 # ------------------------------------------------------------------ sparse
@@ -145,6 +145,22 @@ def test_payload_initial_server_is_the_cluster_init() -> None:
     assert cfg.initial_server and cfg.k3s.server_url is None
     for name in cfg.manifests:
         assert f"piimg/manifests/{name}" in edits.files
+
+
+def test_payload_carries_the_manifests_and_bgp_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from piimg.manifests import render_addons, render_k3s_config
+
+    monkeypatch.setenv("PIIMG_TEST_BGP", "s3cret-md5")
+    spec = _spec(env={"PIIMG_TEST_BGP": "s3cret-md5"}, cluster={"bgp": {"password_env": "PIIMG_TEST_BGP"}})
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.secrets == {"k3s_token": SECRETS.k3s_token, "bgp_password": "s3cret-md5"}
+    assert cfg.k3s.config_yaml == render_k3s_config(spec, spec.node("m1"), SECRETS)
+    addons = render_addons(spec, SECRETS)
+    assert sorted(cfg.manifests) == sorted(addons)
+    for name, text in addons.items():
+        assert edits.files[f"piimg/manifests/{name}"] == text.encode()
+    assert cfg.ingress is not None
 
 
 def test_systemd_edits() -> None:

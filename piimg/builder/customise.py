@@ -244,6 +244,14 @@ def build_images(
         f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
         f"init format {fmt.value}"
     )
+    if spec.wifi is not None:
+        reporter.warn("wifi: not configured by piimg build yet; the nodes use their wired network")
+    for node in selected:
+        if (out / f"{node.hostname}.img").resolve() == base.path:
+            raise ImageError(
+                f"{base.path}: the base image would be overwritten by the image of node {node.hostname}",
+                hint="copy the base image elsewhere or build into another folder with -o DIR",
+            )
     built = []
     for node in selected:
         reporter.info(f"building {node.hostname} ...")
