@@ -170,6 +170,15 @@ def test_build_systemd_format(piimg: Any, project: Path, bases: dict[tuple[str, 
         assert f"NEW_HOSTNAME='{hostname}'\n" in text and "NEW_USER='admin'\n" in text
         assert TEST_KEY in text and "TIMEZONE='Europe/Berlin'" in text and "KEYMAP='de'" in text
         assert "/opt/piimg" in text and "systemctl enable" in text
+        # the script's own clean-up line, run on the built cmdline.txt, leaves the
+        # original words plus the cgroup flags, twice in a row
+        (sed_line,) = [ln for ln in text.splitlines() if ln.startswith("sed -i 's| systemd")]
+        cmd = tmp_path / f"{hostname}-cmdline.txt"
+        cmd.write_bytes(files["cmdline.txt"])
+        for _ in range(2):
+            run_ok(["sh", "-c", sed_line.replace('"$BOOT/cmdline.txt"', '"$1"'), "sh", str(cmd)])
+        original = _mtype(base.path, base.boot_offset, "cmdline.txt").decode().split()
+        assert cmd.read_text() == " ".join([*original, *CGROUP]) + "\n"
     # the two node images differ only inside the boot partition (checked above) and there
     assert _sha(project / "build" / "k8s-master.img") != _sha(project / "build" / "k8s-worker-1.img")
 
