@@ -355,3 +355,11 @@ def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedI
         assert words.count("cgroup_enable=memory") == 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.skipif(not have("sfdisk"), reason="needs sfdisk (fdisk)")
+def test_build_gpt_image(piimg: Any, project: Path, tmp_path: Path) -> None:
+    base = make_image(tmp_path / "gpt.img", flavour="bookworm", align_mib=8, boot_mib=48, root_mib=24, gpt=True)
+    _build(piimg, project, base, "--node", "k8s-worker-1")
+    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    assert _cmdline_words(files["cmdline.txt"]).count("cgroup_enable=memory") == 1
