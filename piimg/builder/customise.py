@@ -10,8 +10,6 @@ appears under its final name only when complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,11 +21,11 @@ from piimg.builder import initformat, lastbuild
 from piimg.builder.fat import FatFS
 from piimg.builder.partitions import PiLayout, open_layout
 from piimg.builder.payload import BootEdits, boot_edits
+from piimg.builder.source import BaseImage, obtain_base_image
 from piimg.builder.sparse import sparse_copy
 from piimg.config import InitFormat, NodeSpec, Spec
 from piimg.errors import ImageError, PiimgError
-from piimg.fsutil import atomic_path, write_atomic
-from piimg.paths import user_cache_dir
+from piimg.fsutil import atomic_path
 from piimg.progress import QUIET, Reporter
 from piimg.secrets import Secrets
 
@@ -48,78 +46,6 @@ class BuiltNode:
     cmdline_added: tuple[str, ...]  # words cmdline.txt now carries
     copy_method: str
     seconds: float
-
-
-# --------------------------------------------------------------------------
-# The base image. piimg.builder.source (download, verify, decompress, cache)
-# is written in parallel; until it lands, a local raw image is taken as is.
-
-
-@dataclass(frozen=True)
-class BaseImage:
-    path: Path
-    sha256: str
-    download_sha256: str
-    init_format: str | None  # from the catalog; None: detect
-    name: str
-    size: int
-
-
-_COMPRESSED: Final = (".xz", ".zip", ".gz", ".zst", ".bz2")
-
-
-def _file_sha256(path: Path, reporter: Reporter) -> str:
-    """SHA-256 of ``path``, remembered by (path, size, mtime, inode) in the cache."""
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-    memo = user_cache_dir() / "sha256-memo.json"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if isinstance(known, dict) and isinstance(known.get(key), str):
-        return str(known[key])
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh, reporter.bar(f"checksum {path.name}", st.st_size) as bar:
-        while chunk := fh.read(4 * 1024 * 1024):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    value = digest.hexdigest()
-    if not isinstance(known, dict):
-        known = {}
-    known[key] = value
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(memo, json.dumps(known, indent=1, sort_keys=True))
-    except OSError:
-        pass  # a read-only cache only costs time
-    return value
-
-
-def _local_base_image(
-    spec: Spec, *, image: str | None = None, sha256: str | None = None, reporter: Reporter = QUIET
-) -> BaseImage:
-    src = image if image is not None else spec.image.url
-    if src is None or src.startswith(("http://", "https://")):
-        raise PiimgError(
-            "downloading the base image is not available yet (piimg fetch)",
-            hint="pass a local raw image with --image PATH",
-        )
-    path = Path(src).expanduser()
-    if image is None and not path.is_absolute():
-        path = spec.base_dir / path
-    path = path.resolve()
-    if path.suffix.lower() in _COMPRESSED:
-        raise ImageError(f"{path}: compressed images need piimg fetch", hint=f"decompress it first, then --image {path.stem}")
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
-    digest = _file_sha256(path, reporter)
-    if sha256 is not None and digest != sha256.lower():
-        raise ImageError(f"{path}: SHA-256 mismatch: expected {sha256.lower()}, got {digest}")
-    return BaseImage(path, digest, digest, None, path.name, path.stat().st_size)
-
-
-# --------------------------------------------------------------------------
 
 
 def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec) -> InitFormat:
@@ -237,7 +163,7 @@ def build_images(
     """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
-    base = _local_base_image(spec, image=image, sha256=sha256, reporter=reporter)
+    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter)
     layout = open_layout(base.path)
     fmt = _inspect_base(base, layout, spec)
     reporter.info(
