@@ -376,3 +376,27 @@ def test_build_runs_no_external_command(bases: dict[tuple[str, int], GeneratedIm
     for key in (("bookworm", 4), ("trixie", 8)):
         built = build_images(spec, Secrets("x" * 64), image=str(bases[key].path), output_dir=project / key[0])
         assert [b.hostname for b in built] == ["k8s-master", "k8s-worker-1"]
+
+
+def test_build_from_a_compressed_image_url(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path) -> None:
+    """image.url to a local .img.gz: decompressed once into the cache, then built."""
+    import gzip
+
+    base = bases[("trixie", 4)]
+    packed = project / "raspios.img.gz"
+    with open(base.path, "rb") as src, gzip.open(packed, "wb", compresslevel=1) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    digest = _sha(packed)
+    (project / "piimg.yaml").write_text(SPEC + f"image:\n  url: raspios.img.gz\n  sha256: {digest}\n")
+    r = piimg("build", "--node", "k8s-worker-1")
+    assert r.exit_code == 0, r
+    last = json.loads((project / "build" / "last.json").read_text())
+    assert last["base"]["sha256"] == _sha(base.path) and last["base"]["init_format"] == "cloudinit"
+    assert Path(last["base"]["path"]).is_file() and Path(last["base"]["path"]) != packed
+    _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    # a wrong checksum: one line, nothing built
+    (project / "piimg.yaml").write_text(SPEC + f"image:\n  url: raspios.img.gz\n  sha256: {'0' * 64}\n")
+    shutil.rmtree(project / "build")
+    r = piimg("build")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert not (project / "build" / "k8s-master.img").exists()
