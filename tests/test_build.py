@@ -400,3 +400,28 @@ def test_build_from_a_compressed_image_url(piimg: Any, project: Path, bases: dic
     r = piimg("build")
     assert r.exit_code != 0 and "Traceback" not in r.output
     assert not (project / "build" / "k8s-master.img").exists()
+
+
+@pytest.mark.parametrize("flavour", ["bookworm", "trixie"])
+def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch, flavour: str) -> None:
+    monkeypatch.setenv("PIIMG_TEST_WIFI", "zebra's \"quux\" $42")
+    (project / "piimg.yaml").write_text(
+        SPEC.replace("keymap: de\n", "keymap: de\n  wifi_country: GB\n")
+        + "wifi: {ssid: \"Bob's net\", psk_env: PIIMG_TEST_WIFI}\n"
+    )
+    base = bases[(flavour, 8)]
+    r = piimg("build", "--image", str(base.path), "--node", "k8s-worker-1")
+    assert r.exit_code == 0, r
+    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    assert not any(b"quux" in data for data in files.values()), "only the derived WPA key goes on the card"
+    if flavour == "bookworm":
+        script = tmp_path / "firstrun.sh"
+        script.write_bytes(files["firstrun.sh"])
+        run_ok(["sh", "-n", str(script)])
+        if have("shellcheck"):
+            run_ok(["shellcheck", "-s", "sh", str(script)])
+        assert "set_wlan" in script.read_text()
+    else:
+        wlan = yaml.safe_load(files["network-config"])["network"]["wifis"]["wlan0"]
+        assert list(wlan["access-points"]) == ["Bob's net"]

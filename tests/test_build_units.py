@@ -208,3 +208,32 @@ def test_firstrun_quotes_hostile_values() -> None:
     assert "NEW_HOSTNAME='m1'" in text and "PASSWORD_HASH=''" in text
     assert text.startswith("#!/bin/sh\n")
     assert "sed -i 's| systemd\\.run=" in text  # removes its own hook
+
+
+def test_wifi_psk_matches_wpa_passphrase() -> None:
+    # IEEE 802.11i-2004 annex H.4 test vector
+    assert payload.wifi_psk("IEEE", "password") == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+
+
+def test_wifi_in_both_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PIIMG_WIFI": "correct horse battery"}
+    spec = _spec(env=env, wifi={"ssid": "Lab Net", "psk_env": "PIIMG_WIFI", "hidden": True}, locale={"wifi_country": "DE"})
+    monkeypatch.setenv("PIIMG_WIFI", env["PIIMG_WIFI"])
+    psk = payload.wifi_psk("Lab Net", "correct horse battery")
+    ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    sd = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    net = yaml.safe_load(ci.files["network-config"])["network"]
+    wlan = net["wifis"]["wlan0"]
+    assert wlan["regulatory-domain"] == "DE" and wlan["dhcp4"] is True
+    assert wlan["access-points"] == {"Lab Net": {"password": psk, "hidden": True}}
+    script = sd.files["firstrun.sh"].decode()
+    assert f"set_wlan -h 'Lab Net' '{psk}' 'DE'" in script and f"psk={psk}" in script
+    for edits in (ci, sd):
+        assert not any(b"correct horse" in data for data in edits.files.values())
+
+
+def test_no_wifi_no_wifi_config() -> None:
+    spec = _spec()
+    ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    assert "wifis" not in yaml.safe_load(ci.files["network-config"])["network"]
+    assert b"set_wlan" not in payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"]

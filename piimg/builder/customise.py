@@ -170,8 +170,6 @@ def build_images(
         f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
         f"init format {fmt.value}"
     )
-    if spec.wifi is not None:
-        reporter.warn("wifi: not configured by piimg build yet; the nodes use their wired network")
     for node in selected:
         if (out / f"{node.hostname}.img").resolve() == base.path:
             raise ImageError(

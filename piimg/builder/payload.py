@@ -16,14 +16,17 @@ FAT file system. Layout on the boot partition::
 
 from __future__ import annotations
 
+import hashlib
 import secrets as _random
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import piimg.firstboot
 from piimg.builder import cmdline
-from piimg.config import InitFormat, NodeSpec, Spec
+from piimg.config import InitFormat, NodeSpec, Spec, env_secret
+from piimg.errors import ConfigError
 from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.secrets import Secrets
@@ -112,8 +115,34 @@ def payload_files(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat)
     return files
 
 
+def wifi_psk(ssid: str, passphrase: str) -> str:
+    """The WPA2 pre-shared key (PBKDF2-HMAC-SHA1, 4096 rounds, salted by the SSID).
+
+    What rpi-imager writes instead of the passphrase, so the passphrase itself
+    never lands on the card; wpa_supplicant and NetworkManager take the 64 hex
+    digits as the key.
+    """
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
+
+
+def _wifi(spec: Spec, node: NodeSpec) -> dict[str, Any] | None:
+    if spec.wifi is None:
+        return None
+    passphrase = env_secret("wifi.psk_env", spec.wifi.psk_env)
+    if not 8 <= len(passphrase) <= 63:
+        raise ConfigError("wifi.psk_env", f"the passphrase in ${spec.wifi.psk_env} must be 8 to 63 characters (WPA2)")
+    return {
+        "ssid": spec.wifi.ssid,
+        "psk": wifi_psk(spec.wifi.ssid, passphrase),
+        "hidden": spec.wifi.hidden,
+        "country": spec.locale.wifi_country or "",
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.hostname}.{spec.wifi.ssid}.piimg")),
+    }
+
+
 def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
     return {
+        "wifi": _wifi(spec, node),
         "hostname": node.hostname,
         "role": node.role.value,
         "address": str(node.address),
