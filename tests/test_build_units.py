@@ -31,7 +31,7 @@ def _spec(env: dict[str, str] | None = None, **extra: object) -> config.Spec:
         ],
     }
     raw.update(extra)
-    return config.parse(raw, env=env or {})
+    return config.parse(raw, env=env or {}, home=Path("/nonexistent-home"))
 
 
 # ------------------------------------------------------------------ sparse
@@ -237,3 +237,12 @@ def test_no_wifi_no_wifi_config() -> None:
     ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
     assert "wifis" not in yaml.safe_load(ci.files["network-config"])["network"]
     assert b"set_wlan" not in payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"]
+
+
+def test_firstrun_with_a_password_hash() -> None:
+    pw = "$6$salt$" + "b" * 86
+    spec = _spec(access={"ssh_authorized_keys": [], "password_hash": pw}, locale={"timezone": "America/New_York"})
+    text = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"].decode()
+    assert f"PASSWORD_HASH='{pw}'" in text
+    assert "PasswordAuthentication yes" in text and "PasswordAuthentication no" not in text
+    assert "enable_ssh -k" not in text and "authorized_keys" not in text
