@@ -425,3 +425,12 @@ def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int],
     else:
         wlan = yaml.safe_load(files["network-config"])["network"]["wifis"]["wlan0"]
         assert list(wlan["access-points"]) == ["Bob's net"]
+
+
+def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIIMG_TEST_WIFI", "short")
+    (project / "piimg.yaml").write_text(SPEC + "wifi: {ssid: lab, psk_env: PIIMG_TEST_WIFI}\n")
+    r = piimg("build", "--image", str(bases[("bookworm", 8)].path))
+    assert r.exit_code != 0 and "wifi.psk_env" in r.stderr and "short" not in r.stderr
+    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))

@@ -81,11 +81,8 @@ def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
     return written
 
 
-def _build_node(
-    spec: Spec, node: NodeSpec, secrets: Secrets, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path
-) -> BuiltNode:
+def _build_node(node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path) -> BuiltNode:
     start = time.monotonic()
-    edits = boot_edits(spec, node, secrets, fmt)
     # The image holds the k3s token: mkstemp's 0600 stays on the final file.
     with atomic_path(dest, suffix=".part") as tmp:
         method = sparse_copy(base.path, tmp)
@@ -171,14 +168,17 @@ def build_images(
         f"init format {fmt.value}"
     )
     for node in selected:
-        if (out / f"{node.hostname}.img").resolve() == base.path:
+        if (out / f"{node.hostname}.img").resolve() == Path(base.path).resolve():
             raise ImageError(
                 f"{base.path}: the base image would be overwritten by the image of node {node.hostname}",
                 hint="copy the base image elsewhere or build into another folder with -o DIR",
             )
+    # Everything that can fail on a value (templates, secrets from the
+    # environment) fails here, before the first image is written.
+    edits = {node.hostname: boot_edits(spec, node, secrets, fmt) for node in selected}
     built = []
     for node in selected:
         reporter.info(f"building {node.hostname} ...")
-        built.append(_build_node(spec, node, secrets, base, layout, fmt, out / f"{node.hostname}.img"))
+        built.append(_build_node(node, edits[node.hostname], base, layout, fmt, out / f"{node.hostname}.img"))
     _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
     return built
