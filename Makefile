@@ -1,15 +1,16 @@
-# piimg: make demo | make test | make lint | (bench, e2e come with their issues)
+# piimg: make demo | make test | make lint | make bench | (e2e comes with its issue)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools
 
-.PHONY: help system-deps venv demo test test-fast lint clean
+.PHONY: help system-deps venv demo test test-fast lint bench clean
 
 help:
 	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make lint   ruff + mypy on piimg/"
+	@echo "make bench  run every bench/bench_*.py (slow; not part of make test)"
 
 # Debian/Ubuntu system tools the builder and the tests use. Skipped when they
 # are all present (and on machines without apt-get, e.g. macOS).
@@ -41,6 +42,12 @@ test-fast: venv
 lint: venv
 	$(VENV)/bin/ruff check piimg tests
 	$(VENV)/bin/mypy
+
+# Benchmarks: every bench/bench_*.py, one after the other (not part of `make test`).
+bench: system-deps venv
+	@set -e; for f in bench/bench_*.py; do \
+		echo "== $$f"; $(PY) -m bench.$$(basename $$f .py); \
+	done
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
