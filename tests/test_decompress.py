@@ -160,3 +160,10 @@ def test_interrupt_mid_decompression_stops_the_decoder(tmp_path: Path, data: byt
     with pytest.raises(KeyboardInterrupt):
         decompress_to(src, tmp_path / "o.img", Reporter())  # type: ignore[arg-type]
     assert threading.active_count() == before  # the reader thread is gone
+
+
+def test_checksum_can_be_skipped(tmp_path: Path, data: bytes) -> None:
+    src = write(tmp_path / "x.img.zst", compress(data, "zst"))
+    result = decompress_to(src, tmp_path / "o.img", checksum=False)
+    assert result.sha256 == "" and result.size == len(data)
+    assert (tmp_path / "o.img").read_bytes() == data
