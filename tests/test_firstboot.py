@@ -309,10 +309,12 @@ def test_install_script_url_missing(tmp_path: Path, k3s_server: K3sServer) -> No
 def test_agent_server_never_answers(tmp_path: Path, k3s_server: K3sServer) -> None:
     k3s_server.ping_ok = False
     pi = FakePi(tmp_path, k3s_server, role="agent")
-    r = pi.run("--timeout", "server=0.3")
+    r = pi.run("--timeout", "server=1.0")
     assert_failed(pi, r, "k3s", "waiting for the k3s server at " + k3s_server.url, "HTTP 503")
     assert pi.installs() == 0  # never tries to join a server that is not there
-    assert k3s_server.requests.count("/ping") >= 3
+    # it retried (with backoff) rather than giving up after one refusal; how
+    # often depends on the machine's load, so only "more than once" is asserted
+    assert k3s_server.requests.count("/ping") >= 2
 
 
 def test_server_ingress_never_gets_ip(pi: FakePi) -> None:
