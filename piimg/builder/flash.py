@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.builder import blockmap, safety
+from piimg.builder import blockmap, decompress, safety
 from piimg.builder.blockmap import BlockMap, Range
 from piimg.builder.devices import Device, Devices
 from piimg.errors import ImageError, PiimgError, UnsafeTarget
@@ -365,23 +365,10 @@ def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
 
 # ---------------------------------------------------------------------------- the whole verb
 
-_COMPRESSED: Final = {
-    b"\xfd7zXZ\x00": "xz",
-    b"\x1f\x8b": "gzip",
-    b"\x28\xb5\x2f\xfd": "zstd",
-    b"PK\x03\x04": "zip",
-    b"BZh": "bzip2",
-}
-
-
 def compression_of(path: str | os.PathLike[str]) -> str | None:
     """The compression format of ``path`` from its magic bytes, or None for a raw image."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    for magic, name in _COMPRESSED.items():
-        if head.startswith(magic):
-            return name
-    return None
+    fmt = decompress.detect_format(path)
+    return None if fmt is decompress.Format.RAW else fmt.value
 
 
 def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
@@ -461,15 +448,12 @@ def flash(
 
     from piimg.paths import user_cache_dir
 
-    try:
-        from piimg.builder import decompress  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        raise ImageError(f"{image}: is {compressed}-compressed; decompress it first (e.g. xz -dk)") from None
     cache = user_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
         raw = os.path.join(tmp, "image.img")
-        decompress.decompress_to(image, raw, reporter)
+        # no checksum here: the read-back compares the card with this very file
+        decompress.decompress_to(image, raw, reporter, checksum=False)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
             dev_root=dev_root, after_write=after_write,
