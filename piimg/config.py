@@ -407,11 +407,28 @@ def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
     return AccessSpec(user=user, ssh_authorized_keys=tuple(keys), password_hash=pw)
 
 
+def _known_timezones() -> frozenset[str]:
+    """The IANA zone names this machine knows (empty when it has no tz database:
+    then any well-formed name is accepted; the Pi image has the full database)."""
+    import zoneinfo
+
+    try:
+        zones = zoneinfo.available_timezones()
+    except OSError:
+        return frozenset()
+    return frozenset(zones | {"UTC"}) if zones else frozenset()
+
+
 def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
     d = _mapping(ctx, "locale", raw, LocaleSpec.__dataclass_fields__)
     tz = _str(ctx, "locale.timezone", d.get("timezone", "Etc/UTC"))
     if not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", tz):
         raise ctx.err("locale.timezone", f"{tz!r} is not a time zone name like Europe/Berlin")
+    zones = _known_timezones()
+    if zones and tz not in zones:
+        close = difflib.get_close_matches(tz, sorted(zones), n=1)
+        raise ctx.err("locale.timezone", f"{tz!r} is not a known time zone (IANA tz database)",
+                      hint=f"did you mean {close[0]!r}?" if close else "see /usr/share/zoneinfo")
     keymap = _str(ctx, "locale.keymap", d.get("keymap", "us"))
     if not re.match(r"^[a-z][a-z0-9_-]*$", keymap):
         raise ctx.err("locale.keymap", f"{keymap!r} is not a keymap name like us or de")
@@ -693,6 +710,9 @@ def parse(
     """Turn the raw YAML document into a validated :class:`Spec`."""
     env = os.environ if env is None else env
     ctx = _Ctx(file)
+    if raw is not None and not isinstance(raw, dict):
+        raise ctx.err("", f"{file or '<string>'}: expected a mapping of sections ({', '.join(_TOP_KEYS)}), "
+                      f"got {_type_name(raw)}")
     top = _mapping(ctx, "", raw, _TOP_KEYS)
     access = _load_access(ctx, top.get("access"))
     if not access.ssh_authorized_keys:
@@ -713,9 +733,26 @@ def parse(
     return spec
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 without base-60 integers: PyYAML reads an unquoted, all-digit
+    MAC such as ``12:34:56:12:34:56`` (or a time like ``11:22``) as a number."""
+
+
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
 def loads(text: str, *, file: str | None = None, **kwargs: Any) -> Spec:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{file or '<string>'}:{mark.line + 1}:{mark.column + 1}" if mark else (file or "<string>")

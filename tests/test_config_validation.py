@@ -89,6 +89,8 @@ CASES: list[tuple[str, object, str, str]] = [
     ("wifi without psk_env", _with("wifi", {"ssid": "lab"}), "wifi.psk_env", "required"),
     ("missing address", _with("nodes", [{"hostname": "a"}]), "nodes[0].address", "required"),
     ("empty nodes", _with("nodes", []), "nodes", "at least one node"),
+    ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
+    ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
 ]
 
 SYNTAX_CASES = [
@@ -169,3 +171,13 @@ def test_debug_shows_traceback(project: Path, piimg) -> None:
     r = piimg("--debug", "validate")
     assert r.exit_code == 1
     assert "Traceback" in r.stderr and "error: piimg.yaml: no such file" in r.stderr
+
+
+def test_all_digit_mac_is_not_a_base60_number(home: Path) -> None:
+    # YAML 1.1 reads 12:34:56:12:34:56 unquoted as the integer 9783981296
+    text = (Path(config.__file__).parent / "default_spec.yaml").read_text()
+    text = text.replace("mac: null", "mac: 12:34:56:12:34:56", 1)
+    assert "12:34:56:12:34:56" in text
+    spec = config.loads(text)
+    assert spec.nodes[0].mac == "12:34:56:12:34:56"
+    assert config.loads("router:\n  port: 0x2219\n").router.port == 8729
