@@ -239,6 +239,24 @@ def test_confirmation_declined_writes_nothing(image: GeneratedImage, tmp_path: P
     assert read_at(target, 0, 4096) == PATTERN
 
 
+def test_no_answer_on_a_non_terminal_says_yes_is_needed(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
+    target = tmp_path / "card.img"
+    prefill(target, CARD)
+    r = piimg("flash", str(image.path), str(target), "--force")  # stdin at EOF, as under cron or a pipe
+    assert r.exit_code == 1, r
+    assert "error: no answer" in r.stderr and "nothing was written" in r.stderr and "hint: add --yes" in r.stderr
+    assert "aborted" not in r.stderr
+    assert read_at(target, 0, 4096) == PATTERN
+
+
+def test_new_file_target_is_private(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
+    # a built image carries the k3s token: a file made by flash is not world-readable
+    target = tmp_path / "card.img"
+    r = piimg("flash", str(image.path), str(target), "--force", "--yes")
+    assert r.exit_code == 0, r
+    assert target.stat().st_mode & 0o077 == 0
+
+
 def test_refusal_happens_before_anything_is_written(tmp_path: Path, image: GeneratedImage) -> None:
     devices = LinuxDevices()
     calls: list[str] = []

@@ -138,6 +138,9 @@ def test_confirmation(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
     r = piimg("router-setup", input="n\n")
     assert r.exit_code == 0 and "nothing was changed" in r.stdout
     assert peer.writes == 0
+    r = piimg("router-setup")  # no answer: stdin at EOF, not a terminal
+    assert r.exit_code == 1 and "nothing was changed" in r.stderr and "hint: add --yes" in r.stderr
+    assert peer.writes == 0
     r = piimg("router-setup", "--no-backup", input="y\n")
     assert r.exit_code == 0, r.output
     assert peer.writes == 15  # no backup

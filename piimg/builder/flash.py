@@ -253,7 +253,8 @@ def _write_and_verify(
         block_device = False
     if not block_device:
         # A file target: create or extend it so the free ranges read back as zeros.
-        with open(target, "ab") as fh:
+        # New files get mode 0600: a built image holds the cluster's k3s token.
+        with open(target, "ab", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
             if fh.seek(0, os.SEEK_END) < block_map.image_size:
                 fh.truncate(block_map.image_size)
     chunks = plan_chunks(block_map.ranges)

@@ -8,7 +8,7 @@ import click
 
 from piimg.builder import flash as flashing
 from piimg.builder.devices import Device, for_this_machine, human_size
-from piimg.cli.common import App, echo, pass_app
+from piimg.cli.common import App, confirm, echo, pass_app
 
 
 @click.command()
@@ -56,7 +56,7 @@ def flash(
     else:
         raise click.UsageError("expected [IMAGE] DEVICE")
 
-    def confirm(device: Device) -> bool:
+    def ask(device: Device) -> bool:
         size = Path(image).stat().st_size
         packed = flashing.compression_of(image)
         app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
@@ -65,13 +65,13 @@ def flash(
             app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
         if yes:
             return True
-        return click.confirm(f"Overwrite {device.write_path}? Everything on it will be lost", default=False, err=True)
+        return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
 
     result = flashing.flash(
         image,
         target,
         devices=for_this_machine(),
-        confirm=confirm,
+        confirm=ask,
         verify=not no_verify,
         force=force,
         eject=not no_eject,
