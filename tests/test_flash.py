@@ -182,6 +182,28 @@ def test_interrupted_flash_leaves_the_first_mib_unwritten(image: GeneratedImage,
     assert read_at(loop.backing, later.start, 4096) == read_at(image.path, later.start, 4096)
 
 
+def test_interrupted_flash_to_a_new_file_leaves_no_file(image: GeneratedImage, tmp_path: Path) -> None:
+    bmap = blockmap.compute_for(image.path)
+    new, old = tmp_path / "new.img", tmp_path / "old.img"
+    prefill(old, CARD)
+    for target in (new, old):
+        with pytest.raises(KeyboardInterrupt):
+            flashing.write_image(image.path, target, bmap, reporter=_Interrupting(MiB))  # type: ignore[arg-type]
+    assert not new.exists()  # made by flash: removed, no half-written card image
+    assert old.exists()  # the user's own file stays (like a device)
+
+
+def test_ctrl_c_says_interrupted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from piimg import cli
+
+    def interrupt(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flashing, "image_from_last_build", interrupt)
+    assert cli.main(["flash", "/tmp/piimg-test-unused"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
 def test_bmap_file_from_bmaptool(image: GeneratedImage, tmp_path: Path) -> None:
     if not have("bmaptool"):
         pytest.skip("bmaptool (bmap-tools) is not installed")

@@ -23,6 +23,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -231,7 +232,14 @@ def write_image(
             raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+        created = not os.path.lexists(target)
+        try:
+            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+        except BaseException:
+            if created:  # a file flash made itself: no half-written card image stays behind (error or Ctrl-C)
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            raise
     finally:
         os.close(src)
 
