@@ -362,13 +362,22 @@ def test_export_matches_golden(version: str, project: Path, piimg: Any) -> None:
     assert text == golden.read_text()
     assert BGP_KEY not in text
     assert "tcp-md5-key=$piimgBgpKey" in text
+    # /import runs the file as a script: it must declare the global before using it
+    assert text.index("\n:global piimgBgpKey\n") < text.index("$piimgBgpKey", text.index("\n/"))
 
 
 def _replay(api: Any, script: str, key: str) -> None:
     """Run an exported script's add lines through the API (what /import would do)."""
     menu: list[str] = []
+    key_variable_lines = [
+        ":global piimgBgpKey",
+        ':if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }',
+    ]
     for line in script.splitlines():
         if not line or line.startswith("#"):
+            continue
+        if line.startswith(":"):  # the key's declaration and check
+            assert key_variable_lines.pop(0) == line
             continue
         if line.startswith("/"):
             menu = line[1:].split()
@@ -389,7 +398,7 @@ def test_export_with_auto_version_equals_apply(peer: RouterOSPeer, project: Path
     spec = config.load(project / "piimg.yaml")
     api = connect(spec.router, PASSWORD)
     try:
-        _replay(api, out.read_text(), BGP_KEY)
+        _replay(api, out.read_text(), BGP_KEY)  # also checks the key is declared and checked
     finally:
         api.close()
     r = piimg("router-setup", "--yes")
