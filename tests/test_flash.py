@@ -293,6 +293,20 @@ def test_refusal_happens_before_anything_is_written(tmp_path: Path, image: Gener
 
 
 
+def test_empty_or_truncated_image_refused(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
+    target = tmp_path / "card.img"
+    prefill(target, CARD)
+    empty = tmp_path / "empty.img"
+    empty.touch()
+    truncated = tmp_path / "truncated.img"
+    truncated.write_bytes(read_at(image.path, 0, image.boot_offset + MiB))  # a download cut short
+    for bad, words in ((empty, "is empty"), (truncated, "beyond the end of the image")):
+        r = piimg("flash", str(bad), str(target), "--yes", "--force")
+        assert r.exit_code == 1 and r.stderr.startswith(f"error: {bad}: ") and words in r.stderr, r
+        assert "Traceback" not in r.output
+    assert read_at(target, 0, 4096) == PATTERN
+
+
 def test_image_onto_itself_refused(image: GeneratedImage, piimg: Any, project: Path) -> None:
     before = read_at(image.path, 0, 4096)
     r = piimg("flash", str(image.path), str(image.path), "--yes", "--force")

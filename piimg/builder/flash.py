@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.builder import blockmap, safety
+from piimg.builder import blockmap, partitions, safety
 from piimg.builder.blockmap import BlockMap, Range
 from piimg.builder.devices import Device, Devices
 from piimg.errors import ImageError, PiimgError, UnsafeTarget
@@ -428,6 +428,21 @@ def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -
     return image
 
 
+def check_image(path: str, *, name: str | None = None) -> None:
+    """Refuse an empty image, or one whose partition table reaches past its end
+    (a truncated download: the card would not boot). Images without a partition
+    table are written as they are, like bmaptool does."""
+    name = name or path
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{name}: is empty; nothing to write")
+    with open(path, "rb") as fh:
+        try:
+            partitions.read_table(fh)
+        except ImageError as exc:
+            if "truncated" in (exc.hint or ""):
+                raise ImageError(f"{name}: {exc.message}", hint=exc.hint) from None
+
+
 def flash(
     image: str | os.PathLike[str],
     target: str,
@@ -453,6 +468,8 @@ def flash(
     if not os.path.isfile(image):
         raise ImageError(f"{image}: no such image file")
     compressed = compression_of(image)
+    if not compressed:
+        check_image(image)
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     # The size of a compressed image is known only after decompressing; checked again then.
@@ -479,6 +496,7 @@ def flash(
     with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
         raw = os.path.join(tmp, "image.img")
         decompress.decompress_to(image, raw, reporter)
+        check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
             dev_root=dev_root, after_write=after_write,
