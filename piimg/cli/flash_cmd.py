@@ -37,10 +37,11 @@ def flash(
 ) -> None:
     """Write IMAGE (default: the last build) to DEVICE, safely and verified.
 
-    \b
     Only the blocks that hold data are written (the block map comes from the
     image's own FAT and ext4 metadata), the partition table last, and every
     written block is read back from the device and compared.
+
+    \b
     Examples:
       piimg flash /dev/sdb                 the last build (one node)
       piimg flash --node k8s-w1 /dev/rdisk4
