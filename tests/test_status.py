@@ -342,6 +342,7 @@ def test_status_cli_json_and_exit_code(project: Path, piimg: Any, kube: FakeKube
     states = {c["name"]: c["state"] for c in data["checks"]}
     assert states["kubernetes api"] == "ok" and states["loadbalancers"] == "ok" and states[f"http {LB_IP}"] == "ok"
     assert states["router bgp"] == "skipped"
+    assert "--no-router" in {c["name"]: c["detail"] for c in data["checks"]}["router bgp"]
     assert r.exit_code == 1 and data["ok"] is False  # the node 127.0.2.10:22 and the router are not there
 
 
@@ -393,4 +394,5 @@ def test_status_cli_router_without_password(project: Path, piimg: Any, kube: Fak
     r = piimg("status", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["router bgp"]["state"] == "fail" and "PIIMG_ROUTER_PASSWORD" in checks["router bgp"]["detail"]
+    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection"}
     assert checks["loadbalancers"]["state"] == "ok"
