@@ -449,6 +449,8 @@ def _load_wifi(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> WifiSpec | Non
     psk_env = _env_name(ctx, "wifi.psk_env", d["psk_env"])
     if psk_env not in env:
         raise ctx.err("wifi.psk_env", f"environment variable {psk_env} is not set")
+    if not 8 <= len(env[psk_env]) <= 63:
+        raise ctx.err("wifi.psk_env", f"the passphrase in ${psk_env} must be 8 to 63 characters (WPA2)")
     return WifiSpec(
         ssid=_str(ctx, "wifi.ssid", d["ssid"]),
         psk_env=psk_env,
@@ -624,6 +626,10 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
 
 def _cross_check(ctx: _Ctx, spec: Spec) -> None:
     net = spec.network
+    if spec.wifi is not None and spec.locale.wifi_country is None:
+        # Raspberry Pi OS keeps the WLAN rfkill-blocked until a regulatory country is set
+        raise ctx.err("locale.wifi_country", "required when wifi is set (Wi-Fi stays blocked without it)",
+                      hint="set the two-letter code of the country the Pi is in, e.g. wifi_country: GB")
     seen_names: dict[str, int] = {}
     seen_addrs: dict[IPv4Address, int] = {}
     seen_macs: dict[str, int] = {}

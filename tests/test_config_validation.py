@@ -181,3 +181,14 @@ def test_all_digit_mac_is_not_a_base60_number(home: Path) -> None:
     spec = config.loads(text)
     assert spec.nodes[0].mac == "12:34:56:12:34:56"
     assert config.loads("router:\n  port: 0x2219\n").router.port == 8729
+
+
+def test_wifi_passphrase_checked_at_load(home: Path) -> None:
+    doc = _with("wifi", {"ssid": "lab", "psk_env": "WIFI_PSK"})
+    doc["locale"]["wifi_country"] = "GB"
+    with pytest.raises(ConfigError, match=r"^wifi.psk_env: the passphrase in \$WIFI_PSK must be 8 to 63"):
+        config.parse(doc, env={"WIFI_PSK": "short"})
+    assert config.parse(doc, env={"WIFI_PSK": "long enough"}).wifi is not None
+    doc["locale"]["wifi_country"] = None
+    with pytest.raises(ConfigError, match=r"^locale.wifi_country: required when wifi is set"):
+        config.parse(doc, env={"WIFI_PSK": "long enough"})
