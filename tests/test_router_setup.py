@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from piimg import config
+from piimg.errors import RouterError
 from piimg.router import rsc
 from piimg.router.client import connect, router_password
 from piimg.router.dialects import dialect_from_spec
@@ -343,6 +344,13 @@ def test_unreachable_router(project: Path, piimg: Any) -> None:
     assert r.exit_code == 1
     assert f"{addr[0]}:{addr[1]}: cannot connect" in r.stderr
     assert "hint: enable the service: /ip service enable api" in r.stderr
+
+
+def test_tls_against_the_plain_api_port_names_the_mismatch(peer: RouterOSPeer, project: Path) -> None:
+    spec = config.load(write_spec(project, peer, router={"tls": True, "tls_verify": False}))
+    with pytest.raises(RouterError, match=r": (timed out|TLS handshake failed \(WRONG_VERSION_NUMBER\))$") as info:
+        connect(spec.router, PASSWORD, timeout=0.5)
+    assert info.value.hint == f"router.tls is true: is {peer.address[1]} the api-ssl service (/ip service print)?"
 
 
 # --- export -----------------------------------------------------------------
