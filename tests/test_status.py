@@ -330,6 +330,17 @@ def test_merge_keeps_other_contexts(tmp_path: Path, spec: config.Spec) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize(("text", "words"), [("clusters: [\n", ":2:1: not valid YAML ("), ("- a\n", "not a kubeconfig")])
+def test_merge_into_a_broken_file_is_one_line(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "config"
+    path.write_text(text)
+    new = kcfg.rewrite(yaml.safe_load(K3S_YAML), server="https://127.0.2.10:6443", name="homelab")
+    with pytest.raises(PiimgError) as info:
+        kcfg.write(new, path, merge_into_existing=True)
+    assert words in info.value.message and "\n" not in info.value.message
+    assert path.read_text() == text
+
+
 # --- the CLI -------------------------------------------------------------------------
 
 
