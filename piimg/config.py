@@ -398,7 +398,7 @@ def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
             raise ctx.err(f"access.ssh_authorized_keys[{i}]", f"not an OpenSSH public key: {key[:30]!r}")
         keys.append(key)
     pw = _str(ctx, "access.password_hash", d.get("password_hash"), optional=True)
-    if pw is not None and not re.match(r"^\$6\$[^$]*\$[./A-Za-z0-9]{86}$", pw):
+    if pw is not None and not re.match(r"^\$6\$(rounds=\d+\$)?[^$]*\$[./A-Za-z0-9]{86}$", pw):
         raise ctx.err(
             "access.password_hash",
             "is not a crypt(3) SHA-512 hash ($6$salt$...)",

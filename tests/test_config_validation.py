@@ -192,3 +192,10 @@ def test_wifi_passphrase_checked_at_load(home: Path) -> None:
     doc["locale"]["wifi_country"] = None
     with pytest.raises(ConfigError, match=r"^locale.wifi_country: required when wifi is set"):
         config.parse(doc, env={"WIFI_PSK": "long enough"})
+
+
+def test_password_hash_with_rounds(home: Path) -> None:
+    # mkpasswd -m sha-512 -R 10000 / crypt(3) with an explicit cost
+    hashed = ("$6$rounds=10000$saltsalt$ZTNXXHFyLAi.0f6IV4I1ziqTD4etecjPY.wSj7UV9ctRg0t3APls5/"
+              "5wgDKKPAKtz42rw3DeefzFnFyha0DdM.")
+    assert config.parse(_with("access.password_hash", hashed)).access.password_hash == hashed
