@@ -491,8 +491,12 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
     if len(set(ports)) != len(ports):
         raise ctx.err("router.ports", "lists a port twice")
     ca_file = _str(ctx, "router.ca_file", d.get("ca_file"), optional=True)
+    host = _str(ctx, "router.host", d.get("host", base.host))
+    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", host):
+        hint = "give the port in router.port" if ":" in host else None
+        raise ctx.err("router.host", f"{host!r} is not an IPv4 address or host name", hint=hint)
     return RouterSpec(
-        host=_str(ctx, "router.host", d.get("host", base.host)),
+        host=host,
         port=port,
         tls=_bool(ctx, "router.tls", d.get("tls", True)),
         tls_verify=_bool(ctx, "router.tls_verify", d.get("tls_verify", True)),

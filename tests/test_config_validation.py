@@ -89,6 +89,8 @@ CASES: list[tuple[str, object, str, str]] = [
     ("wifi without psk_env", _with("wifi", {"ssid": "lab"}), "wifi.psk_env", "required"),
     ("missing address", _with("nodes", [{"hostname": "a"}]), "nodes[0].address", "required"),
     ("empty nodes", _with("nodes", []), "nodes", "at least one node"),
+    ("router host with port", _with("router.host", "10.0.2.1:8728"), "router.host", "not an IPv4 address or host name"),
+    ("router host url", _with("router.host", "https://10.0.2.1"), "router.host", "not an IPv4 address or host name"),
     ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
     ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
 ]
