@@ -373,6 +373,10 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
         sha = sha.lower()
         if not _SHA256_RE.match(sha):
             raise ctx.err("image.sha256", f"{sha!r} is not a SHA-256 hex digest (64 hex digits)")
+    for key, value in (("image.url", url), ("image.catalog", d.get("catalog"))):
+        scheme = str(value).split("://", 1)[0] if "://" in str(value or "") else None
+        if scheme is not None and scheme not in ("http", "https", "file"):
+            raise ctx.err(key, f"{value!r}: only http://, https://, file:// or a local path")
     if url and url.startswith("http://") and sha is None:
         raise ctx.err("image.sha256", "required with an http:// image.url (nothing else proves the download is genuine)")
     if sha is not None and url is None:

@@ -91,6 +91,9 @@ CASES: list[tuple[str, object, str, str]] = [
     ("empty nodes", _with("nodes", []), "nodes", "at least one node"),
     ("router host with port", _with("router.host", "10.0.2.1:8728"), "router.host", "not an IPv4 address or host name"),
     ("router host url", _with("router.host", "https://10.0.2.1"), "router.host", "not an IPv4 address or host name"),
+    ("image url scheme", _with("image.url", "ftp://example.invalid/x.img.xz"), "image.url", "only http://, https://"),
+    ("image url upper-case scheme", _with("image.url", "HTTP://example.invalid/x.img.xz"), "image.url", "only http://"),
+    ("catalog scheme", _with("image.catalog", "s3://bucket/os_list.json"), "image.catalog", "only http://"),
     ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
     ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
 ]
