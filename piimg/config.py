@@ -479,6 +479,9 @@ def _load_network(ctx: _Ctx, raw: object) -> NetworkSpec:
         raise ctx.err("network.dhcp_pool", f"{pool} is not inside network.subnet {subnet}")
     if gateway in pool:
         raise ctx.err("network.dhcp_pool", f"{pool} contains network.gateway {gateway}")
+    for edge in usable:
+        if edge in pool:
+            raise ctx.err("network.dhcp_pool", f"{pool} contains {edge}, the network or broadcast address of {subnet}")
     return NetworkSpec(subnet=subnet, gateway=gateway, dhcp_pool=pool, dns=dns)
 
 
@@ -647,8 +650,10 @@ def _cross_check(ctx: _Ctx, spec: Spec) -> None:
             raise ctx.err(f"{key}.hostname", f"{node.hostname!r} is already used by nodes[{seen_names[node.hostname]}]")
         seen_names[node.hostname] = i
         addr = node.address
-        if addr not in net.subnet or addr in (net.subnet.network_address, net.subnet.broadcast_address):
+        if addr not in net.subnet:
             raise ctx.err(f"{key}.address", f"{addr} is outside network.subnet {net.subnet}")
+        if addr in (net.subnet.network_address, net.subnet.broadcast_address):
+            raise ctx.err(f"{key}.address", f"{addr} is the network or broadcast address of network.subnet {net.subnet}")
         if addr == net.gateway:
             raise ctx.err(f"{key}.address", f"{addr} is network.gateway, the router's own address")
         if addr in net.dhcp_pool:

@@ -94,6 +94,8 @@ CASES: list[tuple[str, object, str, str]] = [
     ("image url scheme", _with("image.url", "ftp://example.invalid/x.img.xz"), "image.url", "only http://, https://"),
     ("image url upper-case scheme", _with("image.url", "HTTP://example.invalid/x.img.xz"), "image.url", "only http://"),
     ("catalog scheme", _with("image.catalog", "s3://bucket/os_list.json"), "image.catalog", "only http://"),
+    ("node is broadcast", _with("nodes[0].address", "10.0.3.255"), "nodes[0].address", "network or broadcast address"),
+    ("dhcp pool has broadcast", _with("network.dhcp_pool", "10.0.3.1-10.0.3.255"), "network.dhcp_pool", "broadcast address"),
     ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
     ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
 ]
