@@ -363,7 +363,7 @@ def test_status_cli_watch_gives_up_at_timeout(project: Path, piimg: Any, kube: F
     kube.kubeconfig(project / "kubeconfig")
     r = piimg("status", "--watch", "--timeout", "2", "--interval", "1", "--no-router")
     assert r.exit_code == 1
-    assert "[round 1]" in r.stderr and "checks ok" in r.stdout
+    assert "[round 1]" in r.stderr and "gave up after 2 s" in r.stderr and "checks ok" in r.stdout
 
 
 # --- router through librouteros against the RouterOS API peer ------------------------

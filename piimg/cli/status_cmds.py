@@ -56,14 +56,16 @@ def status(
     while True:
         rounds += 1
         checks = run_checks(spec, opts)
-        if not watch or all_ok(checks) or time.monotonic() + interval > deadline:
+        if not watch or all_ok(checks):
             break
         passed = sum(c.state is State.OK for c in checks)
-        waiting = next((c for c in checks if c.state is not State.OK), None)
+        waiting = next(c for c in checks if c.state is not State.OK)
         app.reporter.info(
-            f"[round {rounds}] {passed}/{len(checks)} checks ok; waiting for {waiting.name if waiting else '?'}: "
-            f"{waiting.detail if waiting else ''}"
+            f"[round {rounds}] {passed}/{len(checks)} checks ok; waiting for {waiting.name}: {waiting.detail}"
         )
+        if time.monotonic() + interval > deadline:
+            app.reporter.warn(f"--watch gave up after {timeout} s")
+            break
         time.sleep(interval)
     if as_json:
         echo_json({"ok": all_ok(checks), "checks": [c.to_dict() for c in checks]})
