@@ -366,6 +366,12 @@ def test_status_cli_watch_gives_up_at_timeout(project: Path, piimg: Any, kube: F
     assert "[round 1]" in r.stderr and "gave up after 2 s" in r.stderr and "checks ok" in r.stdout
 
 
+@pytest.mark.parametrize(("option", "value"), [("--timeout", "-5"), ("--interval", "0")])
+def test_status_cli_rejects_negative_times(project: Path, piimg: Any, option: str, value: str) -> None:
+    r = piimg("status", "--watch", option, value)
+    assert r.exit_code == 2 and option in r.stderr and "Traceback" not in r.output
+
+
 # --- router through librouteros against the RouterOS API peer ------------------------
 
 
