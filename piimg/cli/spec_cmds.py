@@ -27,6 +27,8 @@ def init(app: App, force: bool) -> None:
     `piimg validate`.
     """
     path = app.paths.spec
+    if path.is_dir():
+        raise PiimgError(f"{path}: is a directory", hint="give the spec file's path with -c FILE")
     if path.exists() and not force:
         raise PiimgError(f"{path}: already exists", hint="use --force to overwrite it")
     write_atomic(path, default_spec_text(), mode=0o644)

@@ -30,8 +30,10 @@ def _print(checks: list[Check]) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--watch", is_flag=True, help="Re-run until every check passes or --timeout expires.")
-@click.option("--timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --watch waits.")
-@click.option("--interval", default=15, show_default=True, metavar="SECONDS", help="Pause between --watch rounds.")
+@click.option("--timeout", default=1800, show_default=True, type=click.IntRange(min=0), metavar="SECONDS",
+              help="How long --watch waits.")
+@click.option("--interval", default=15, show_default=True, type=click.IntRange(min=1), metavar="SECONDS",
+              help="Pause between --watch rounds.")
 @click.option(
     "--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path),
     default=Path("kubeconfig"), show_default=True, help="Kubeconfig written by `piimg kubeconfig`.",
