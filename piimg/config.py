@@ -636,6 +636,11 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
 
 
 def _cross_check(ctx: _Ctx, spec: Spec) -> None:
+    if spec.router.ca_file is not None:
+        ca = Path(spec.router.ca_file).expanduser()
+        ca = ca if ca.is_absolute() else spec.base_dir / ca
+        if not ca.is_file():
+            raise ctx.err("router.ca_file", f"{spec.router.ca_file}: no such file")
     net = spec.network
     if spec.wifi is not None and spec.locale.wifi_country is None:
         # Raspberry Pi OS keeps the WLAN rfkill-blocked until a regulatory country is set

@@ -303,6 +303,13 @@ def test_missing_image(piimg: Any, project: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "nope.img" in r.stderr and "no such file" in r.stderr
 
 
+def test_directory_as_image(piimg: Any, project: Path, tmp_path: Path) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
+    r = piimg("build", "--image", str(tmp_path))
+    assert r.exit_code == 1 and "is a directory, not an image file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_init_format_contradicting_the_image_warns(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
     (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit\n")
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path), "--node", "k8s-master")

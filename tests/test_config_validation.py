@@ -206,3 +206,25 @@ def test_password_hash_with_rounds(home: Path) -> None:
     hashed = ("$6$rounds=10000$saltsalt$ZTNXXHFyLAi.0f6IV4I1ziqTD4etecjPY.wSj7UV9ctRg0t3APls5/"
               "5wgDKKPAKtz42rw3DeefzFnFyha0DdM.")
     assert config.parse(_with("access.password_hash", hashed)).access.password_hash == hashed
+
+
+def test_router_ca_file_must_exist(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("router.ca_file", "router-ca.pem")))
+    r = piimg("validate")
+    assert r.exit_code == 1 and r.stderr.startswith("error: router.ca_file: router-ca.pem: no such file")
+    (project / "router-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert piimg("validate").exit_code == 0
+
+
+def test_validate_warns_about_even_server_count(project: Path, piimg) -> None:
+    nodes = [BASE["nodes"][0], {**AGENT, "role": "server"}]
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("nodes", nodes)))
+    r = piimg("validate")
+    assert r.exit_code == 0
+    assert "warning: nodes: 2 servers" in r.stderr and "use 1 or 3" in r.stderr
+
+
+def test_validate_warns_about_retired_ingress_nginx(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("cluster.ingress", "ingress-nginx")))
+    r = piimg("validate")
+    assert r.exit_code == 0 and "warning:" in r.stderr and "retired" in r.stderr

@@ -56,8 +56,10 @@ def validate(app: App, as_json: bool) -> None:
     echo(f"{app.paths.spec}: ok")
     for line in config.summary(spec):
         echo(line)
-    if spec.cluster.ingress is config.Ingress.INGRESS_NGINX:
-        app.reporter.warn("cluster.ingress: ingress-nginx was retired in March 2026 and gets no security fixes; prefer nginx")
+    from piimg.manifests.addons import warnings
+
+    for warning in warnings(spec):
+        app.reporter.warn(warning)
 
 
 COMMANDS = [init, validate]
