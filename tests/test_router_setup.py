@@ -356,6 +356,13 @@ def test_tls_against_the_plain_api_port_names_the_mismatch(peer: RouterOSPeer, p
 # --- export -----------------------------------------------------------------
 
 
+def test_export_into_missing_folder_is_refused(project: Path, piimg: Any) -> None:
+    write_spec(project, None, router={"version": "7.20", "host": "10.0.2.1"})
+    r = piimg("router-setup", "--export", str(project / "no" / "such" / "x.rsc"))
+    assert r.exit_code == 1 and "folder" in r.stderr and "does not exist" in r.stderr
+    assert not (project / "no").exists()
+
+
 @pytest.mark.parametrize("version", ["6", "7", "7.19", "7.20"])
 def test_export_matches_golden(version: str, project: Path, piimg: Any) -> None:
     write_spec(project, None, router={"version": version, "host": "10.0.2.1"})
