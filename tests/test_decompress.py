@@ -167,3 +167,28 @@ def test_checksum_can_be_skipped(tmp_path: Path, data: bytes) -> None:
     result = decompress_to(src, tmp_path / "o.img", checksum=False)
     assert result.sha256 == "" and result.size == len(data)
     assert (tmp_path / "o.img").read_bytes() == data
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fmt", ["xz", "zst"])
+def test_without_checksum_the_decoder_writes_the_file_sparse(tmp_path: Path, fmt: str) -> None:
+    """checksum=False lets xz/zstd write straight into the file; it must still be sparse and exact."""
+    if not have({"xz": "xz", "zst": "zstd"}[fmt]):
+        pytest.skip("decoder not installed")
+    raw = os.urandom(1 << 20) + bytes(32 << 20) + os.urandom(4096) + bytes(8 << 20)
+    src = write(tmp_path / f"x.img.{fmt}", compress(raw, fmt))
+    out = tmp_path / "o.img"
+    result = decompress_to(src, out, checksum=False)
+    assert result.size == len(raw) and out.read_bytes() == raw
+    assert out.stat().st_blocks * 512 < 8 << 20  # the 40 MiB of zeros are holes
+
+
+@pytest.mark.integration
+def test_without_checksum_corrupt_input_is_an_image_error(tmp_path: Path, data: bytes) -> None:
+    if not have("xz"):
+        pytest.skip("xz not installed")
+    packed = bytearray(compress(data, "xz"))
+    packed[len(packed) // 2] ^= 0xFF
+    src = write(tmp_path / "x.img.xz", bytes(packed))
+    with pytest.raises(ImageError, match="xz cannot decompress it"):
+        decompress_to(src, tmp_path / "o.img", checksum=False)

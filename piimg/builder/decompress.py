@@ -17,6 +17,7 @@ computed on the way, so nobody has to read the image twice.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gzip
 import hashlib
@@ -238,6 +239,46 @@ def open_decompressed(path: str | os.PathLike[str]) -> io.BufferedReader:
     return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
+def _decode_into_file(
+    argv: list[str], src: Path, dst: Path, fmt: Format, reporter: Reporter, description: str, total: int | None
+) -> Decompressed:
+    """The decoder writes straight into ``dst``: no copy through Python at all.
+
+    Used when nobody needs the hash. xz and zstd make the file sparse
+    themselves when their standard output is a regular file (xz: by default,
+    see ``--no-sparse`` in xz(1); zstd: with ``--sparse``).
+    """
+    if fmt is Format.ZSTD:
+        argv = [*argv, "--sparse"]
+    with open(dst, "wb") as out:
+        proc = subprocess.Popen(
+            [*argv, str(src)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env()
+        )
+        try:
+            with reporter.bar(description, total) as bar:
+                done = 0
+                while proc.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=0.25)
+                    size = os.fstat(out.fileno()).st_size
+                    bar.update(size - done)
+                    done = size
+        finally:
+            if proc.poll() is None:  # interrupted: stop the decoder
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        if proc.returncode != 0:
+            tail = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
+            raise ImageError(f"{src}: {Path(argv[0]).name} cannot decompress it: {tail}")
+        size = os.fstat(out.fileno()).st_size
+    if size == 0:
+        raise ImageError(f"{src}: decompresses to an empty image")
+    return Decompressed(dst, size, "", fmt)
+
+
 # --------------------------------------------------------------------------- sparse writer
 
 
@@ -392,9 +433,12 @@ def decompress_to(
     fmt = detect_format(src)
     hasher = hashlib.sha256()
     total = expected_size if expected_size is not None else (src.stat().st_size if fmt is Format.RAW else None)
+    regular = not dst.exists() or dst.is_file()
+    argv = _external(fmt)
+    if not checksum and regular and argv is not None:
+        return _decode_into_file(argv, src, dst, fmt, reporter, description or f"decompressing {src.name}", total)
     chunks = _Prefetch(open_decompressed(src))
     try:
-        regular = not dst.exists() or dst.is_file()
         fd = os.open(dst, os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if regular else 0), 0o644)
         try:
             writer = SparseWriter(fd, sparse=regular)
