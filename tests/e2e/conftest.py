@@ -1,0 +1,76 @@
+"""Fixtures for the end-to-end tests: a real Debian root filesystem and Pi-OS-like base images.
+
+The e2e tests boot images under qemu (minutes, root needed for debootstrap);
+they run with ``make e2e`` (``pytest -m e2e tests/e2e``) or ``PIIMG_E2E=1`` and are
+skipped by a plain ``pytest``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import baseimage
+
+TOOLS = {
+    "debootstrap": "debootstrap",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "mcopy": "mtools",
+    "debugfs": "e2fsprogs",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.vfat": "dosfstools",
+    "sfdisk": "fdisk",
+    "timeout": "coreutils",
+}
+
+
+def _wanted(config: pytest.Config) -> bool:
+    return os.environ.get("PIIMG_E2E") == "1" or "e2e" in (config.getoption("-m") or "").replace("not e2e", "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _wanted(config):
+        return
+    skip = pytest.mark.skip(reason="boots qemu for minutes: run with `make e2e` (or PIIMG_E2E=1, or -m e2e)")
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def e2e_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The configured root filesystem (debootstrap cached between local runs)."""
+    missing = [f"{tool} ({pkg})" for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+    if missing:
+        pytest.fail("e2e needs: " + ", ".join(missing) + " -- `make e2e` installs them")
+    if os.geteuid() != 0:
+        pytest.skip("e2e needs root (debootstrap, chroot)")
+    log: list[str] = []
+    root = baseimage.rootfs(tmp_path_factory.mktemp("rootfs") / "root", log=log)
+    print("e2e rootfs:", "; ".join(log))
+    return root
+
+
+@pytest.fixture(scope="session")
+def base_image(tmp_path_factory: pytest.TempPathFactory, e2e_rootfs: Path) -> Callable[[str], baseimage.BaseImage]:
+    """``base_image("systemd" | "cloudinit")``: a Pi-OS-like base image, built once per session."""
+    built: dict[str, baseimage.BaseImage] = {}
+    folder = tmp_path_factory.mktemp("base")
+
+    def get(flavour: str) -> baseimage.BaseImage:
+        if flavour not in built:
+            built[flavour] = baseimage.build_image(folder / f"base-{flavour}.img", flavour, root=e2e_rootfs)
+        return built[flavour]
+
+    return get
+
+
+def copy_image(src: Path, dest: Path) -> Path:
+    """A sparse copy (the base image stays pristine for other tests)."""
+    subprocess.run(["cp", "--sparse=always", str(src), str(dest)], check=True)
+    return dest
