@@ -1,0 +1,174 @@
+"""The manifests the initial server deploys through k3s's auto-deploy folder.
+
+:func:`render_addons` returns ``{file name: YAML text}``; first boot copies
+them into ``/var/lib/rancher/k3s/server/manifests`` on the initial server.
+k3s names each ``Addon`` after the file's base name, so the names are valid
+lowercase RFC 1123 names, prefixed ``piimg-`` so they can never equal one of
+k3s's own (coredns, traefik, local-storage, metrics-server, ccm, rolebindings,
+...): k3s rewrites those files at every start, and ``--disable NAME``
+deletes the file of that name.
+
+Order (k3s applies them independently and retries failures, but this is
+the order a reader should see them): MetalLB, its BGP password Secret,
+its configuration, the ingress controller.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from piimg.config import Ingress, Spec
+from piimg.errors import PiimgError
+from piimg.manifests import versions as v
+from piimg.manifests.env import render
+from piimg.manifests.k3s import MASKED, bgp_password
+from piimg.secrets import Secrets
+
+METALLB_ADDON: Final = "piimg-metallb.yaml"
+BGP_SECRET_ADDON: Final = "piimg-metallb-bgp-secret.yaml"
+METALLB_CONFIG_ADDON: Final = "piimg-metallb-config.yaml"
+INGRESS_ADDONS: Final = {
+    Ingress.NGINX: "piimg-nginx-ingress.yaml",
+    Ingress.INGRESS_NGINX: "piimg-ingress-nginx.yaml",
+}
+
+BGP_SECRET_NAME: Final = "piimg-bgp-password"
+BGP_PEER_NAME: Final = "router"
+BGP_ADVERTISEMENT_NAME: Final = "piimg-pools"
+
+#: What ``metadata.name`` of an Addon must match (Kubernetes object names:
+#: lowercase RFC 1123 subdomain), as k3s reports for a bad file name.
+_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+INGRESS_NGINX_WARNING: Final = (
+    "cluster.ingress: ingress-nginx was retired in March 2026 and gets no more security fixes; "
+    "use cluster.ingress: nginx (F5/NGINX's maintained NGINX Ingress Controller)"
+)
+
+
+def addon_name(file_name: str) -> str:
+    """The Addon name k3s derives from a manifest file name (its base name)."""
+    for ext in (".yaml", ".yml", ".json"):
+        if file_name.endswith(ext):
+            return file_name[: -len(ext)]
+    return file_name
+
+
+def check_addon_names(file_names: list[str]) -> None:
+    """Refuse names k3s would reject or that collide with its packaged components."""
+    seen: set[str] = set()
+    for file_name in file_names:
+        name = addon_name(file_name)
+        if not _ADDON_NAME_RE.match(name) or len(name) > 253:
+            raise PiimgError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
+        if name in v.K3S_RESERVED_ADDONS:
+            raise PiimgError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")
+        if name in seen:
+            raise PiimgError(f"manifest {file_name}: Addon name {name!r} used twice")
+        seen.add(name)
+
+
+def ingress_service(spec: Spec) -> tuple[str, str] | None:
+    """(namespace, name) of the ingress controller's LoadBalancer Service; None for ``ingress: none``.
+
+    Names follow the charts' naming rules with the release names used here:
+    nginx-ingress: ``<fullname>-<controller.name>`` = nginx-ingress-controller;
+    ingress-nginx: ``<fullname>-controller`` = ingress-nginx-controller;
+    traefik: k3s's packaged chart creates Service ``traefik`` in kube-system.
+    """
+    ingress = spec.cluster.ingress
+    if ingress is Ingress.NGINX:
+        return (v.NGINX_INGRESS_NAMESPACE, "nginx-ingress-controller")
+    if ingress is Ingress.INGRESS_NGINX:
+        return (v.INGRESS_NGINX_NAMESPACE, "ingress-nginx-controller")
+    if ingress is Ingress.TRAEFIK:
+        return (v.TRAEFIK_NAMESPACE, v.TRAEFIK_SERVICE)
+    return None
+
+
+def warnings(spec: Spec) -> list[str]:
+    """Things the user should read before deploying this spec."""
+    if spec.cluster.ingress is Ingress.INGRESS_NGINX:
+        return [INGRESS_NGINX_WARNING]
+    return []
+
+
+def _metallb(spec: Spec) -> str:
+    return render(
+        "metallb.yaml.j2",
+        version=spec.cluster.metallb_version,
+        namespace=v.METALLB_NAMESPACE,
+        repo=v.METALLB_CHART_REPO,
+        chart=v.METALLB_CHART,
+        chart_version=v.metallb_chart_version(spec.cluster.metallb_version),
+    )
+
+
+def _bgp_secret(spec: Spec, password: str, *, mask_secrets: bool) -> str:
+    return render(
+        "metallb-bgp-secret.yaml.j2",
+        password_env=spec.cluster.bgp.password_env,
+        peer=BGP_PEER_NAME,
+        secret_name=BGP_SECRET_NAME,
+        namespace=v.METALLB_NAMESPACE,
+        password=MASKED if mask_secrets else password,
+        masked=mask_secrets,
+    )
+
+
+def _metallb_config(spec: Spec, *, with_secret: bool) -> str:
+    return render(
+        "metallb-config.yaml.j2",
+        namespace=v.METALLB_NAMESPACE,
+        pools=spec.cluster.pools,
+        peer=BGP_PEER_NAME,
+        my_asn=spec.cluster.bgp.asn,
+        peer_asn=spec.router.asn,
+        peer_address=str(spec.network.gateway),
+        secret_name=BGP_SECRET_NAME if with_secret else None,
+        advertisement=BGP_ADVERTISEMENT_NAME,
+    )
+
+
+def _ingress(spec: Spec) -> str | None:
+    ingress = spec.cluster.ingress
+    if ingress is Ingress.NGINX:
+        return render(
+            "ingress-nginx-f5.yaml.j2",
+            namespace=v.NGINX_INGRESS_NAMESPACE,
+            release="nginx-ingress",
+            chart=v.NGINX_INGRESS_CHART,
+            chart_version=v.NGINX_INGRESS_CHART_VERSION,
+        )
+    if ingress is Ingress.INGRESS_NGINX:
+        return render(
+            "ingress-ingress-nginx.yaml.j2",
+            namespace=v.INGRESS_NGINX_NAMESPACE,
+            release="ingress-nginx",
+            repo=v.INGRESS_NGINX_CHART_REPO,
+            chart=v.INGRESS_NGINX_CHART,
+            chart_version=v.INGRESS_NGINX_CHART_VERSION,
+        )
+    # traefik: k3s deploys it (it is not in `disable`); its Service is already
+    # type LoadBalancer and MetalLB answers for it. none: nothing to deploy.
+    return None
+
+
+def render_addons(spec: Spec, secrets: Secrets, *, mask_secrets: bool = False) -> dict[str, str]:
+    """Ordered ``{file name: YAML text}`` for the initial server's auto-deploy folder.
+
+    ``secrets`` is accepted for symmetry with :func:`render_k3s_config`; the
+    only secret here is the BGP password, which comes from the environment.
+    """
+    del secrets  # no generated secret is deployed as a manifest (yet)
+    password = bgp_password(spec)
+    files: dict[str, str] = {METALLB_ADDON: _metallb(spec)}
+    if password is not None:
+        files[BGP_SECRET_ADDON] = _bgp_secret(spec, password, mask_secrets=mask_secrets)
+    files[METALLB_CONFIG_ADDON] = _metallb_config(spec, with_secret=password is not None)
+    ingress = _ingress(spec)
+    if ingress is not None:
+        files[INGRESS_ADDONS[spec.cluster.ingress]] = ingress
+    check_addon_names(list(files))
+    return files
