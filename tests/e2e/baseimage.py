@@ -128,11 +128,54 @@ network:
 
 NOCLOUD_CFG: Final = """\
 # piimg e2e stand-in for rpi-cloud-init-mods: the NoCloud seed lives on the
-# boot partition (label bootfs, mounted at /boot/firmware).
+# boot partition (label bootfs, mounted at /boot/firmware); NetworkManager
+# renders network-config, as on Raspberry Pi OS.
 datasource_list: [ NoCloud, None ]
 datasource:
   NoCloud:
     fs_label: bootfs
+system_info:
+  network:
+    renderers: [ network-manager, netplan, networkd ]
+"""
+
+# Stand-in for raspberrypi-sys-mods' /usr/lib/raspberrypi-sys-mods/firstboot,
+# run once as init= on a fresh Bookworm card: Pi OS grows the root partition
+# there; this one only takes itself off cmdline.txt and reboots, as Pi OS does.
+SYS_MODS_FIRSTBOOT: Final = """\
+#!/bin/sh
+# piimg e2e stand-in for raspberrypi-sys-mods firstboot (no partition resize)
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -o remount,rw /
+mount /boot/firmware
+echo "piimg-e2e: sys-mods firstboot stand-in: removing init= from cmdline.txt"
+sed -i 's| init=/usr/lib/raspberrypi-sys-mods/firstboot||' /boot/firmware/cmdline.txt
+sync
+umount /boot/firmware
+mount -o remount,ro /
+sync
+echo b > /proc/sysrq-trigger
+sleep 10
+"""
+SYS_MODS_INIT: Final = "init=/usr/lib/raspberrypi-sys-mods/firstboot"
+
+# No NTP server is reachable (restrict=on; guestfwd carries TCP only), but the
+# guest's clock comes from the host's RTC and is right: declare it synchronised
+# the way systemd-timesyncd does after its first NTP answer.
+TIMESYNC_UNIT: Final = """\
+[Unit]
+Description=piimg e2e stand-in for an NTP answer (clock comes from the host)
+After=systemd-timesyncd.service
+Before=time-sync.target
+Wants=time-sync.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'mkdir -p /run/systemd/timesync && touch /run/systemd/timesync/synchronized'
+
+[Install]
+WantedBy=sysinit.target
 """
 
 SSHSWITCH_UNIT: Final = """\
@@ -196,7 +239,7 @@ mkdir -p /boot/firmware
 ln -sfn /dev/null /etc/systemd/network/99-default.link
 ln -sfn /boot/firmware/firstrun.sh /boot/firstrun.sh
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
-systemctl enable sshswitch.service piimg-e2e-probe.service
+systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service
 systemctl enable systemd-timesyncd.service NetworkManager.service
 systemctl set-default multi-user.target
 # no getty on the serial console: nobody logs in, the log stays readable
@@ -306,6 +349,11 @@ def _configure(root: Path) -> None:
     (root / "etc/systemd/system/sshswitch.service").write_text(SSHSWITCH_UNIT)
     (root / "etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg").write_text(NOCLOUD_CFG)
     (root / "etc/systemd/system/piimg-e2e-probe.service").write_text(PROBE_UNIT)
+    (root / "etc/systemd/system/piimg-e2e-timesync.service").write_text(TIMESYNC_UNIT)
+    sys_mods = root / "usr/lib/raspberrypi-sys-mods/firstboot"
+    sys_mods.parent.mkdir(parents=True, exist_ok=True)
+    sys_mods.write_text(SYS_MODS_FIRSTBOOT)
+    sys_mods.chmod(0o755)
     probe = root / "usr/local/lib/piimg-e2e/probe.sh"
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(PROBE_SH)
@@ -334,8 +382,11 @@ def _fstab(disk_id: str) -> str:
     )
 
 
-def cmdline(disk_id: str) -> str:
-    return f"console=ttyS0,115200 root=PARTUUID={disk_id}-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
+def cmdline(disk_id: str, flavour: str) -> str:
+    line = f"console=ttyS0,115200 root=PARTUUID={disk_id}-02 rootfstype=ext4 fsck.repair=yes rootwait"
+    if flavour == "systemd":
+        line += " " + SYS_MODS_INIT  # Bookworm: the resize boot comes first
+    return line + "\n"
 
 
 def build_image(out: Path, flavour: str, *, root: Path) -> BaseImage:
@@ -371,7 +422,7 @@ def build_image(out: Path, flavour: str, *, root: Path) -> BaseImage:
     staging.mkdir()
     try:
         files = {
-            "cmdline.txt": cmdline(disk_id),
+            "cmdline.txt": cmdline(disk_id, flavour),
             "config.txt": CONFIG_TXT,
         }
         if flavour == "cloudinit":

@@ -5,7 +5,14 @@ The guest reaches them only through qemu ``guestfwd`` rules (see qemu.py).
 ``INSTALL_SH`` stands in for https://get.k3s.io: instead of installing k3s it
 records how it was called (argv, full environment, the k3s config file, the
 server manifests present) into ``/var/lib/piimg-e2e/install.json`` on the
-guest, which the test reads from the ext4 partition after the boot.
+guest, which the test reads from the ext4 partition after the boot, and it
+installs ``K3S_STANDIN`` as ``/usr/local/bin/k3s``.
+
+``K3S_STANDIN`` answers the ``k3s kubectl get ... -o json`` questions first
+boot asks (node Ready, MetalLB pods Running, the ingress Service's external
+IP) from the manifests k3s would apply: only what the placed manifests
+declare exists, so a missing or misplaced manifest still fails the test.
+Every call is logged to ``/var/lib/piimg-e2e/k3s-calls.log``.
 """
 
 from __future__ import annotations
@@ -41,8 +48,84 @@ record = {
 with open("/var/lib/piimg-e2e/install.json", "w") as f:
     json.dump(record, f, indent=2, sort_keys=True)
 PY
+mkdir -p /usr/local/bin
+cat > /usr/local/bin/k3s <<'K3S'
+@K3S_STANDIN@
+K3S
+chmod 0755 /usr/local/bin/k3s
 echo "piimg-e2e: stand-in k3s installer ran (version ${INSTALL_K3S_VERSION:-unset})"
 """
+
+K3S_STANDIN: Final = r"""#!/usr/bin/python3
+# piimg e2e stand-in for the k3s binary: `k3s kubectl get ... -o json` answered
+# from the manifests in the server manifests folder (what k3s would deploy).
+import ipaddress, json, os, re, socket, sys
+MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
+args = sys.argv[1:]
+with open("/var/lib/piimg-e2e/k3s-calls.log", "a") as f:
+    f.write(json.dumps(args) + "\n")
+def fail(msg):
+    sys.stderr.write("k3s stand-in: %s\n" % msg)
+    sys.exit(1)
+if args[:1] != ["kubectl"]:
+    fail("only kubectl is stood in for: %r" % args)
+args = args[1:]
+ns = "default"
+if "-n" in args:
+    i = args.index("-n")
+    ns = args[i + 1]
+    del args[i:i + 2]
+if args[-2:] == ["-o", "json"]:
+    args = args[:-2]
+texts = []
+if os.path.isdir(MANIFESTS):
+    for name in sorted(os.listdir(MANIFESTS)):
+        if os.path.isfile(os.path.join(MANIFESTS, name)):
+            with open(os.path.join(MANIFESTS, name)) as f:
+                texts.append(f.read())
+docs = [d for t in texts for d in re.split(r"^---\s*$", t, flags=re.M)]
+def declares(kind, name=None, namespace=None, field="namespace"):
+    for d in docs:
+        if not re.search(r"^kind:\s*%s\s*$" % kind, d, re.M):
+            continue
+        if name and not re.search(r"^\s+name:\s*['\"]?%s['\"]?\s*$" % re.escape(name), d, re.M):
+            continue
+        if namespace and not re.search(r"^\s+%s:\s*['\"]?%s['\"]?\s*$" % (field, re.escape(namespace)), d, re.M):
+            continue
+        return d
+    return None
+def chart_in(namespace):
+    # what k3s's Helm controller would install into `namespace`
+    return declares("HelmChart", namespace=namespace, field="targetNamespace")
+if args[:2] == ["get", "node"] and len(args) == 3:
+    if args[2] != socket.gethostname():
+        fail('nodes "%s" not found' % args[2])
+    print(json.dumps({"kind": "Node", "metadata": {"name": args[2]},
+                      "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+elif args == ["get", "pods"]:
+    items = []
+    chart = chart_in(ns)
+    if chart and re.search(r"^\s+chart:.*metallb", chart, re.M):
+        for comp in ("controller", "speaker"):
+            items.append({"metadata": {"name": comp, "namespace": ns, "labels": {"app.kubernetes.io/component": comp}},
+                          "status": {"phase": "Running"}})
+    print(json.dumps({"kind": "List", "items": items}))
+elif args[:2] == ["get", "service"] and len(args) == 3:
+    chart = chart_in(ns)
+    svc = declares("Service", args[2], ns)
+    if not ((chart and "LoadBalancer" in chart) or (svc and "LoadBalancer" in svc)):
+        fail('services "%s" not found' % args[2])
+    pool = declares("IPAddressPool")
+    cidr = re.search(r"-\s*['\"]?(\d+\.\d+\.\d+\.\d+/\d+)", pool or "")
+    ingress = []
+    if cidr:
+        ingress = [{"ip": str(next(ipaddress.ip_network(cidr.group(1), strict=False).hosts()))}]
+    print(json.dumps({"kind": "Service", "metadata": {"name": args[2], "namespace": ns},
+                      "status": {"loadBalancer": {"ingress": ingress}}}))
+else:
+    fail("not stood in for: %r" % args)
+"""
+INSTALL_SH = INSTALL_SH.replace("@K3S_STANDIN@", K3S_STANDIN.strip())
 
 
 @dataclass
