@@ -2,21 +2,72 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, not_implemented, pass_app
+from piimg.cli.common import App, echo, pass_app
+from piimg.errors import RouterError
+
+
+def _prompt(text: str) -> str:
+    return str(click.prompt(text, hide_input=True, default="", show_default=False))
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
 
 @click.command("router-setup")
 @click.option("--dry-run", is_flag=True, help="Show the plan, change nothing.")
-@click.option("--export", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.rsc", help="Write the equivalent RouterOS script.")
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.rsc",
+    help="Write the equivalent RouterOS script and stop (offline when router.version is not auto).",
+)
 @click.option("--yes", is_flag=True, help="Apply without asking.")
+@click.option("--no-backup", is_flag=True, help="Do not save /system/backup on the router before changing it.")
 @pass_app
-@not_implemented("issue 6: router-setup")
-def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool) -> None:
-    """Plan, show and apply the MikroTik configuration over the RouterOS API."""
+def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_backup: bool) -> None:
+    """Plan, show and apply the MikroTik configuration over the RouterOS API.
+
+    Reads the router, prints what it would add, change and remove (only items
+    marked "piimg: <cluster>"), asks, saves a backup on the router, applies.
+    A second run prints "no changes". The password comes from the variable
+    named by router.password_env, or a prompt on a terminal; never from argv.
+    """
+    from piimg.router.client import router_password
+    from piimg.router.setup import export_script, open_session
+
+    spec = app.spec()
+    prompt = _prompt if _interactive() else None
+    if export is not None:
+        dialect = export_script(spec, export, password=lambda: router_password(spec.router, prompt=prompt))
+        echo(f"wrote {export} for {dialect}")
+        return
+    password = router_password(spec.router, prompt=prompt)
+    with open_session(spec, password, reporter=app.reporter) as session:
+        plan = session.plan
+        for line in plan.lines():
+            echo(line)
+        if plan.conflicts:
+            raise RouterError(
+                f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
+                hint="fix them as shown after 'to fix:', then run piimg router-setup again",
+            )
+        if plan.empty:
+            return
+        if dry_run:
+            echo("dry run: nothing was changed")
+            return
+        if not yes and not click.confirm("apply these changes to the router?", default=False):
+            echo("nothing was changed")
+            return
+        result = session.apply(backup=not no_backup, reporter=app.reporter)
+        saved = f" (backup {result.backup}.backup saved on the router first)" if result.backup else ""
+        echo(f"applied {len(result.done)} change(s){saved}")
 
 
 COMMANDS = [router_setup]

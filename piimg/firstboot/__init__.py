@@ -5,3 +5,5 @@ Shipped onto the boot partition as ``piimg/firstboot/`` and copied to
 this package: it is imported as ``firstboot`` on the Pi and as
 ``piimg.firstboot`` on the host.
 """
+
+VERSION = "0.1.0"

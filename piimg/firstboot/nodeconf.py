@@ -52,6 +52,10 @@ class NodeConfig:
     ingress: Optional[IngressRef] = None  # server only: Service to wait for
     metallb_namespace: str = "metallb-system"
     timezone: str = "Etc/UTC"
+    # Optional overrides of first boot's wait limits in seconds, by name
+    # (network, clock, server, node, metallb, ingress, install, command, http,
+    # backoff_initial, backoff_max); see firstboot.context.DEFAULT_TIMEOUTS.
+    timeouts: Dict[str, float] = field(default_factory=dict)
     schema: int = SCHEMA
 
     def to_json(self) -> str:

@@ -1,0 +1,264 @@
+"""Desired state + the router's current items -> a plan of operations (pure).
+
+The planner never talks to a router: it gets the rows of every managed menu
+(as the API prints them) and returns what to add, set and remove, what it
+refuses to touch (conflicts with unmanaged items) and what the user should
+know. An empty plan is an explicit "no changes".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from piimg.router.dialects import Dialect
+from piimg.router.model import (
+    BRIDGE_PORT,
+    IP_ADDRESS,
+    SECRET_FIELDS,
+    Desired,
+    Menu,
+    is_owned,
+    marker,
+    menus_for,
+)
+
+#: rows as the API returns them, per menu path ("/ip/pool": [{".id": "*1", ...}])
+Current = Mapping[str, Iterable[Mapping[str, object]]]
+Row = dict[str, str]
+
+MASK: Final = "********"
+
+Action = Literal["add", "set", "remove"]
+
+
+def normalize_value(value: object) -> str:
+    """API values (librouteros turns yes/true into True, digits into int) back to text."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
+def normalize_row(row: Mapping[str, object]) -> Row:
+    return {k: normalize_value(v) for k, v in row.items()}
+
+
+def _canon(field_name: str, value: str) -> str:
+    low = value.strip().lower()
+    if low in ("yes", "true"):
+        return "yes"
+    if low in ("no", "false"):
+        return "no"
+    if field_name in ("remote.address", "remote-address") and low.endswith("/32"):
+        return low[:-3]
+    if field_name in ("dns-server", "ranges"):
+        return ",".join(p.strip() for p in low.split(","))
+    if field_name == "mac-address":
+        return low.replace("-", ":")
+    return value.strip()
+
+
+def same_value(field_name: str, want: str, have: str | None) -> bool:
+    if have is None:
+        # RouterOS hides sensitive values from accounts without the "sensitive"
+        # policy; an unreadable secret cannot be compared, so it is left alone.
+        return field_name in SECRET_FIELDS
+    return _canon(field_name, want) == _canon(field_name, have)
+
+
+def _quote(value: str) -> str:
+    if value == "" or any(c in value for c in ' "\\;$=') or value != value.strip():
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        return f'"{escaped}"'
+    return value
+
+
+def format_props(props: Mapping[str, str], *, mask: bool = True) -> str:
+    return " ".join(f"{k}={MASK if mask and k in SECRET_FIELDS else _quote(v)}" for k, v in props.items())
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One change on the router."""
+
+    action: Action
+    menu: Menu
+    key: str
+    #: add: every field; set: the changed fields' new values; remove: nothing
+    props: dict[str, str] = field(default_factory=dict)
+    #: set: the changed fields' current values
+    old: dict[str, str] = field(default_factory=dict)
+    #: the router's .id of the item (set, remove)
+    item_id: str | None = None
+
+    def brief(self) -> str:
+        """``add /ip/pool lab-pool``; sets list the changed fields (secrets masked)."""
+        text = f"{self.action} {self.menu.path} {self.key}"
+        if self.action == "set":
+            text += " " + format_props(self.props)
+        return text
+
+    def describe(self) -> str:
+        """One line for the user, secrets masked."""
+        if self.action == "add":
+            return f"+ add {self.menu.what} {self.key}: {self.menu.console} add {format_props(self.props)}"
+        if self.action == "set":
+            changes = ", ".join(
+                f"{k} {MASK if k in SECRET_FIELDS else _quote(self.old.get(k, '') or '(unset)')} -> "
+                f"{MASK if k in SECRET_FIELDS else _quote(v)}"
+                for k, v in self.props.items()
+            )
+            return f"~ set {self.menu.what} {self.key}: {changes}"
+        return f"- remove {self.menu.what} {self.key} (managed by piimg, no longer in the spec)"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An unmanaged item in the way: reported, never changed."""
+
+    menu: Menu
+    key: str
+    message: str
+    fix: str
+
+    def describe(self) -> str:
+        return f"{self.menu.path} {self.key}: {self.message}; to fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    dialect: Dialect
+    cluster: str
+    operations: tuple[Operation, ...]
+    conflicts: tuple[Conflict, ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when the router already matches the spec: "no changes"."""
+        return not self.operations
+
+    def lines(self) -> list[str]:
+        """The plan as the user reads it (secrets masked)."""
+        out = [f"router-setup plan for cluster {self.cluster} on {self.dialect}:"]
+        if self.operations:
+            out += [f"  {op.describe()}" for op in self.operations]
+        elif not self.conflicts:
+            out.append("  no changes: the router already matches the spec")
+        for conflict in self.conflicts:
+            out.append(f"  ! conflict: {conflict.describe()}")
+        out += [f"  note: {n}" for n in self.notes]
+        out += [f"  warning: {w}" for w in self.warnings]
+        if self.operations:
+            counts = {a: sum(op.action == a for op in self.operations) for a in ("add", "set", "remove")}
+            out.append(f"{counts['add']} to add, {counts['set']} to change, {counts['remove']} to remove")
+        return out
+
+
+def _conflict(menu: Menu, key: str, row: Row, what: str, cluster: str) -> Conflict:
+    comment = row.get("comment", "")
+    owner = f"its comment is {comment!r}" if comment else "it has no piimg comment"
+    where = ""
+    if menu is IP_ADDRESS and row.get("interface"):
+        where = f" on {row['interface']}"
+    elif menu is BRIDGE_PORT and row.get("bridge"):
+        where = f" in bridge {row['bridge']}"
+    return Conflict(
+        menu=menu,
+        key=key,
+        message=f"{what}{where} exists and is not managed by piimg ({owner}); piimg will not change it",
+        fix=menu.fix.format(key=row.get(menu.key, key)) + f' (or set its comment to "{marker(cluster)}" to hand it to piimg)',
+    )
+
+
+def make_plan(desired: Desired, current: Current) -> Plan:
+    """Diff desired against current: adds/sets in dependency order, then removals in reverse."""
+    cluster = desired.cluster
+    changes: list[Operation] = []
+    removals: list[Operation] = []
+    conflicts: list[Conflict] = []
+    for menu in menus_for(desired.dialect):
+        rows = [normalize_row(r) for r in current.get(menu.path, ())]
+        if menu.skip_dynamic:
+            rows = [r for r in rows if r.get("dynamic") != "yes"]
+        owned = [r for r in rows if is_owned(r.get("comment"), cluster)]
+        unowned = [r for r in rows if not is_owned(r.get("comment"), cluster)]
+        matched: set[str] = set()
+        for item in (i for i in desired.items if i.menu is menu):
+            key = item.key
+            theirs = next((r for r in unowned if menu.identity(r) == key), None)
+            if theirs is not None:
+                conflicts.append(_conflict(menu, key, theirs, f"{menu.what} {key}", cluster))
+                continue
+            clash = next(
+                (
+                    (f, r)
+                    for f in menu.exclusive
+                    for r in unowned
+                    if f in item.props and same_value(f, item.props[f], r.get(f))
+                ),
+                None,
+            )
+            if clash is not None:
+                f, r = clash
+                other = menu.identity(r) or r.get(".id", "?")
+                conflicts.append(_conflict(menu, key, r, f"{menu.what} {other} with {f}={item.props[f]}", cluster))
+                continue
+            mine = next((r for r in owned if menu.identity(r) == key and r.get(".id") not in matched), None)
+            if mine is None:
+                changes.append(Operation("add", menu, key, dict(item.props)))
+                continue
+            matched.add(mine.get(".id", ""))
+            diff = {f: v for f, v in item.props.items() if not same_value(f, v, mine.get(f))}
+            if diff:
+                old = {f: mine.get(f, "") for f in diff}
+                changes.append(Operation("set", menu, key, diff, old, mine.get(".id")))
+        for row in owned:
+            if row.get(".id") not in matched:
+                key = menu.identity(row) or row.get(".id", "?")
+                removals.append(Operation("remove", menu, key, item_id=row.get(".id")))
+    operations = tuple(changes + removals[::-1])
+    return Plan(
+        dialect=desired.dialect,
+        cluster=cluster,
+        operations=operations,
+        conflicts=tuple(conflicts),
+        notes=desired.notes,
+        warnings=tuple(_management_warnings(desired, current, operations)),
+    )
+
+
+def _management_warnings(desired: Desired, current: Current, operations: tuple[Operation, ...]) -> list[str]:
+    """Changes that would cut the API connection itself (the router address we talk to)."""
+    try:
+        host = str(ipaddress.ip_address(desired.api_host))
+    except ValueError:
+        return []
+    addresses = [normalize_row(r) for r in current.get(IP_ADDRESS.path, ())]
+    ports = [normalize_row(r) for r in current.get(BRIDGE_PORT.path, ())]
+    via = {r.get("interface", "") for r in addresses if r.get("address", "").split("/")[0] == host}
+    moved = {op.key for op in operations if op.menu is BRIDGE_PORT and op.action in ("add", "set")}
+    warnings = []
+    for iface in sorted(via - {""}):
+        if iface in moved:
+            warnings.append(
+                f"the API connection to {host} goes through {iface}, which this plan puts into bridge "
+                f"{desired.bridge}: the connection will drop; connect through another port or address first"
+            )
+        in_bridge = {p.get("interface", "") for p in ports if p.get("bridge") == iface}
+        members = [p for p in desired.ports if p in in_bridge and p in moved]
+        if members:
+            warnings.append(
+                f"the API connection to {host} goes through bridge {iface}, and this plan moves its "
+                f"port(s) {', '.join(members)} to {desired.bridge}: if you are plugged into one of them, "
+                "the connection will drop"
+            )
+    for op in operations:
+        if op.menu is IP_ADDRESS and op.key == host and op.action in ("set", "remove"):
+            warnings.append(f"this plan changes the address {host} that the API connection uses: the connection may drop")
+    return warnings

@@ -1,0 +1,91 @@
+"""router-setup end to end: connect, detect the dialect, read, plan; apply; export.
+
+The CLI calls :func:`open_session` (which yields a :class:`Session` holding
+the plan), prints the plan, asks, then calls :meth:`Session.apply`; or
+:func:`export_script` for ``--export``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from piimg.config import Spec, env_secret
+from piimg.errors import RouterError
+from piimg.fsutil import write_atomic
+from piimg.progress import QUIET, Reporter
+from piimg.router import rsc
+from piimg.router.apply import ApplyResult, apply_plan, backup_name, read_current
+from piimg.router.client import connect
+from piimg.router.dialects import Dialect, detect_version, dialect_from_spec, same_family
+from piimg.router.model import desired_state
+from piimg.router.plan import Plan, make_plan
+
+
+def bgp_password(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:
+    """The BGP TCP-MD5 key from ``cluster.bgp.password_env`` (None when not configured)."""
+    name = spec.cluster.bgp.password_env
+    return env_secret("cluster.bgp.password_env", name, env) if name else None
+
+
+def resolve_dialect(spec: Spec, api: Any) -> Dialect:
+    """The router's dialect; an explicit ``router.version`` must agree with it."""
+    detected = detect_version(api)
+    if spec.router.version != "auto":
+        wanted = dialect_from_spec(spec.router.version)
+        if not same_family(wanted, detected):
+            raise RouterError(
+                f"router.version is {spec.router.version} ({wanted.name}), but the router runs RouterOS {detected.text}",
+                hint="set router.version: auto, or the version the router runs",
+            )
+    return detected
+
+
+@dataclass
+class Session:
+    spec: Spec
+    api: Any
+    dialect: Dialect
+    plan: Plan
+
+    def apply(self, *, backup: bool = True, reporter: Reporter = QUIET) -> ApplyResult:
+        name = backup_name(self.spec.cluster.name) if backup else None
+        return apply_plan(self.api, self.plan, backup=name, reporter=reporter)
+
+
+@contextlib.contextmanager
+def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
+    """Connect, read the router and plan; the connection closes when the block ends."""
+    key = bgp_password(spec)
+    api = connect(spec.router, password, base_dir=spec.base_dir)
+    try:
+        dialect = resolve_dialect(spec, api)
+        reporter.info(f"connected to {spec.router.host}:{spec.router.api_port}: {dialect}")
+        current = read_current(api, dialect)
+        plan = make_plan(desired_state(spec, dialect, bgp_password=key), current)
+        yield Session(spec, api, dialect, plan)
+    finally:
+        with contextlib.suppress(Exception):
+            api.close()
+
+
+def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dialect:
+    """Write the RouterOS script to ``dest``.
+
+    Offline when ``router.version`` names a version; with ``auto`` it connects
+    once to ask the router (``password`` is only called then).
+    """
+    if spec.router.version == "auto":
+        api = connect(spec.router, password(), base_dir=spec.base_dir)
+        try:
+            dialect = detect_version(api)
+        finally:
+            with contextlib.suppress(Exception):
+                api.close()
+    else:
+        dialect = dialect_from_spec(spec.router.version)
+    write_atomic(dest, rsc.render(spec, dialect), mode=0o644)
+    return dialect

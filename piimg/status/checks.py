@@ -1,0 +1,117 @@
+"""``piimg status``: every check in the order a person would debug.
+
+1. nodes reachable (TCP 22) and their first-boot status (status.json over SSH)
+2. Kubernetes API and nodes Ready
+3. MetalLB controller/speakers, address pools
+4. LoadBalancer services with external IPs inside the pools
+5. router: BGP sessions with every node, BGP routes for the LB IPs
+6. HTTP answer from each LoadBalancer IP
+
+A failing check never stops the others; what cannot be checked is ``skipped``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from piimg.config import Spec
+from piimg.errors import PiimgError
+from piimg.status.kube import ClusterFacts, check_cluster
+from piimg.status.model import Check, State
+from piimg.status.routerchk import MenuReader, check_router
+from piimg.status.ssh import SshTarget, read_remote_file
+
+STATUS_FILE = "/boot/firmware/piimg/status.json"
+
+#: opens the router and returns (menu reader, RouterOS version); raises PiimgError
+RouterOpener = Callable[[], tuple[MenuReader, str]]
+
+
+@dataclass
+class Options:
+    kubeconfig: Path
+    ssh_port: int = 22
+    timeout: float = 5.0
+    status_file: str = STATUS_FILE
+    router: RouterOpener | None = None
+    #: overrides for tests: node hostname -> (host, port) to reach instead of its address
+    node_endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def _tcp_open(host: str, port: int, timeout: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def check_nodes(spec: Spec, opts: Options) -> list[Check]:
+    checks = []
+    for node in spec.nodes:
+        host, port = opts.node_endpoints.get(node.hostname, (str(node.address), opts.ssh_port))
+        err = _tcp_open(host, port, opts.timeout)
+        if err:
+            checks.append(Check(f"node {node.hostname}", State.FAIL, f"{node.address}:22 unreachable ({err})"))
+            checks.append(Check(f"firstboot {node.hostname}", State.SKIPPED, "node unreachable"))
+            continue
+        checks.append(Check(f"node {node.hostname}", State.OK, f"{node.address}:22 answers"))
+        target = SshTarget(host=host, user=spec.access.user, port=port, connect_timeout=int(max(opts.timeout, 1)))
+        try:
+            status = json.loads(read_remote_file(target, opts.status_file, sudo=False, timeout=opts.timeout * 4))
+        except PiimgError as exc:
+            checks.append(Check(f"firstboot {node.hostname}", State.FAIL, exc.message))
+            continue
+        except ValueError:
+            checks.append(Check(f"firstboot {node.hostname}", State.FAIL, f"{opts.status_file} is not JSON"))
+            continue
+        state, step, error = status.get("state"), status.get("step"), status.get("error")
+        detail = f"step {step}, {state}" + (f": {error}" if error else "")
+        if state == "done":
+            checks.append(Check(f"firstboot {node.hostname}", State.OK, detail))
+        elif state == "failed":
+            checks.append(Check(f"firstboot {node.hostname}", State.FAIL, detail))
+        else:
+            checks.append(Check(f"firstboot {node.hostname}", State.PENDING, detail))
+    return checks
+
+
+def check_http(facts: ClusterFacts, timeout: float) -> list[Check]:
+    if not facts.lb_services:
+        return [Check("http", State.SKIPPED, "no LoadBalancer IP to ask")]
+    checks = []
+    for name, ip, port in facts.lb_services:
+        conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+        try:
+            conn.request("GET", "/", headers={"User-Agent": "piimg-status"})
+            resp = conn.getresponse()
+            resp.read(65536)
+            server = resp.getheader("Server") or "no Server header"
+            checks.append(Check(f"http {ip}", State.OK, f"{name}: HTTP {resp.status} {resp.reason}, Server: {server}"))
+        except (OSError, http.client.HTTPException) as exc:
+            checks.append(Check(f"http {ip}", State.FAIL, f"{name}: no HTTP answer on {ip}:{port} ({exc})"))
+        finally:
+            conn.close()
+    return checks
+
+
+def run_checks(spec: Spec, opts: Options) -> list[Check]:
+    checks = check_nodes(spec, opts)
+    kube_checks, facts = check_cluster(spec, opts.kubeconfig, timeout=opts.timeout)
+    checks += kube_checks
+    if opts.router is None:
+        checks.append(Check("router bgp", State.SKIPPED, "no router connection configured"))
+    else:
+        try:
+            read, version = opts.router()
+            checks += check_router(spec, read, version, facts.lb_ips)
+        except PiimgError as exc:
+            checks.append(Check("router bgp", State.FAIL, exc.message))
+            checks.append(Check("router routes", State.SKIPPED, "router unreachable"))
+    checks += check_http(facts, opts.timeout)
+    return checks

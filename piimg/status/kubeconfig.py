@@ -1,0 +1,91 @@
+"""``piimg kubeconfig``: the cluster's kubeconfig from the server node.
+
+k3s writes ``/etc/rancher/k3s/k3s.yaml`` with ``server: https://127.0.0.1:6443``
+and everything named ``default``. We point it at the server's address (which
+is in the certificate's SANs: the manifests add it as ``tls-san``) and name
+cluster, context and user after ``cluster.name`` so several clusters can live
+in one ``~/.kube/config``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from piimg.config import Spec
+from piimg.errors import PiimgError
+from piimg.fsutil import write_atomic
+from piimg.status.ssh import SshTarget, read_remote_file
+
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+
+
+def server_target(spec: Spec, *, port: int = 22) -> SshTarget:
+    return SshTarget(host=str(spec.initial_server.address), user=spec.access.user, port=port)
+
+
+def rewrite(doc: dict[str, Any], *, server: str, name: str) -> dict[str, Any]:
+    """Point ``doc`` at ``server`` and rename its only cluster/context/user to ``name``."""
+    try:
+        cluster = dict(doc["clusters"][0]["cluster"])
+        user = dict(doc["users"][0]["user"])
+    except (KeyError, IndexError, TypeError):
+        raise PiimgError("the server's k3s.yaml is not a kubeconfig (no clusters/users)") from None
+    cluster["server"] = server
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+def merge(existing: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s entries replace same-named ones in ``existing``; others are kept."""
+    out: dict[str, Any] = dict(existing) if existing else {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    for section in ("clusters", "users", "contexts"):
+        names = {item["name"] for item in new.get(section, [])}
+        kept = [item for item in out.get(section) or [] if item.get("name") not in names]
+        out[section] = kept + list(new.get(section, []))
+    if not out.get("current-context"):
+        out["current-context"] = new["current-context"]
+    return out
+
+
+def fetch(spec: Spec, target: SshTarget | None = None, *, remote_path: str = K3S_KUBECONFIG) -> dict[str, Any]:
+    """Read the server's kubeconfig over SSH and rewrite it for this machine."""
+    target = target or server_target(spec)
+    raw = read_remote_file(target, remote_path)
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise PiimgError(f"{target.host}:{remote_path}: not valid YAML") from None
+    if not isinstance(doc, dict):
+        raise PiimgError(f"{target.host}:{remote_path}: not a kubeconfig")
+    return rewrite(doc, server=f"https://{spec.initial_server.address}:6443", name=spec.cluster.name)
+
+
+def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False) -> Path:
+    """Write ``doc`` (mode 0600, atomically); with ``merge_into_existing`` merge into ``path``."""
+    if merge_into_existing and path.exists():
+        try:
+            existing = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise PiimgError(f"{path}: not valid YAML, not merging into it: {exc}") from None
+        doc = merge(existing, doc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600)
+    return path
+
+
+def default_merge_path() -> Path:
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return Path(env.split(os.pathsep)[0]).expanduser()
+    return Path.home() / ".kube" / "config"

@@ -1,0 +1,77 @@
+"""Reading files from nodes with the system ``ssh`` client.
+
+BatchMode (never a password prompt), host key checking on: a first contact
+fails with a sentence that says how to accept the key, rather than trusting
+whatever answers on the node's address.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from piimg.errors import CommandFailed, PiimgError
+from piimg.run import run
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str
+    port: int = 22
+    #: an ssh_config file (``ssh -F``); default from $PIIMG_SSH_CONFIG, else ssh's own
+    config_file: str | None = None
+    connect_timeout: int = 10
+
+    def argv(self, remote_command: str) -> list[str]:
+        argv = ["ssh"]
+        config_file = self.config_file or os.environ.get("PIIMG_SSH_CONFIG")
+        if config_file:
+            argv += ["-F", config_file]
+        argv += [
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={self.connect_timeout}",
+            "-p", str(self.port),
+            "-l", self.user,
+            self.host,
+            remote_command,
+        ]
+        return argv
+
+
+def read_remote_file(target: SshTarget, path: str, *, sudo: bool = True, timeout: float = 30) -> bytes:
+    """The content of ``path`` on the node; root-only files are read with ``sudo -n``."""
+    quoted = "'" + path.replace("'", "'\\''") + "'"
+    command = f"cat {quoted}"
+    if sudo:
+        # k3s writes k3s.yaml 0600 root: our user reads it through passwordless
+        # sudo (Raspberry Pi OS gives the first user NOPASSWD sudo).
+        command = f"if [ -r {quoted} ]; then cat {quoted}; else sudo -n cat {quoted}; fi"
+    try:
+        return run(target.argv(command), timeout=timeout).stdout
+    except CommandFailed as exc:
+        raise _explain(target, path, exc) from None
+
+
+def _explain(target: SshTarget, path: str, exc: CommandFailed) -> PiimgError:
+    err = exc.stderr
+    where = f"{target.user}@{target.host}:{path}"
+    if "Host key verification failed" in err or "No ED25519 host key is known" in err or ("host key" in err.lower() and "known" in err):
+        return PiimgError(
+            f"{target.host}: the node's SSH host key is not known yet",
+            hint=f"check it and accept it once: ssh -p {target.port} {target.user}@{target.host} true",
+        )
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
+        return PiimgError(
+            f"{target.host}: the node's SSH host key changed (re-flashed?)",
+            hint=f"if you re-flashed it: ssh-keygen -R {target.host}",
+        )
+    if "Permission denied" in err:
+        return PiimgError(f"{where}: SSH login refused", hint="is your key in access.ssh_authorized_keys?")
+    if "No such file" in err:
+        return PiimgError(f"{where}: no such file (has first boot got that far?)")
+    if "a password is required" in err or "sudo:" in err:
+        return PiimgError(f"{where}: not readable and sudo needs a password")
+    tail = err.strip().splitlines()[-1] if err.strip() else f"ssh exited with {exc.returncode}"
+    return PiimgError(f"{where}: {tail}")
