@@ -235,8 +235,11 @@ passwd -l root
 echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd
 chmod 0440 /etc/sudoers.d/010_pi-nopasswd
 mkdir -p /boot/firmware
-# the Pi's wired interface is eth0: no predictable interface names
-ln -sfn /dev/null /etc/systemd/network/99-default.link
+# the Pi's wired interface is eth0: no predictable interface names, in the
+# initramfs too (it names the interfaces before the root's udev runs)
+mkdir -p /etc/systemd/network
+printf '[Match]\nOriginalName=*\n\n[Link]\nNamePolicy=kernel\nMACAddressPolicy=persistent\n' > /etc/systemd/network/99-default.link
+update-initramfs -u -k all
 ln -sfn /boot/firmware/firstrun.sh /boot/firstrun.sh
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
 systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service
