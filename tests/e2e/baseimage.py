@@ -21,17 +21,28 @@ Two flavours share one root filesystem:
   the FAT (``fs_label: bootfs``, i.e. ``/boot/firmware``) and the FAT carries
   the default ``user-data``, ``meta-data``, ``network-config`` seed files.
 
-Stand-ins for what Raspberry Pi OS has and plain Debian lacks:
+Stand-ins for what Raspberry Pi OS has and plain Debian lacks (and for the
+internet, which the guest cannot reach):
 
+- ``init=/usr/lib/raspberrypi-sys-mods/firstboot`` (systemd flavour): Pi OS
+  grows the root partition there on the very first boot; the stand-in only
+  takes itself off ``cmdline.txt`` and reboots. It also lets ``piimg build``
+  detect the format as it does on a real Bookworm image.
 - rpi-imager hooks ``systemd.run=/boot/firstrun.sh`` while Bookworm mounts the
   FAT at ``/boot/firmware``; Pi OS fixes the path up early in boot. Here
   ``/boot/firstrun.sh`` is a symlink to ``/boot/firmware/firstrun.sh``, so both
   spellings of the hook run the script on the FAT.
-- ``/usr/lib/raspberrypi-sys-mods/imager_custom`` is absent: firstrun.sh must
-  take its plain-Debian fallback path (``init=.../firstboot``, the partition
-  resize, is not part of this image either).
+- ``/usr/lib/raspberrypi-sys-mods/imager_custom`` and ``userconf`` are absent:
+  firstrun.sh takes its plain-Debian fallback path.
 - ``rpi-cloud-init-mods`` is absent: the NoCloud config below is what it would
   provide for the seed on the boot partition.
+- ``sshswitch.service``: enables ssh when the FAT holds an ``ssh`` file.
+- eth0: predictable interface names are off (the Pi's NIC is eth0).
+- NTP: ``piimg-e2e-timesync.service`` marks the clock synchronised (the guest
+  clock comes from the host; no UDP leaves qemu's restricted network).
+- ``piimg-e2e-probe.service``: test instrumentation; once a normal boot has
+  settled (first-boot service finished) it prints a summary line to the
+  serial console and powers off, which ends the boot.
 
 The debootstrap result is cached under ``$PIIMG_E2E_CACHE`` (default
 ``~/.cache/piimg/e2e``) keyed by suite, mirror and package list;
