@@ -63,7 +63,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-SUITE: Final = "bookworm"
+SUITE: Final = "bookworm"  # the machine's own release: its apt mirror carries it
+# Raspberry Pi OS follows Debian: Bookworm images use the systemd.run= hook,
+# the cloud-init images are Trixie (cloud-init 25; Bookworm's 22.4 lacks e.g.
+# `to: default` routes in network-config v2). Same mirror, another suite.
+FLAVOUR_SUITES: Final = {"systemd": "bookworm", "cloudinit": "trixie"}
 ARCH: Final = "amd64"
 PACKAGES: Final = (
     "systemd",
@@ -318,23 +322,23 @@ def _sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return proc  # type: ignore[no-any-return]
 
 
-def debootstrap_dir(*, fresh: bool | None = None, log: list[str] | None = None) -> Path:
+def debootstrap_dir(suite: str = SUITE, *, fresh: bool | None = None, log: list[str] | None = None) -> Path:
     """The plain debootstrap result, cached by suite, arch, mirror and package list."""
     if fresh is None:
         fresh = os.environ.get("PIIMG_E2E_FRESH") == "1"
     url = mirror()
-    key = _key(SUITE, ARCH, url, ",".join(PACKAGES))
+    key = _key(suite, ARCH, url, ",".join(PACKAGES))
     root = cache_root()
-    done = root / f"debootstrap-{key}"
-    marker = root / f"debootstrap-{key}.complete"
+    done = root / f"debootstrap-{suite}-{key}"
+    marker = root / f"debootstrap-{suite}-{key}.complete"
     if done.is_dir() and marker.exists() and not fresh:
         return done
     root.mkdir(parents=True, exist_ok=True)
-    work = root / f"debootstrap-{key}.tmp-{os.getpid()}"
+    work = root / f"debootstrap-{suite}-{key}.tmp-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
     t0 = time.monotonic()
-    _sh(["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(PACKAGES)}", SUITE, str(work), url])
+    _sh(["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(PACKAGES)}", suite, str(work), url])
     _sh(["chroot", str(work), "/bin/sh", "-c", "apt-get clean && rm -rf /var/lib/apt/lists/*"])
     marker.unlink(missing_ok=True)
     if done.exists():
@@ -342,20 +346,20 @@ def debootstrap_dir(*, fresh: bool | None = None, log: list[str] | None = None) 
     work.rename(done)
     marker.write_text(json.dumps({"mirror": url, "packages": PACKAGES}) + "\n")
     if log is not None:
-        log.append(f"debootstrap: {time.monotonic() - t0:.0f}s")
+        log.append(f"debootstrap {suite}: {time.monotonic() - t0:.0f}s")
     return done
 
 
-def rootfs(dest: Path, *, fresh: bool | None = None, log: list[str] | None = None) -> Path:
-    """A configured copy of the (cached) debootstrap result at ``dest``."""
-    raw = debootstrap_dir(fresh=fresh, log=log)
+def rootfs(dest: Path, suite: str = SUITE, *, fresh: bool | None = None, log: list[str] | None = None) -> Path:
+    """A configured copy of the (cached) debootstrap result of ``suite`` at ``dest``."""
+    raw = debootstrap_dir(suite, fresh=fresh, log=log)
     t0 = time.monotonic()
     if dest.exists():
         shutil.rmtree(dest)
     _sh(["cp", "-a", "--reflink=auto", str(raw), str(dest)])
     _configure(dest)
     if log is not None:
-        log.append(f"copy + configure rootfs: {time.monotonic() - t0:.0f}s")
+        log.append(f"copy + configure {suite} rootfs: {time.monotonic() - t0:.0f}s")
     return dest
 
 

@@ -50,29 +50,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, "rep_" + rep.when, rep)
 
 
-@pytest.fixture(scope="session")
-def e2e_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The configured root filesystem (debootstrap cached between local runs)."""
+def _check_machine() -> None:
     missing = [f"{tool} ({pkg})" for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
     if missing:
         pytest.fail("e2e needs: " + ", ".join(missing) + " -- `make e2e` installs them")
     if os.geteuid() != 0:
         pytest.skip("e2e needs root (debootstrap, chroot)")
-    log: list[str] = []
-    root = baseimage.rootfs(tmp_path_factory.mktemp("rootfs") / "root", log=log)
-    print("e2e rootfs:", "; ".join(log))
-    return root
 
 
 @pytest.fixture(scope="session")
-def base_image(tmp_path_factory: pytest.TempPathFactory, e2e_rootfs: Path) -> Callable[[str], baseimage.BaseImage]:
-    """``base_image("systemd" | "cloudinit")``: a Pi-OS-like base image, built once per session."""
+def base_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], baseimage.BaseImage]:
+    """``base_image("systemd" | "cloudinit")``: a Pi-OS-like base image, built once per session.
+
+    systemd: Debian bookworm as Raspberry Pi OS Bookworm; cloudinit: trixie.
+    """
+    _check_machine()
+    roots: dict[str, Path] = {}
     built: dict[str, baseimage.BaseImage] = {}
     folder = tmp_path_factory.mktemp("base")
 
     def get(flavour: str) -> baseimage.BaseImage:
+        suite = baseimage.FLAVOUR_SUITES[flavour]
+        if suite not in roots:
+            log: list[str] = []
+            roots[suite] = baseimage.rootfs(tmp_path_factory.mktemp(f"rootfs-{suite}") / "root", suite, log=log)
+            print("e2e rootfs:", "; ".join(log))
         if flavour not in built:
-            built[flavour] = baseimage.build_image(folder / f"base-{flavour}.img", flavour, root=e2e_rootfs)
+            built[flavour] = baseimage.build_image(folder / f"base-{flavour}.img", flavour, root=roots[suite])
         return built[flavour]
 
     return get

@@ -195,9 +195,11 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     assert record["env"].get("INSTALL_K3S_VERSION") == K3S_VERSION, record["env"]
     assert record["env"].get("INSTALL_K3S_EXEC") == "server", record["env"]
     assert "K3S_TOKEN" not in record["env"]
-    config = yaml.safe_load(record["config_yaml"])
-    assert config["node-ip"] == SERVER["address"] if "node-ip" in config else True
-    assert config.get("token"), "config.yaml holds no token"
+    config = yaml.safe_load(record["config_yaml"] or "{}")
+    assert config.get("node-name") == SERVER["hostname"], config
+    assert config.get("node-ip") == SERVER["address"], config
+    assert {"traefik", "servicelb"} <= set(config.get("disable", [])), config
+    assert config.get("token") in secrets, "config.yaml does not hold the build's k3s token"
     for secret in secrets:
         assert secret not in json.dumps(record["env"]) and secret not in json.dumps(record["argv"]), "secret in env/argv"
     assert ext.stat("/etc/rancher/k3s/config.yaml")["mode"].endswith("600")
