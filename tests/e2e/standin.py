@@ -17,11 +17,14 @@ Every call is logged to ``/var/lib/piimg-e2e/k3s-calls.log``.
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Final
 
 INSTALL_SH: Final = r"""#!/bin/sh
@@ -145,7 +148,7 @@ class FileServer:
 
 
 @contextmanager
-def http_server(files: dict[str, bytes]) -> Iterator[FileServer]:
+def http_server(files: dict[str, bytes], *, tls: tuple[Path, Path] | None = None) -> Iterator[FileServer]:
     state = FileServer(files=dict(files))
 
     class Handler(BaseHTTPRequestHandler):
@@ -165,6 +168,8 @@ def http_server(files: dict[str, bytes]) -> Iterator[FileServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        _wrap_tls(server, *tls)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -173,3 +178,26 @@ def http_server(files: dict[str, bytes]) -> Iterator[FileServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def https_server(workdir: Path, paths: dict[str, bytes]) -> Iterator[FileServer]:
+    """An HTTPS server on 127.0.0.1 with a throwaway self-signed certificate.
+
+    Stands in for the k3s server's supervisor port (6443) that an agent's
+    first boot polls (``/ping``) before it joins.
+    """
+    key, cert = workdir / "standin.key", workdir / "standin.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=k3s-standin"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with http_server(paths, tls=(cert, key)) as state:
+        yield state
+
+
+def _wrap_tls(server: ThreadingHTTPServer, cert: Path, key: Path) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)

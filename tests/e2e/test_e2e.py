@@ -43,6 +43,8 @@ BOOT_TIMEOUT = 420
 MAX_BOOTS = 5
 
 SERVER = {"hostname": "k8s-master", "role": "server", "address": "10.0.2.10"}
+AGENT = {"hostname": "k8s-worker-1", "role": "agent", "address": "10.0.2.11"}
+SERVER_URL = f"https://{SERVER['address']}:6443"
 
 
 def spec_text(init_format: str) -> str:
@@ -50,7 +52,7 @@ def spec_text(init_format: str) -> str:
         "image": {"init_format": init_format},
         "access": {"user": "pi", "ssh_authorized_keys": [TEST_KEY]},
         "cluster": {"k3s_version": K3S_VERSION},
-        "nodes": [SERVER],
+        "nodes": [SERVER, AGENT],
     }
     return yaml.safe_dump(spec, sort_keys=False)
 
@@ -59,16 +61,19 @@ def spec_text(init_format: str) -> str:
 class Run:
     """One node's image through its boots, with everything needed to explain a failure."""
 
+    node: dict[str, str]
     image: Path
     fat: imgfs.Fat
     ext: imgfs.Ext4
     workdir: Path
+    server: standin.FileServer  # the k3s install script
+    supervisor: standin.FileServer  # the k3s server's port 6443, for agents
     boots: list[qemu.Boot] = field(default_factory=list)
-    server: standin.FileServer | None = None
 
     def boot(self) -> qemu.Boot:
-        assert self.server is not None
         fwd = [qemu.Forward(INSTALL_HOST, 80, self.server.port)]
+        if self.node["role"] == "agent":
+            fwd.append(qemu.Forward(SERVER["address"], 6443, self.supervisor.port))
         b = qemu.boot(self.image, number=len(self.boots) + 1, workdir=self.workdir, forwards=fwd,
                       timeout=BOOT_TIMEOUT, boot_offset=self.fat.offset)  # fmt: skip
         self.boots.append(b)
@@ -96,12 +101,15 @@ class Run:
 
 
 @pytest.fixture()
-def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[BaseImage, str], Run]]:
+def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
-    with standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server:
+    with (
+        standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server,
+        standin.https_server(tmp_path, {"/ping": b"pong", "/cacerts": b"stand-in"}) as supervisor,
+    ):
 
-        def make(base: BaseImage, init_format: str) -> Run:
-            return _build(tmp_path, base, init_format, server, runs)
+        def make(base: BaseImage, init_format: str, node: dict[str, str] = SERVER) -> Run:
+            return _build(tmp_path, base, init_format, node, server, supervisor, runs)
 
         yield make
     rep = getattr(request.node, "rep_call", None)
@@ -110,7 +118,15 @@ def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
             print(r.diagnosis())
 
 
-def _build(tmp_path: Path, base: BaseImage, init_format: str, server: standin.FileServer, runs: list[Run]) -> Run:
+def _build(
+    tmp_path: Path,
+    base: BaseImage,
+    init_format: str,
+    node: dict[str, str],
+    server: standin.FileServer,
+    supervisor: standin.FileServer,
+    runs: list[Run],
+) -> Run:
     from click.testing import CliRunner
 
     from piimg.cli import main
@@ -123,23 +139,25 @@ def _build(tmp_path: Path, base: BaseImage, init_format: str, server: standin.Fi
     rc: dict[str, int] = {}
 
     def entry() -> None:
-        rc["rc"] = main(["-c", str(project / "piimg.yaml"), "build", "--image", str(base.path), "-o", str(out)])
+        rc["rc"] = main(
+            ["-c", str(project / "piimg.yaml"), "build", "--node", node["hostname"], "--image", str(base.path), "-o", str(out)]
+        )
 
     import click
 
     res = runner.invoke(click.Command("piimg", callback=entry), [], catch_exceptions=False)
     assert rc.get("rc", res.exit_code) == 0, f"piimg build failed:\n{res.output}"
     print(res.output)
-    image = out / f"{SERVER['hostname']}.img"
+    image = out / f"{node['hostname']}.img"
     assert image.is_file(), res.output
     fat = imgfs.Fat(image, base.boot_offset)
     ext = imgfs.Ext4(image, base.root_offset)
     # e2e-only: the install script comes from the stand-in server
-    node = json.loads(fat.read_text("piimg/node.json"))
-    node["k3s"]["install_url"] = INSTALL_URL
-    node["timeouts"] = TIMEOUTS
-    fat.write_text("piimg/node.json", json.dumps(node, indent=2) + "\n")
-    run = Run(image=image, fat=fat, ext=ext, workdir=tmp_path, server=server)
+    conf = json.loads(fat.read_text("piimg/node.json"))
+    conf["k3s"]["install_url"] = INSTALL_URL
+    conf["timeouts"] = TIMEOUTS
+    fat.write_text("piimg/node.json", json.dumps(conf, indent=2) + "\n")
+    run = Run(node=node, image=image, fat=fat, ext=ext, workdir=tmp_path, server=server, supervisor=supervisor)
     runs.append(run)
     return run
 
@@ -164,7 +182,7 @@ def _leaves(data: Any) -> Iterator[Any]:
 def assert_first_run_applied(run: Run, *, hook: bool) -> None:
     """The first-run hook (systemd) or cloud-init (user-data) did its part."""
     ext, fat = run.ext, run.fat
-    assert ext.read_text("/etc/hostname").strip() == SERVER["hostname"]
+    assert ext.read_text("/etc/hostname").strip() == run.node["hostname"]
     passwd = {line.split(":")[0]: line.split(":") for line in ext.read_text("/etc/passwd").splitlines() if line}
     assert "pi" in passwd, "user pi missing from /etc/passwd"
     home = passwd["pi"][5]
@@ -187,27 +205,38 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     assert status["state"] == "done", f"first boot not done: state={status['state']} step={status['step']} error={status['error']}"
     assert status["step"] == "finish", status
     assert all(s["state"] == "done" for s in status["steps"].values()), status["steps"]
-    assert list(status["steps"]) == ["hostname", "address", "network", "cgroup", "k3s", "cluster", "scrub", "finish"]
-    assert status["ingress_ip"] == "10.0.4.1", status  # first address of the default pool 10.0.4.0/23
+    server = run.node["role"] == "server"
+    cluster = ["cluster"] if server else []
+    assert list(status["steps"]) == ["hostname", "address", "network", "cgroup", "k3s", *cluster, "scrub", "finish"]
+    if server:
+        assert status["ingress_ip"] == "10.0.4.1", status  # first address of the default pool 10.0.4.0/23
 
     record = json.loads(ext.read_text("/var/lib/piimg-e2e/install.json"))
     assert record["uid"] == 0
     assert record["env"].get("INSTALL_K3S_VERSION") == K3S_VERSION, record["env"]
-    assert record["env"].get("INSTALL_K3S_EXEC") == "server", record["env"]
+    assert record["env"].get("INSTALL_K3S_EXEC") == run.node["role"], record["env"]
     assert "K3S_TOKEN" not in record["env"]
     config = yaml.safe_load(record["config_yaml"] or "{}")
-    assert config.get("node-name") == SERVER["hostname"], config
-    assert config.get("node-ip") == SERVER["address"], config
-    assert {"traefik", "servicelb"} <= set(config.get("disable", [])), config
+    assert config.get("node-name") == run.node["hostname"], config
+    assert config.get("node-ip") == run.node["address"], config
     assert config.get("token") in secrets, "config.yaml does not hold the build's k3s token"
+    if server:
+        assert {"traefik", "servicelb"} <= set(config.get("disable", [])), config
+    else:
+        assert record["env"].get("K3S_URL") == SERVER_URL, record["env"]
+        assert config.get("server") == SERVER_URL, config
+        assert "/ping" in [r.path for r in run.supervisor.requests], "the agent did not wait for its server"
     for secret in secrets:
         assert secret not in json.dumps(record["env"]) and secret not in json.dumps(record["argv"]), "secret in env/argv"
     assert ext.stat("/etc/rancher/k3s/config.yaml")["mode"].endswith("600")
 
     manifests = ext.names("/var/lib/rancher/k3s/server/manifests")
     node = json.loads(ext.read_text("/opt/piimg/node.json"))
-    assert node["manifests"], "node.json lists no manifests"
-    assert set(node["manifests"]) <= set(manifests), f"manifests placed: {manifests}, expected {node['manifests']}"
+    if server:
+        assert node["manifests"], "node.json lists no manifests"
+        assert set(node["manifests"]) <= set(manifests), f"manifests placed: {manifests}, expected {node['manifests']}"
+    else:
+        assert manifests == [], f"an agent got server manifests: {manifests}"
 
     # secrets are gone from the FAT
     assert not fat.exists("piimg/manifests"), "piimg/manifests still on the boot partition"
@@ -235,7 +264,7 @@ def _boot_until_done(run: Run, *, first: int) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1800)
-def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Callable[[BaseImage, str], Run]) -> None:
+def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
     base = base_image("systemd")
     run = run_factory(base, "auto")  # detected: sys-mods firstboot on cmdline.txt
     cmdline = run.fat.read_text("cmdline.txt")
@@ -260,12 +289,25 @@ def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Cal
     _boot_until_done(run, first=3)
     assert "PIIMG-E2E-PROBE:" in run.boots[-1].log
     assert_first_boot_done(run, secrets)
-    assert [r.path for r in run.server.requests if r.path == "/install.sh"], "install script never fetched"  # type: ignore[union-attr]
+    assert [r.path for r in run.server.requests if r.path == "/install.sh"], "install script never fetched"
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1800)
-def test_cloudinit_server(base_image: Callable[[str], BaseImage], run_factory: Callable[[BaseImage, str], Run]) -> None:
+def test_systemd_agent(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
+    """An agent: waits for its server's supervisor port (stand-in), joins with K3S_URL, no manifests."""
+    run = run_factory(base_image("systemd"), "systemd", AGENT)
+    secrets = _secrets(run)
+    run.boot()  # sys-mods resize boot
+    run.boot()  # first-run hook
+    assert_first_run_applied(run, hook=True)
+    _boot_until_done(run, first=3)
+    assert_first_boot_done(run, secrets)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_cloudinit_server(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
     base = base_image("cloudinit")
     run = run_factory(base, "auto")  # detected: seed files on the boot partition
     cmdline = run.fat.read_text("cmdline.txt")
