@@ -93,7 +93,15 @@ PACKAGES: Final = (
     "dosfstools",
     "e2fsprogs",
 )
+# Raspberry Pi OS Trixie renders cloud-init's network-config through netplan
+# (NetworkManager backend); cloud-init's own v2 parser, used for the other
+# renderers, rejects netplan-only syntax such as `to: default` routes.
+SUITE_PACKAGES: Final = {"bookworm": (), "trixie": ("netplan.io",)}
 FLAVOURS: Final = ("systemd", "cloudinit")
+
+
+def packages(suite: str) -> tuple[str, ...]:
+    return PACKAGES + SUITE_PACKAGES.get(suite, ())
 
 MIB: Final = 1024 * 1024
 BOOT_START: Final = 8 * MIB  # Raspberry Pi OS puts bootfs at 8 MiB
@@ -151,7 +159,7 @@ datasource:
     fs_label: bootfs
 system_info:
   network:
-    renderers: [ network-manager, netplan, networkd ]
+    renderers: [ netplan, network-manager, networkd ]
 """
 
 # Stand-in for raspberrypi-sys-mods' /usr/lib/raspberrypi-sys-mods/firstboot,
@@ -327,7 +335,7 @@ def debootstrap_dir(suite: str = SUITE, *, fresh: bool | None = None, log: list[
     if fresh is None:
         fresh = os.environ.get("PIIMG_E2E_FRESH") == "1"
     url = mirror()
-    key = _key(suite, ARCH, url, ",".join(PACKAGES))
+    key = _key(suite, ARCH, url, ",".join(packages(suite)))
     root = cache_root()
     done = root / f"debootstrap-{suite}-{key}"
     marker = root / f"debootstrap-{suite}-{key}.complete"
@@ -338,13 +346,13 @@ def debootstrap_dir(suite: str = SUITE, *, fresh: bool | None = None, log: list[
     if work.exists():
         shutil.rmtree(work)
     t0 = time.monotonic()
-    _sh(["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(PACKAGES)}", suite, str(work), url])
+    _sh(["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(packages(suite))}", suite, str(work), url])
     _sh(["chroot", str(work), "/bin/sh", "-c", "apt-get clean && rm -rf /var/lib/apt/lists/*"])
     marker.unlink(missing_ok=True)
     if done.exists():
         shutil.rmtree(done)
     work.rename(done)
-    marker.write_text(json.dumps({"mirror": url, "packages": PACKAGES}) + "\n")
+    marker.write_text(json.dumps({"mirror": url, "packages": packages(suite)}) + "\n")
     if log is not None:
         log.append(f"debootstrap {suite}: {time.monotonic() - t0:.0f}s")
     return done
@@ -376,6 +384,12 @@ def _configure(root: Path) -> None:
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(PROBE_SH)
     probe.chmod(0o755)
+    # as on Raspberry Pi OS: netplan hands every interface to NetworkManager
+    netplan = root / "etc/netplan"
+    netplan.mkdir(parents=True, exist_ok=True)
+    nm_all = netplan / "00-network-manager-all.yaml"
+    nm_all.write_text("# piimg e2e (as Raspberry Pi OS): NetworkManager renders netplan\nnetwork:\n  version: 2\n  renderer: NetworkManager\n")
+    nm_all.chmod(0o600)
     # cloud-init-local must see the FAT mounted (or mount it itself by label):
     # order it after the mount so both ways agree.
     dropin = root / "etc/systemd/system/cloud-init-local.service.d"
