@@ -96,7 +96,9 @@ PACKAGES: Final = (
 # Raspberry Pi OS Trixie renders cloud-init's network-config through netplan
 # (NetworkManager backend); cloud-init's own v2 parser, used for the other
 # renderers, rejects netplan-only syntax such as `to: default` routes.
-SUITE_PACKAGES: Final = {"bookworm": (), "trixie": ("netplan.io",)}
+# cloud-init's keyboard module needs keyboard-configuration + console-setup
+# (setupcon), which Pi OS has.
+SUITE_PACKAGES: Final = {"bookworm": (), "trixie": ("netplan.io", "keyboard-configuration", "console-setup")}
 FLAVOURS: Final = ("systemd", "cloudinit")
 
 

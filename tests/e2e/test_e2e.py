@@ -321,6 +321,9 @@ def test_cloudinit_server(base_image: Callable[[str], BaseImage], run_factory: C
     assert "cloud-init" in log
     assert_first_run_applied(run, hook=False)
     assert run.ext.exists("/var/lib/cloud/instance/boot-finished"), "cloud-init did not finish"
+    result = json.loads(run.ext.read_text("/var/lib/cloud/data/result.json"))["v1"]
+    assert "NoCloud" in result["datasource"], result
+    assert result["errors"] == [], f"cloud-init reported errors: {result['errors']}"
     assert_first_boot_done(run, secrets)
 
 
