@@ -1,17 +1,18 @@
-# piimg: make demo | make test | make lint | make e2e | (bench comes with its issue)
+# piimg: make demo | make test | make lint | make bench | make e2e
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux
+APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools
 # make e2e: debootstrap a Debian rootfs and boot images under qemu (root needed)
-E2E_APT_PACKAGES := debootstrap qemu-system-x86 mtools e2fsprogs dosfstools fdisk coreutils
+E2E_APT_PACKAGES := debootstrap qemu-system-x86 mtools e2fsprogs dosfstools fdisk coreutils openssl
 
-.PHONY: help system-deps e2e-system-deps venv demo test test-fast e2e lint clean
+.PHONY: help system-deps e2e-system-deps apt-install venv demo test test-fast e2e lint bench clean
 
 help:
 	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make lint   ruff + mypy on piimg/"
+	@echo "make bench  run every bench/bench_*.py (slow; not part of make test)"
 	@echo "make e2e    build images from a debootstrapped Debian and boot them under qemu (root, ~minutes)"
 
 # Debian/Ubuntu system tools the builder and the tests use. Skipped when they
@@ -55,6 +56,12 @@ e2e: system-deps e2e-system-deps venv
 lint: venv
 	$(VENV)/bin/ruff check piimg tests
 	$(VENV)/bin/mypy
+
+# Benchmarks: every bench/bench_*.py, one after the other (not part of `make test`).
+bench: system-deps venv
+	@set -e; for f in bench/bench_*.py; do \
+		echo "== $$f"; $(PY) -m bench.$$(basename $$f .py); \
+	done
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, not_implemented, pass_app
+from piimg.cli.common import App, echo, pass_app
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 @click.command()
@@ -15,9 +19,32 @@ from piimg.cli.common import App, not_implemented, pass_app
 @click.option("--sha256", metavar="HEX", help="Expected SHA-256 of --image as downloaded.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: build/).")
 @pass_app
-@not_implemented("issue 4: piimg build")
 def build(app: App, nodes: tuple[str, ...], image: str | None, sha256: str | None, output: Path | None) -> None:
     """Write one customised image per node into build/NODE.img."""
+    from piimg.builder.customise import build_images
+
+    spec = app.spec()
+    if nodes:
+        for name in nodes:
+            spec.node(name)  # unknown names fail before anything is done
+    built = build_images(
+        spec,
+        app.secrets(),
+        nodes=nodes,
+        image=image,
+        sha256=sha256,
+        output_dir=output,
+        last_build=app.paths.last_build,
+        reporter=app.reporter,
+    )
+    for b in built:
+        echo(f"{b.hostname}: {b.image}")
+        echo(f"  size {_size(b.size)}, init format {b.init_format.value}, {b.role} at {b.address}, "
+             f"{b.seconds:.1f} s ({b.copy_method})")
+        echo(f"  boot partition: {', '.join(w for w in b.written if '/' not in w)}, "
+             f"piimg/ ({sum(1 for w in b.written if '/' in w)} files)")
+        echo(f"  cmdline.txt: + {' '.join(b.cmdline_added)}")
+    echo(f"recorded in {app.paths.last_build}")
 
 
 COMMANDS = [build]

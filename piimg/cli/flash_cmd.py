@@ -2,21 +2,83 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from piimg.cli.common import App, not_implemented, pass_app
+from piimg.builder import flash as flashing
+from piimg.builder.devices import Device, for_this_machine, human_size
+from piimg.cli.common import App, echo, pass_app
 
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="[IMAGE] DEVICE")
-@click.option("--node", metavar="NAME", help="Which built node image to flash.")
+@click.option("--node", metavar="NAME", help="Which built node image to flash (when several were built).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-verify", is_flag=True, help="Skip the read-back verification.")
 @click.option("--force", is_flag=True, help="Allow a regular file or a non-removable disk as target.")
+@click.option("--no-eject", is_flag=True, help="macOS: leave the card attached after writing.")
+@click.option(
+    "--bmap",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Use this bmaptool .bmap file instead of computing the block map from the image.",
+)
 @pass_app
-@not_implemented("issue 5: piimg flash")
-def flash(app: App, args: tuple[str, ...], node: str | None, yes: bool, no_verify: bool, force: bool) -> None:
-    """Write IMAGE (default: the last build) to DEVICE, safely and verified."""
+def flash(
+    app: App,
+    args: tuple[str, ...],
+    node: str | None,
+    yes: bool,
+    no_verify: bool,
+    force: bool,
+    no_eject: bool,
+    bmap: Path | None,
+) -> None:
+    """Write IMAGE (default: the last build) to DEVICE, safely and verified.
+
+    \b
+    Only the blocks that hold data are written (the block map comes from the
+    image's own FAT and ext4 metadata), the partition table last, and every
+    written block is read back from the device and compared.
+    Examples:
+      piimg flash /dev/sdb                 the last build (one node)
+      piimg flash --node k8s-w1 /dev/rdisk4
+      piimg flash raspios.img /dev/mmcblk0
+    """
+    if len(args) == 1:
+        image = flashing.image_from_last_build(app.paths.last_build, node)
+        target = args[0]
+    elif len(args) == 2:
+        if node:
+            raise click.UsageError("give either IMAGE or --node, not both")
+        image, target = args
+    else:
+        raise click.UsageError("expected [IMAGE] DEVICE")
+
+    def confirm(device: Device) -> bool:
+        size = Path(image).stat().st_size
+        packed = flashing.compression_of(image)
+        app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
+        app.reporter.info(f"target: {device.description}")
+        for mount in device.mounted:
+            app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
+        if yes:
+            return True
+        return click.confirm(f"Overwrite {device.write_path}? Everything on it will be lost", default=False, err=True)
+
+    result = flashing.flash(
+        image,
+        target,
+        devices=for_this_machine(),
+        confirm=confirm,
+        verify=not no_verify,
+        force=force,
+        eject=not no_eject,
+        bmap=bmap,
+        reporter=app.reporter,
+    )
+    echo(result.summary())
 
 
 COMMANDS = [flash]

@@ -1,0 +1,184 @@
+"""``piimg build``: one customised image per node, by editing only the boot partition.
+
+The base image (decompressed once, cached) is copied per node with
+:func:`piimg.builder.sparse.sparse_copy` (reflink or data ranges only), then
+the FAT boot partition inside the copy is edited in place with
+:class:`piimg.builder.fat.FatFS`: no mount, no loop device, no root, the
+same on macOS. The root partition's bytes are never written. Each node image
+appears under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from piimg.builder import initformat, lastbuild
+from piimg.builder.fat import FatFS
+from piimg.builder.partitions import PiLayout, open_layout
+from piimg.builder.payload import BootEdits, boot_edits
+from piimg.builder.source import BaseImage, obtain_base_image
+from piimg.builder.sparse import sparse_copy
+from piimg.config import InitFormat, NodeSpec, Spec
+from piimg.errors import ImageError, PiimgError
+from piimg.fsutil import atomic_path
+from piimg.progress import QUIET, Reporter
+from piimg.secrets import Secrets
+
+CMDLINE: Final = "cmdline.txt"
+
+
+@dataclass(frozen=True)
+class BuiltNode:
+    """One finished node image and what was written into it."""
+
+    hostname: str
+    role: str
+    address: str
+    image: Path
+    size: int
+    init_format: InitFormat
+    written: tuple[str, ...]  # files created or replaced on the boot partition
+    cmdline_added: tuple[str, ...]  # words cmdline.txt now carries
+    copy_method: str
+    seconds: float
+
+
+def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec) -> InitFormat:
+    with FatFS.open(base.path, layout.boot.start, layout.boot.size, readonly=True) as fs:
+        names = fs.listdir("")
+        text = fs.read_file(CMDLINE) if fs.exists(CMDLINE) else None
+    if text is None:
+        raise ImageError(f"{base.path}: the boot partition has no cmdline.txt: not a Raspberry Pi OS image")
+    return initformat.resolve(
+        spec.image.init_format, catalog_format=base.init_format, boot_files=names, cmdline_text=text, image_name=str(base.path)
+    )
+
+
+def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
+    """Write ``edits`` into an open boot file system; returns the paths written."""
+    for path in edits.remove:
+        if fs.exists(path):
+            if fs.is_dir(path):
+                fs.rmtree(path)
+            else:
+                fs.remove(path)
+    written = []
+    for path, data in sorted(edits.files.items()):
+        parent = path.rpartition("/")[0]
+        if parent:
+            fs.makedirs(parent)
+        fs.write_file(path, data)
+        written.append(path)
+    if not fs.exists(CMDLINE):
+        raise ImageError("the boot partition has no cmdline.txt")
+    fs.write_file(CMDLINE, edits.apply_cmdline(fs.read_file(CMDLINE)))
+    written.append(CMDLINE)
+    return written
+
+
+def _build_node(node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path) -> BuiltNode:
+    start = time.monotonic()
+    # The image holds the k3s token: mkstemp's 0600 stays on the final file.
+    with atomic_path(dest, suffix=".part") as tmp:
+        method = sparse_copy(base.path, tmp)
+        with FatFS.open(tmp, layout.boot.start, layout.boot.size) as fs:
+            written = apply_edits(fs, edits)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return BuiltNode(
+        hostname=node.hostname,
+        role=node.role.value,
+        address=str(node.address),
+        image=dest,
+        size=dest.stat().st_size,
+        init_format=fmt,
+        written=tuple(written),
+        cmdline_added=edits.cmdline_add,
+        copy_method=method,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _select(spec: Spec, names: list[str] | tuple[str, ...] | None) -> list[NodeSpec]:
+    if not names:
+        return list(spec.nodes)
+    selected: list[NodeSpec] = []
+    for name in names:
+        node = spec.node(name)  # ConfigError naming the known nodes
+        if node not in selected:
+            selected.append(node)
+    return selected
+
+
+def _spec_path(spec: Spec) -> str:
+    return str(Path(spec.source).resolve()) if not spec.source.startswith("<") else ""
+
+
+def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: list[BuiltNode]) -> None:
+    nodes: dict[str, lastbuild.NodeImage] = {}
+    try:
+        previous = lastbuild.load(path)
+    except PiimgError:
+        previous = None
+    if previous is not None and previous.base.sha256 == base.sha256:
+        # keep nodes built earlier from the same base (piimg build --node X)
+        for name, entry in previous.nodes.items():
+            if Path(entry.image).is_file() and any(n.hostname == name for n in spec.nodes):
+                nodes[name] = entry
+    for b in built:
+        nodes[b.hostname] = lastbuild.NodeImage(
+            image=str(b.image.resolve()), size=b.size, role=b.role, address=b.address, init_format=b.init_format.value
+        )
+    record = lastbuild.LastBuild(
+        built_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec=_spec_path(spec),
+        base=lastbuild.BaseRef(path=str(base.path), sha256=base.sha256, name=base.name, init_format=fmt.value),
+        nodes=nodes,
+    )
+    lastbuild.save(path, record)
+
+
+def build_images(
+    spec: Spec,
+    secrets: Secrets,
+    *,
+    nodes: list[str] | tuple[str, ...] | None = None,
+    image: str | None = None,
+    sha256: str | None = None,
+    output_dir: Path | None = None,
+    last_build: Path | None = None,
+    reporter: Reporter = QUIET,
+) -> list[BuiltNode]:
+    """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
+    selected = _select(spec, nodes)
+    out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
+    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter)
+    layout = open_layout(base.path)
+    fmt = _inspect_base(base, layout, spec)
+    reporter.info(
+        f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
+        f"init format {fmt.value}"
+    )
+    for node in selected:
+        if (out / f"{node.hostname}.img").resolve() == Path(base.path).resolve():
+            raise ImageError(
+                f"{base.path}: the base image would be overwritten by the image of node {node.hostname}",
+                hint="copy the base image elsewhere or build into another folder with -o DIR",
+            )
+    # Everything that can fail on a value (templates, secrets from the
+    # environment) fails here, before the first image is written.
+    edits = {node.hostname: boot_edits(spec, node, secrets, fmt) for node in selected}
+    built = []
+    for node in selected:
+        reporter.info(f"building {node.hostname} ...")
+        built.append(_build_node(node, edits[node.hostname], base, layout, fmt, out / f"{node.hostname}.img"))
+    _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+    return built

@@ -1,0 +1,256 @@
+"""Resumable, verified HTTP downloads.
+
+One file is fetched into ``DEST.part`` with streaming reads, connect/read
+timeouts and retries with exponential backoff on transient errors
+(connection drops, timeouts, 429/5xx). An interrupted download -- a dropped
+connection, a crash, ``Ctrl-C`` -- leaves ``DEST.part`` behind; the next call
+asks for the remainder with an HTTP ``Range`` request and restarts from
+zero when the server ignores it (answers 200 instead of 206). The SHA-256 is
+checked by the caller (:func:`sha256_file`), since it must cover the whole
+file, resumed parts included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import requests
+import urllib3.exceptions
+
+from piimg.errors import DownloadError
+from piimg.progress import QUIET, Reporter
+
+CHUNK: Final = 1 << 20
+USER_AGENT: Final = "piimg (+https://github.com/piimg/piimg)"
+_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. Tests use tiny delays."""
+
+    attempts: int = 6  # failed attempts in a row (without progress) before giving up
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_delay, self.first_delay * (2 ** max(0, failures - 1))))
+
+
+DEFAULT_POLICY: Final = RetryPolicy()
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    # Content-Encoding would break Range offsets and checksums of the file as served.
+    session.headers["Accept-Encoding"] = "identity"
+    return session
+
+
+class _Transient(Exception):
+    pass
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    session: requests.Session | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    reporter: Reporter = QUIET,
+    description: str | None = None,
+) -> Path:
+    """Fetch ``url`` into ``dest.part`` (resuming it) and return that path.
+
+    The caller verifies and renames it. On any error or interruption the
+    ``.part`` stays for the next attempt (it is deleted only when the server
+    says it is larger than the file).
+    """
+    session = session or new_session()
+    part = part_path(dest)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    total = expected_size
+    with reporter.bar(description or f"downloading {url.rsplit('/', 1)[-1]}", total) as bar:
+        have = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and have > expected_size:
+            part.unlink()
+            have = 0
+        bar.update(have)
+        while True:
+            if expected_size is not None and have == expected_size:
+                return part
+            try:
+                done, have_after = _attempt(url, part, have, session, policy, bar)
+            except _Transient as exc:
+                have_after = part.stat().st_size if part.exists() else 0
+                if have_after > have:
+                    failures = 0  # progress was made: the problem is intermittent
+                failures += 1
+                if failures >= policy.attempts:
+                    raise DownloadError(
+                        f"{url}: {exc} (gave up after {failures} attempts)",
+                        hint=f"run again to resume from {have_after} bytes",
+                    ) from None
+                time.sleep(policy.delay(failures))
+                have = have_after
+                continue
+            if done:
+                return part
+            have = have_after
+
+
+def _attempt(
+    url: str, part: Path, have: int, session: requests.Session, policy: RetryPolicy, bar: object
+) -> tuple[bool, int]:
+    """One request; returns (complete, bytes in .part)."""
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        resp = session.get(url, headers=headers, stream=True, timeout=(policy.connect_timeout, policy.read_timeout))
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise _Transient(_reason(exc)) from exc
+    except requests.RequestException as exc:
+        raise DownloadError(f"{url}: {_reason(exc)}") from exc
+    with resp:
+        if resp.status_code == 416 and have:
+            # Range not satisfiable: the .part may already be complete.
+            m = re.match(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
+            if m and int(m.group(1)) == have:
+                return True, have
+            part.unlink()
+            bar.update(-have)  # type: ignore[attr-defined]
+            return False, 0
+        if resp.status_code in _TRANSIENT_STATUS:
+            raise _Transient(f"HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code not in (200, 206):
+            raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                raise DownloadError(f"{url}: server sent the wrong range ({resp.headers.get('Content-Range')!r})")
+            mode = "ab"
+        else:
+            # 200: the server ignored Range (or there was none): start over.
+            if have:
+                bar.update(-have)  # type: ignore[attr-defined]
+            have = 0
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        expected_end = have + int(length) if length and length.isdigit() else None
+        # read1 hands over what has arrived, so a dropped connection loses nothing
+        # already received (iter_content would discard a partly filled chunk).
+        read1 = getattr(resp.raw, "read1", None)
+        chunks = iter(lambda: read1(CHUNK), b"") if read1 is not None else resp.iter_content(64 << 10)
+        with open(part, mode) as fh:
+            try:
+                for chunk in chunks:
+                    try:
+                        fh.write(chunk)
+                    except OSError as exc:  # disk full, ...: not worth retrying
+                        raise DownloadError(f"{part}: cannot write: {exc.strerror or exc}") from exc
+                    have += len(chunk)
+                    bar.update(len(chunk))  # type: ignore[attr-defined]
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError,
+                OSError,
+            ) as exc:
+                fh.flush()
+                raise _Transient(_reason(exc)) from exc
+        if expected_end is not None and have < expected_end:
+            raise _Transient(f"connection closed after {have} of {expected_end} bytes")
+        return True, have
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    # requests nests urllib3 reasons deeply; the last parenthesised part is the useful one.
+    m = re.search(r"(Failed to establish a new connection: [^')]*|Read timed out|Connection refused|"
+                  r"Connection broken: [^')]*|Name or service not known)", text)
+    return m.group(1) if m else (text or type(exc).__name__)
+
+
+def fetch_text(
+    url: str, *, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY, limit: int = 64 << 20
+) -> str:
+    """GET a small text document (catalog, ``.sha256`` file) with a few quick retries."""
+    session = session or new_session()
+    failures = 0
+    attempts = min(policy.attempts, 3)
+    while True:
+        try:
+            resp = session.get(url, timeout=(policy.connect_timeout, policy.read_timeout))
+            if resp.status_code in _TRANSIENT_STATUS:
+                raise _Transient(f"HTTP {resp.status_code} {resp.reason}")
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            failures += 1
+            if failures >= attempts:
+                raise DownloadError(f"{url}: {_reason(exc)}") from exc
+            time.sleep(policy.delay(failures))
+            continue
+        except _Transient as exc:
+            failures += 1
+            if failures >= attempts:
+                raise DownloadError(f"{url}: {exc}") from None
+            time.sleep(policy.delay(failures))
+            continue
+        except requests.RequestException as exc:
+            raise DownloadError(f"{url}: {_reason(exc)}") from exc
+        if resp.status_code == 404:
+            raise FileNotFoundError(url)
+        if resp.status_code != 200:
+            raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        if len(resp.content) > limit:
+            raise DownloadError(f"{url}: larger than {limit} bytes, not a catalog or checksum file")
+        return resp.content.decode("utf-8", "replace")
+
+
+def sha256_file(path: Path, reporter: Reporter = QUIET, *, description: str | None = None) -> str:
+    """SHA-256 of a file, read in large blocks."""
+    h = hashlib.sha256()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh, reporter.bar(
+        description or f"verifying {path.name}", os.fstat(fh.fileno()).st_size
+    ) as bar:
+        while n := fh.readinto(view):
+            h.update(view[:n])
+            bar.update(n)
+    return h.hexdigest()
+
+
+_SHA_LINE: Final = re.compile(r"^\s*([0-9a-fA-F]{64})\s+\*?(.*?)\s*$")
+
+
+def parse_sha256_file(text: str, filename: str) -> str | None:
+    """The digest for ``filename`` from ``sha256sum`` output (or the only digest)."""
+    digests: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        m = _SHA_LINE.match(line)
+        if m:
+            digests.append((m.group(1).lower(), os.path.basename(m.group(2))))
+        elif re.fullmatch(r"\s*[0-9a-fA-F]{64}\s*", line):
+            digests.append((line.strip().lower(), ""))
+    for digest, name in digests:
+        if name == filename:
+            return digest
+    if len(digests) == 1:
+        return digests[0][0]
+    return None

@@ -1,0 +1,502 @@
+"""The writer: mapped ranges only, first MiB last, fsync, read-back verification.
+
+Why it is shaped like this:
+
+* Only the ranges of the :class:`~piimg.builder.blockmap.BlockMap` are
+  written; free space is never touched (that is where bmaptool's speed comes
+  from, and it spares the card's flash).
+* The first MiB (partition table, boot sector, GPT header) is written last and
+  after an fsync of everything else, so an interrupted flash leaves a card
+  whose old table was not replaced by one pointing at half-written partitions.
+* Reads of the source and writes to the target use large page-aligned buffers
+  (``mmap``), with the next source chunk read (and hashed) in a helper thread
+  while the current one is written. On Linux the target is opened with
+  O_DIRECT when it allows it (no double buffering through the page cache) and
+  with O_EXCL for block devices: the kernel refuses it while anything has the
+  disk or one of its partitions mounted or claimed.
+* Verification reads every written range back *from the device* and compares
+  SHA-256 digests per chunk; reading through the page cache would only prove
+  the cache holds what we wrote. Linux: O_DIRECT reads; when O_DIRECT is
+  refused, BLKFLSBUF and POSIX_FADV_DONTNEED drop the cached pages first.
+  macOS: F_NOCACHE on the raw device. A mismatch names the first bad byte.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import mmap
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+from piimg.builder import blockmap, safety
+from piimg.builder.blockmap import BlockMap, Range
+from piimg.builder.devices import Device, Devices
+from piimg.errors import ImageError, PiimgError, UnsafeTarget
+from piimg.progress import QUIET, Reporter
+
+MiB: Final = 1024 * 1024
+#: The partition table and boot sector live here; written last.
+HEAD: Final = 1 * MiB
+#: One I/O. Large enough to keep an SD card's controller busy, small enough for two in memory.
+CHUNK: Final = 8 * MiB
+#: O_DIRECT needs offsets and lengths in whole logical blocks (512 or 4096 bytes); a
+#: chunk that is not a whole number of 4 KiB (an image's odd tail) goes through the cache.
+DIRECT_ALIGN: Final = 4096
+#: Read-back requests in flight: keeps a USB reader's or a loop device's queue busy.
+VERIFY_AHEAD: Final = 3
+BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
+
+
+class VerifyFailed(PiimgError):
+    """What was read back from the target differs from the image."""
+
+    def __init__(self, target: str, offset: int, why: str = "") -> None:
+        self.offset = offset
+        super().__init__(
+            f"verification failed: {target} differs from the image at byte {offset} (0x{offset:x})"
+            + (f" ({why})" if why else ""),
+            hint="the card may be faulty or counterfeit; try another card or reader",
+        )
+
+
+@dataclass(frozen=True)
+class FlashResult:
+    target: str
+    bytes_written: int
+    image_size: int
+    write_seconds: float
+    verify_seconds: float | None  # None when not verified
+
+    @property
+    def seconds(self) -> float:
+        return self.write_seconds + (self.verify_seconds or 0.0)
+
+    @property
+    def verified(self) -> bool:
+        return self.verify_seconds is not None
+
+    def summary(self) -> str:
+        rate = self.bytes_written / 1e6 / max(self.write_seconds, 1e-6)
+        text = (
+            f"wrote {self.bytes_written / 1e6:.1f} MB of {self.image_size / 1e6:.1f} MB to {self.target} "
+            f"in {self.write_seconds:.1f} s ({rate:.1f} MB/s)"
+        )
+        if self.verify_seconds is not None:
+            vrate = self.bytes_written / 1e6 / max(self.verify_seconds, 1e-6)
+            text += f", verified in {self.verify_seconds:.1f} s ({vrate:.1f} MB/s)"
+        else:
+            text += ", not verified"
+        return text
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    length: int
+
+
+def plan_chunks(ranges: tuple[Range, ...], *, chunk: int = CHUNK, head: int = HEAD) -> list[_Chunk]:
+    """Split the mapped ranges into I/O chunks, everything below ``head`` moved to the end."""
+    body: list[_Chunk] = []
+    first: list[_Chunk] = []
+    for r in ranges:
+        pos = r.start
+        while pos < r.end:
+            limit = head if pos < head else r.end
+            length = min(chunk, r.end - pos, limit - pos)
+            (first if pos < head else body).append(_Chunk(pos, length))
+            pos += length
+    return body + first
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, size)  # anonymous maps are page aligned, as O_DIRECT wants
+
+
+def _open_target(path: str, *, exclusive: bool, direct: bool, write: bool) -> tuple[int, bool]:
+    """Open ``path``; returns the fd and whether O_DIRECT is in effect."""
+    flags = (os.O_WRONLY if write else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
+    if exclusive and sys.platform.startswith("linux"):
+        flags |= os.O_EXCL  # on a block device: EBUSY while mounted or claimed by anyone else
+    o_direct = getattr(os, "O_DIRECT", 0)
+    try:
+        if direct and o_direct:
+            try:
+                return os.open(path, flags | o_direct), True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: the filesystem does not do O_DIRECT
+                    raise
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise UnsafeTarget(
+                f"{path}: device is busy (mounted or in use by another program)",
+                hint="unmount its partitions and close programs using it",
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise UnsafeTarget(f"{path}: permission denied", hint="run piimg flash with sudo") from None
+        if exc.errno == errno.EROFS:
+            raise UnsafeTarget(f"{path}: device is read-only (write-protect switch?)") from None
+        raise UnsafeTarget(f"{path}: cannot open: {exc.strerror}") from None
+    if sys.platform == "darwin":
+        fcntl.fcntl(fd, getattr(fcntl, "F_NOCACHE", 48), 1)
+    return fd, False
+
+
+def _pread_full(fd: int, buf: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(buf):
+        n = os.preadv(fd, [buf[done:]], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def _pwrite_full(fd: int, buf: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
+
+
+def _drop_cache(fd: int, *, block_device: bool) -> None:
+    """Make the next buffered read of ``fd`` come from the device, not from memory."""
+    if block_device and sys.platform.startswith("linux"):
+        try:
+            fcntl.ioctl(fd, BLKFLSBUF)
+        except OSError:
+            pass
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _pipeline(
+    chunks: list[_Chunk], read: Callable[[_Chunk, mmap.mmap], bytes | None], *, ahead: int = 1
+) -> Iterator[tuple[_Chunk, memoryview, bytes | None]]:
+    """Yield each chunk's buffer, filled (and hashed) by ``read`` in helper threads.
+
+    Up to ``ahead`` chunks are read in parallel ahead of the one being used;
+    the caller must be done with a yielded buffer before asking for the next.
+    """
+    if not chunks:
+        return
+    size = max(c.length for c in chunks)
+    buffers = [_aligned_buffer(size) for _ in range(ahead + 1)]
+    slots = len(buffers)
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending: dict[int, Future[bytes | None]] = {}
+        for i in range(min(ahead, len(chunks))):
+            pending[i] = pool.submit(read, chunks[i], buffers[i % slots])
+        for i, chunk in enumerate(chunks):
+            digest = pending.pop(i).result()
+            nxt = i + ahead
+            if nxt < len(chunks):
+                # buffer nxt % slots was used by chunk i - 1, which the caller has finished with
+                pending[nxt] = pool.submit(read, chunks[nxt], buffers[nxt % slots])
+            yield chunk, memoryview(buffers[i % slots])[: chunk.length], digest
+
+
+def write_image(
+    image: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    block_map: BlockMap,
+    *,
+    verify: bool = True,
+    reporter: Reporter = QUIET,
+    after_write: Callable[[], None] | None = None,
+) -> FlashResult:
+    """Write the mapped ranges of ``image`` to ``target`` and (by default) verify them.
+
+    ``target`` must already have passed :mod:`piimg.builder.safety`. A regular
+    file target is extended to the image size if it is shorter.
+    ``after_write`` is a test hook, run after the final fsync and before the
+    read-back (tests use it to corrupt the device below the page cache).
+    """
+    image, target = os.fspath(image), os.fspath(target)
+    try:
+        src = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(f"{image}: cannot open: {exc.strerror}") from None
+    try:
+        image_size = os.fstat(src).st_size
+        if image_size != block_map.image_size:
+            raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    finally:
+        os.close(src)
+
+
+def _write_and_verify(
+    src: int,
+    image: str,
+    target: str,
+    block_map: BlockMap,
+    *,
+    verify: bool,
+    reporter: Reporter,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    try:
+        st = os.stat(target)
+        block_device = stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)
+    except FileNotFoundError:
+        block_device = False
+    if not block_device:
+        # A file target: create or extend it so the free ranges read back as zeros.
+        with open(target, "ab") as fh:
+            if fh.seek(0, os.SEEK_END) < block_map.image_size:
+                fh.truncate(block_map.image_size)
+    chunks = plan_chunks(block_map.ranges)
+    total = sum(c.length for c in chunks)
+    digests: list[bytes] = []
+
+    def read_source(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
+        view = memoryview(buf)[: chunk.length]
+        if _pread_full(src, view, chunk.start) != chunk.length:
+            raise ImageError(f"{image}: short read at byte {chunk.start} (was the image truncated?)")
+        return hashlib.sha256(view).digest() if verify else None
+
+    fd, direct = _open_target(target, exclusive=block_device, direct=True, write=True)
+    buffered = -1
+    start = time.monotonic()
+    try:
+        with reporter.bar(f"writing {target}", total) as bar:
+            for index, (chunk, view, digest) in enumerate(_pipeline(chunks, read_source)):
+                if index and chunk.start < HEAD and chunks[index - 1].start >= HEAD:
+                    _sync(target, fd, buffered)  # everything else is on the card before the table is
+                try:
+                    if direct and chunk.length % DIRECT_ALIGN:
+                        if buffered < 0:
+                            buffered = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+                        _pwrite_full(buffered, view, chunk.start)
+                    else:
+                        _pwrite_full(fd, view, chunk.start)
+                except OSError as exc:
+                    raise PiimgError(
+                        f"{target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
+                        hint="was the card removed? the card is incomplete: flash it again",
+                    ) from None
+                if digest is not None:
+                    digests.append(digest)
+                bar.update(chunk.length)
+            _sync(target, fd, buffered)
+        write_seconds = time.monotonic() - start
+        if after_write is not None:
+            after_write()
+        verify_seconds = None
+        if verify:
+            start = time.monotonic()
+            _verify(target, chunks, digests, src, block_device=block_device, reporter=reporter)
+            verify_seconds = time.monotonic() - start
+    finally:
+        if buffered >= 0:
+            os.close(buffered)
+        os.close(fd)
+    return FlashResult(target, total, block_map.image_size, write_seconds, verify_seconds)
+
+
+def _sync(target: str, *fds: int) -> None:
+    try:
+        for fd in fds:
+            if fd >= 0:
+                os.fsync(fd)
+    except OSError as exc:
+        raise PiimgError(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
+
+
+def _verify(
+    target: str, chunks: list[_Chunk], digests: list[bytes], src: int, *, block_device: bool, reporter: Reporter
+) -> None:
+    fd, direct = _open_target(target, exclusive=False, direct=True, write=False)
+    buffered = -1
+    try:
+        if not direct:
+            _drop_cache(fd, block_device=block_device)
+        if direct and any(c.length % DIRECT_ALIGN for c in chunks):
+            buffered = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            _drop_cache(buffered, block_device=block_device)
+
+        def read_device(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
+            view = memoryview(buf)[: chunk.length]
+            use = buffered if direct and chunk.length % DIRECT_ALIGN else fd
+            try:
+                got = _pread_full(use, view, chunk.start)
+            except OSError as exc:
+                raise VerifyFailed(target, chunk.start, f"reading it back failed: {exc.strerror or exc}") from None
+            if got != chunk.length:
+                view[got:] = bytes(chunk.length - got)  # a short device: compare as zeros
+            return hashlib.sha256(view).digest()
+
+        with reporter.bar(f"verifying {target}", sum(c.length for c in chunks)) as bar:
+            for (chunk, view, digest), expected in zip(_pipeline(chunks, read_device, ahead=VERIFY_AHEAD), digests, strict=True):
+                if digest != expected:
+                    raise VerifyFailed(target, chunk.start + _first_difference(src, chunk, view))
+                bar.update(chunk.length)
+    finally:
+        if buffered >= 0:
+            os.close(buffered)
+        os.close(fd)
+
+
+def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
+    """Offset within ``chunk`` of the first byte that differs from the source."""
+    expected = os.pread(src, chunk.length, chunk.start)
+    got = bytes(device_data)
+    if len(expected) != len(got):
+        return min(len(expected), len(got))
+    step = 4096
+    for pos in range(0, len(got), step):
+        if expected[pos : pos + step] != got[pos : pos + step]:
+            for i in range(pos, min(pos + step, len(got))):
+                if expected[i] != got[i]:
+                    return i
+    return 0
+
+
+# ---------------------------------------------------------------------------- the whole verb
+
+_COMPRESSED: Final = {
+    b"\xfd7zXZ\x00": "xz",
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+    b"BZh": "bzip2",
+}
+
+
+def compression_of(path: str | os.PathLike[str]) -> str | None:
+    """The compression format of ``path`` from its magic bytes, or None for a raw image."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    for magic, name in _COMPRESSED.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
+    """The image path recorded by ``piimg build`` in ``build/last.json`` (contract: schema 1)."""
+    import json
+
+    path = os.fspath(last_json)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise PiimgError(
+            f"{path}: no such file: nothing built yet, and no IMAGE given",
+            hint="run piimg build first, or give the image: piimg flash IMAGE DEVICE",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise PiimgError(f"{path}: unreadable ({exc})", hint="run piimg build again") from None
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, dict) or not nodes:
+        raise PiimgError(f"{path}: lists no built node images", hint="run piimg build again")
+    names = sorted(nodes)
+    if node is None:
+        if len(names) > 1:
+            raise PiimgError(
+                f"several node images were built ({', '.join(names)}); choose one with --node NAME",
+                hint=f"piimg flash --node {names[0]} DEVICE",
+            )
+        node = names[0]
+    if node not in nodes:
+        raise PiimgError(f"--node {node}: not in the last build (built: {', '.join(names)})")
+    entry = nodes[node]
+    image = entry.get("image") if isinstance(entry, dict) else None
+    if not isinstance(image, str):
+        raise PiimgError(f"{path}: node {node} has no image path", hint="run piimg build again")
+    return image
+
+
+def flash(
+    image: str | os.PathLike[str],
+    target: str,
+    *,
+    devices: Devices,
+    confirm: Callable[[Device], bool],
+    verify: bool = True,
+    force: bool = False,
+    eject: bool = True,
+    bmap: str | os.PathLike[str] | None = None,
+    reporter: Reporter = QUIET,
+    dev_root: str = "/dev",
+    after_write: Callable[[], None] | None = None,
+) -> FlashResult:
+    """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
+
+    ``confirm`` gets the device as found and returns whether to go on (the
+    CLI asks the user, or answers yes for ``--yes``). A compressed image is
+    decompressed into the cache after the confirmation (the block map needs
+    random access) and the target is checked again against its real size.
+    """
+    image = os.fspath(image)
+    if not os.path.isfile(image):
+        raise ImageError(f"{image}: no such image file")
+    compressed = compression_of(image)
+    image_size = os.path.getsize(image)
+    device = devices.discover(target)
+    # The size of a compressed image is known only after decompressing; checked again then.
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
+    if device.kind == "file" and os.path.samefile(device.write_path, image):
+        raise UnsafeTarget(f"{target}: is the image itself")
+    if not confirm(device):
+        raise PiimgError(f"{target}: not confirmed; nothing was written")
+    if not compressed:
+        return _flash_checked(
+            image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+    import tempfile
+
+    from piimg.paths import user_cache_dir
+
+    try:
+        from piimg.builder import decompress  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        raise ImageError(f"{image}: is {compressed}-compressed; decompress it first (e.g. xz -dk)") from None
+    cache = user_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
+        raw = os.path.join(tmp, "image.img")
+        decompress.decompress_to(image, raw, reporter)
+        return _flash_checked(
+            raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+
+
+def _flash_checked(
+    image: str,
+    device: Device,
+    devices: Devices,
+    *,
+    verify: bool,
+    force: bool,
+    eject: bool,
+    bmap: str | os.PathLike[str] | None,
+    reporter: Reporter,
+    dev_root: str,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    image_size = os.path.getsize(image)
+    device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+    block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+    reporter.info(
+        f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
+        f"(block map from {block_map.source}) to {device.write_path}"
+    )
+    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    if eject and device.kind == "block" and device.platform == "darwin":
+        devices.eject(device)
+    return result

@@ -1,0 +1,84 @@
+"""``build/last.json``: what the last ``piimg build`` wrote, for ``piimg flash``.
+
+::
+
+    {"schema": 1, "built_at": "2026-11-27T03:40:00Z", "spec": "/abs/piimg.yaml",
+     "base": {"path": "/abs/base.img", "sha256": "...", "name": "...", "init_format": "systemd"},
+     "nodes": {"k8s-master": {"image": "/abs/build/k8s-master.img", "size": 123, "role": "server",
+                              "address": "10.0.2.10", "init_format": "systemd"}}}
+
+All paths are absolute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from piimg.errors import PiimgError
+from piimg.fsutil import write_atomic
+
+SCHEMA: Final = 1
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    path: str
+    sha256: str
+    name: str
+    init_format: str
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    image: str
+    size: int
+    role: str
+    address: str
+    init_format: str
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    built_at: str
+    spec: str
+    base: BaseRef
+    nodes: dict[str, NodeImage] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def _bad(path: Path, why: str) -> PiimgError:
+    return PiimgError(f"{path}: {why}", hint="run piimg build again")
+
+
+def load(path: str | os.PathLike[str]) -> LastBuild:
+    """Read ``last.json``; a clear error when it is missing or damaged."""
+    path = Path(path)
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PiimgError(f"{path}: no such file (nothing built yet)", hint="run piimg build first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(path, f"unreadable: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise _bad(path, f"unsupported schema {data.get('schema') if isinstance(data, dict) else None!r}")
+    try:
+        nodes = {str(k): NodeImage(**v) for k, v in data["nodes"].items()}
+        return LastBuild(
+            built_at=str(data["built_at"]),
+            spec=str(data["spec"]),
+            base=BaseRef(**data["base"]),
+            nodes=nodes,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _bad(path, f"missing or unexpected field ({exc})") from None
+
+
+def save(path: str | os.PathLike[str], build: LastBuild) -> None:
+    write_atomic(path, build.to_json(), mode=0o644)

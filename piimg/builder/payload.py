@@ -1,0 +1,191 @@
+"""What piimg writes onto a node's boot partition, as plain bytes by path.
+
+Pure functions of the spec, the node, the secrets and the init format; the
+image code (:mod:`piimg.builder.customise`) only copies the result into the
+FAT file system. Layout on the boot partition::
+
+    ssh                         empty flag file: sshd enabled at boot
+    cmdline.txt                 edited (cgroup flags, first-boot hook)
+    firstrun.sh                 systemd format only
+    user-data meta-data network-config   cloud-init formats only
+    piimg/firstboot/*.py        the first-boot program (stdlib only)
+    piimg/node.json             this node's settings and secrets
+    piimg/piimg-firstboot.service
+    piimg/manifests/*.yaml      initial server only: MetalLB, ingress, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as _random
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import piimg.firstboot
+from piimg.builder import cmdline
+from piimg.config import InitFormat, NodeSpec, Spec, env_secret
+from piimg.errors import ConfigError
+from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
+from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
+from piimg.secrets import Secrets
+
+#: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
+#: (the most common reason a k3s node never becomes Ready on a Pi).
+CGROUP_WORDS: Final = ("cgroup_memory=1", "cgroup_enable=memory")
+#: rpi-imager's first-run hook (imagewriter.cpp): run the script instead of the
+#: normal boot target, then reboot. firstrun.sh removes these words again.
+SYSTEMD_RUN_WORDS: Final = (
+    "systemd.run=/boot/firstrun.sh",
+    "systemd.run_success_action=reboot",
+    "systemd.unit=kernel-command-line.target",
+)
+SYSTEMD_RUN_KEYS: Final = ("systemd.run", "systemd.run_success_action", "systemd.unit")
+SEED_FILES: Final = ("user-data", "meta-data", "network-config")
+FIRSTBOOT_DIR: Final = Path(piimg.firstboot.__file__).parent
+
+
+@dataclass(frozen=True)
+class BootEdits:
+    """Everything to write into one node's boot partition."""
+
+    files: dict[str, bytes]  # path on the boot partition -> content (created or replaced)
+    cmdline_add: tuple[str, ...]  # words cmdline.txt must carry, once
+    cmdline_drop_keys: tuple[str, ...]  # keys of words removed first (stale values of a rebuild)
+    remove: tuple[str, ...] = ()  # files or folders removed first (payload of an earlier build)
+    instance_id: str | None = None
+    manifests: tuple[str, ...] = field(default=())
+
+    def apply_cmdline(self, text: bytes) -> bytes:
+        return cmdline.edit(text, add=self.cmdline_add, drop_keys=self.cmdline_drop_keys).encode()
+
+
+def firstboot_files() -> dict[str, bytes]:
+    """The first-boot package: every ``.py`` of ``piimg/firstboot`` (no caches)."""
+    return {f"firstboot/{p.name}": p.read_bytes() for p in sorted(FIRSTBOOT_DIR.glob("*.py"))}
+
+
+def _ingress(spec: Spec) -> IngressRef | None:
+    ref = ingress_service(spec)
+    return IngressRef(namespace=ref[0], service=ref[1]) if ref else None
+
+
+def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, manifests: list[str]) -> NodeConfig:
+    initial = node == spec.initial_server
+    node_secrets = {"k3s_token": secrets.k3s_token}
+    bgp = bgp_password(spec)
+    if bgp:
+        node_secrets["bgp_password"] = bgp
+    return NodeConfig(
+        cluster=spec.cluster.name,
+        hostname=node.hostname,
+        role=node.role.value,
+        initial_server=initial,
+        address=str(node.address),
+        prefixlen=spec.prefixlen,
+        gateway=str(spec.network.gateway),
+        dns=[str(d) for d in spec.network.dns],
+        user=spec.access.user,
+        init_format=fmt.value,
+        k3s=K3sConfig(
+            version=spec.cluster.k3s_version,
+            config_yaml=render_k3s_config(spec, node, secrets),
+            server_url=None if initial else k3s_server_url(spec),
+        ),
+        secrets=node_secrets,
+        manifests=manifests,
+        ingress=_ingress(spec) if initial else None,
+        timezone=spec.locale.timezone,
+    )
+
+
+def payload_files(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat) -> dict[str, bytes]:
+    """``piimg/...`` files (paths relative to the boot partition)."""
+    files = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
+    unit = FIRSTBOOT_DIR / UNIT_NAME
+    if unit.is_file():
+        files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
+    manifests: list[str] = []
+    if node == spec.initial_server:
+        for name, text in sorted(render_addons(spec, secrets).items()):
+            files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
+            manifests.append(name)
+    files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests).to_json().encode()
+    return files
+
+
+def wifi_psk(ssid: str, passphrase: str) -> str:
+    """The WPA2 pre-shared key (PBKDF2-HMAC-SHA1, 4096 rounds, salted by the SSID).
+
+    What rpi-imager writes instead of the passphrase, so the passphrase itself
+    never lands on the card; wpa_supplicant and NetworkManager take the 64 hex
+    digits as the key.
+    """
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
+
+
+def _wifi(spec: Spec, node: NodeSpec) -> dict[str, Any] | None:
+    if spec.wifi is None:
+        return None
+    passphrase = env_secret("wifi.psk_env", spec.wifi.psk_env)
+    if not 8 <= len(passphrase) <= 63:
+        raise ConfigError("wifi.psk_env", f"the passphrase in ${spec.wifi.psk_env} must be 8 to 63 characters (WPA2)")
+    return {
+        "ssid": spec.wifi.ssid,
+        "psk": wifi_psk(spec.wifi.ssid, passphrase),
+        "hidden": spec.wifi.hidden,
+        "country": spec.locale.wifi_country or "",
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.hostname}.{spec.wifi.ssid}.piimg")),
+    }
+
+
+def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
+    return {
+        "wifi": _wifi(spec, node),
+        "hostname": node.hostname,
+        "role": node.role.value,
+        "address": str(node.address),
+        "prefixlen": spec.prefixlen,
+        "gateway": str(spec.network.gateway),
+        "dns": [str(d) for d in spec.network.dns],
+        "user": spec.access.user,
+        "password_hash": spec.access.password_hash or "",
+        "ssh_keys": list(spec.access.ssh_authorized_keys),
+        "timezone": spec.locale.timezone,
+        "keymap": spec.locale.keymap,
+        "payload_dir": PAYLOAD_DIR,
+        "install_dir": INSTALL_DIR,
+        "unit": UNIT_NAME,
+    }
+
+
+def _cloudinit_install_cmd() -> str:
+    d, p = INSTALL_DIR, PAYLOAD_DIR
+    return (
+        f'B=/boot/firmware; [ -d "$B/{p}" ] || B=/boot; '
+        f"if [ ! -f {d}/.installed ]; then install -d -m 0700 -o root -g root {d} && "
+        f'cp -R "$B/{p}/." {d}/ && chown -R root:root {d} && chmod -R go-rwx {d} && touch {d}/.installed; fi'
+    )
+
+
+def new_instance_id(node: NodeSpec) -> str:
+    """Unique per build: cloud-init runs its once-per-instance modules again after a re-flash."""
+    return f"piimg-{node.hostname}-{_random.token_hex(6)}"
+
+
+def boot_edits(
+    spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, *, instance_id: str | None = None
+) -> BootEdits:
+    """The complete set of boot-partition changes for ``node``."""
+    ctx = _context(spec, node)
+    files: dict[str, bytes] = {"ssh": b""}
+    files.update(payload_files(spec, node, secrets, fmt))
+    if fmt is InitFormat.SYSTEMD:
+        files["firstrun.sh"] = render("firstrun.sh.j2", **ctx).encode()
+        return BootEdits(files, (*CGROUP_WORDS, *SYSTEMD_RUN_WORDS), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR,))
+    iid = instance_id or new_instance_id(node)
+    files["user-data"] = render("user-data.j2", install_cmd=_cloudinit_install_cmd(), **ctx).encode()
+    files["meta-data"] = render("meta-data.j2", instance_id=iid, **ctx).encode()
+    files["network-config"] = render("network-config.j2", **ctx).encode()
+    return BootEdits(files, (*CGROUP_WORDS, f"ds=nocloud;i={iid}"), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid)

@@ -1,0 +1,84 @@
+"""The refusal rules of ``piimg flash``: checked before a single byte is written.
+
+Each rule is one sentence naming the device and the reason, raised as
+:class:`~piimg.errors.UnsafeTarget`. The order matters: the most dangerous
+mistake (the system disk) is reported first, whatever else is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from piimg.builder.devices import Device, Devices, human_size
+from piimg.errors import UnsafeTarget
+
+
+def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> None:
+    """Raise :class:`UnsafeTarget` unless ``image_size`` bytes may be written to ``device``.
+
+    Mounted file systems are not refused here: :func:`prepare` unmounts them
+    and refuses if that fails.
+    """
+    path = device.path
+    under_dev = os.path.abspath(path).startswith(os.path.abspath(dev_root) + os.sep)
+    if device.kind == "missing":
+        if under_dev or (device.platform == "darwin" and path.startswith("/dev/")):
+            raise UnsafeTarget(
+                f"{path}: no such device (piimg never creates a file under {dev_root})",
+                hint="plug in the card and check the name (Linux: lsblk; macOS: diskutil list)",
+            )
+        if not force:
+            raise UnsafeTarget(f"{path}: does not exist; to write the image into a new regular file, add --force")
+        if not Path(path).parent.is_dir():
+            raise UnsafeTarget(f"{path}: its folder does not exist")
+        return
+    if device.kind == "other":
+        raise UnsafeTarget(f"{path}: not a disk or a regular file")
+    if device.kind == "file":
+        if under_dev:
+            raise UnsafeTarget(
+                f"{path}: is a regular file under {dev_root}, not a device (left behind by an earlier dd to a missing card?)"
+            )
+        if not force:
+            raise UnsafeTarget(f"{path}: is a regular file, not a device; add --force to write the image into it")
+        return
+    if device.system_reasons:
+        raise UnsafeTarget(f"{path}: holds the running system ({'; '.join(device.system_reasons)}); refusing to touch it")
+    if device.swap:
+        raise UnsafeTarget(f"{path}: is in use as swap ({', '.join(device.swap)})")
+    if device.is_partition:
+        raise UnsafeTarget(
+            f"{path}: is a partition, not a whole disk; flash the disk {device.whole_disk_path} instead",
+            hint=f"piimg flash ... {device.whole_disk_path}",
+        )
+    if device.virtual_on:
+        raise UnsafeTarget(f"{path}: is a virtual device on top of {', '.join(device.virtual_on)}, not a disk")
+    if device.read_only:
+        raise UnsafeTarget(f"{path}: is read-only (is the card's write-protect switch on?)")
+    if device.size < image_size:
+        raise UnsafeTarget(
+            f"{path}: is too small ({human_size(device.size)}) for the image ({human_size(image_size)})"
+        )
+    if not device.removable and not force:
+        raise UnsafeTarget(
+            f"{path}: is not a removable disk ({device.description}); add --force if you are sure",
+        )
+
+
+def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> Device:
+    """Check, unmount what is mounted from the target, and check again.
+
+    Returns the device as found after unmounting. Refuses if anything stays
+    mounted.
+    """
+    check(device, image_size, force=force, dev_root=dev_root)
+    if device.kind != "block" or not device.mounted:
+        return device
+    devices.unmount(device)
+    again = devices.discover(device.path)
+    check(again, image_size, force=force, dev_root=dev_root)
+    if again.mounted:
+        still = ", ".join(f"{m.device} at {m.mountpoint}" for m in again.mounted)
+        raise UnsafeTarget(f"{device.path}: still mounted after unmounting ({still})")
+    return again

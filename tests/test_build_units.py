@@ -1,0 +1,248 @@
+"""Unit tests of the build's pieces: sparse copies, last.json, payload and templates."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from piimg import config
+from piimg.builder import lastbuild, payload, sparse
+from piimg.config import InitFormat
+from piimg.errors import PiimgError
+from piimg.firstboot.nodeconf import NodeConfig
+from piimg.secrets import Secrets
+from tests.conftest import TEST_KEY
+
+MiB = 1 << 20
+SECRETS = Secrets(k3s_token="t0ken" * 8)
+
+
+def _spec(env: dict[str, str] | None = None, **extra: object) -> config.Spec:
+    raw: dict[str, object] = {
+        "access": {"ssh_authorized_keys": [TEST_KEY]},
+        "nodes": [
+            {"hostname": "m1", "role": "server", "address": "10.0.2.10"},
+            {"hostname": "w1", "role": "agent", "address": "10.0.2.11"},
+        ],
+    }
+    raw.update(extra)
+    return config.parse(raw, env=env or {}, home=Path("/nonexistent-home"))
+
+
+# ------------------------------------------------------------------ sparse
+
+
+def _holey(path: Path) -> bytes:
+    with open(path, "wb") as fh:
+        fh.truncate(64 * MiB)
+        fh.seek(MiB)
+        fh.write(b"A" * 5000)
+        fh.seek(40 * MiB + 123)
+        fh.write(os.urandom(3 * MiB))
+    return path.read_bytes()
+
+
+def test_sparse_copy_is_identical_and_keeps_holes(tmp_path: Path) -> None:
+    src = tmp_path / "src.img"
+    data = _holey(src)
+    method = sparse.sparse_copy(src, tmp_path / "dst.img")
+    dst = tmp_path / "dst.img"
+    assert dst.read_bytes() == data
+    assert dst.stat().st_size == 64 * MiB
+    if method != "reflink":
+        assert dst.stat().st_blocks * 512 < 16 * MiB, method  # holes stayed holes
+
+
+def test_sparse_copy_over_an_existing_file(tmp_path: Path) -> None:
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(b"x" * 1000)
+    dst.write_bytes(b"y" * 5000)
+    sparse.sparse_copy(src, dst)
+    assert dst.read_bytes() == b"x" * 1000
+
+
+def test_fallback_without_copy_file_range_or_reflink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.img"
+    data = _holey(src)
+    monkeypatch.setattr(sparse, "_reflink", lambda s, d: False)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    assert sparse.sparse_copy(src, tmp_path / "dst.img") == "sparse read/write"
+    assert (tmp_path / "dst.img").read_bytes() == data
+
+
+def test_data_ranges_cover_the_data(tmp_path: Path) -> None:
+    src = tmp_path / "src.img"
+    _holey(src)
+    with open(src, "rb") as fh:
+        ranges = list(sparse.data_ranges(fh.fileno(), 64 * MiB))
+    assert ranges
+    covered = lambda off: any(o <= off < o + n for o, n in ranges)  # noqa: E731
+    assert covered(MiB) and covered(MiB + 4999) and covered(40 * MiB + 123) and covered(43 * MiB + 122)
+
+
+def test_sparse_copy_missing_source_is_an_image_error(tmp_path: Path) -> None:
+    with pytest.raises(PiimgError, match="cannot copy"):
+        sparse.sparse_copy(tmp_path / "nope", tmp_path / "dst")
+
+
+# --------------------------------------------------------------- last.json
+
+
+def test_last_build_round_trip(tmp_path: Path) -> None:
+    rec = lastbuild.LastBuild(
+        built_at="2026-11-27T03:40:00Z",
+        spec="/p/piimg.yaml",
+        base=lastbuild.BaseRef("/c/base.img", "ab" * 32, "base", "systemd"),
+        nodes={"m1": lastbuild.NodeImage("/p/build/m1.img", 123, "server", "10.0.2.10", "systemd")},
+    )
+    path = tmp_path / "build" / "last.json"
+    lastbuild.save(path, rec)
+    assert lastbuild.load(path) == rec
+    data = json.loads(path.read_text())
+    assert data["schema"] == 1 and data["nodes"]["m1"]["image"] == "/p/build/m1.img"
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"schema": 2}', '{"schema": 1, "nodes": {}}'])
+def test_last_build_damaged(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "last.json"
+    path.write_text(text)
+    with pytest.raises(PiimgError, match=r"last\.json"):
+        lastbuild.load(path)
+
+
+def test_last_build_missing(tmp_path: Path) -> None:
+    with pytest.raises(PiimgError, match="nothing built yet"):
+        lastbuild.load(tmp_path / "last.json")
+
+
+# ----------------------------------------------------------------- payload
+
+
+def test_payload_node_json_matches_the_contract() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.hostname == "w1" and cfg.role == "agent" and not cfg.initial_server
+    assert cfg.address == "10.0.2.11" and cfg.prefixlen == 23 and cfg.gateway == "10.0.2.1"
+    assert cfg.secrets["k3s_token"] == SECRETS.k3s_token
+    assert cfg.k3s.server_url and "10.0.2.10" in cfg.k3s.server_url
+    assert cfg.manifests == [] and cfg.ingress is None
+    assert cfg.init_format == "systemd"
+    assert not any(p.startswith("piimg/manifests/") for p in edits.files)
+    assert all(p.endswith(".py") for p in edits.files if p.startswith("piimg/firstboot/"))
+    assert "piimg/firstboot/nodeconf.py" in edits.files
+
+
+def test_payload_initial_server_is_the_cluster_init() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.CLOUDINIT)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.initial_server and cfg.k3s.server_url is None
+    for name in cfg.manifests:
+        assert f"piimg/manifests/{name}" in edits.files
+
+
+def test_payload_carries_the_manifests_and_bgp_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from piimg.manifests import render_addons, render_k3s_config
+
+    monkeypatch.setenv("PIIMG_TEST_BGP", "s3cret-md5")
+    spec = _spec(env={"PIIMG_TEST_BGP": "s3cret-md5"}, cluster={"bgp": {"password_env": "PIIMG_TEST_BGP"}})
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    assert cfg.secrets == {"k3s_token": SECRETS.k3s_token, "bgp_password": "s3cret-md5"}
+    assert cfg.k3s.config_yaml == render_k3s_config(spec, spec.node("m1"), SECRETS)
+    addons = render_addons(spec, SECRETS)
+    assert sorted(cfg.manifests) == sorted(addons)
+    for name, text in addons.items():
+        assert edits.files[f"piimg/manifests/{name}"] == text.encode()
+    assert cfg.ingress is not None
+
+
+def test_systemd_edits() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    assert edits.files["ssh"] == b""
+    assert "firstrun.sh" in edits.files and "user-data" not in edits.files
+    line = edits.apply_cmdline(b"root=PARTUUID=x-02 rootwait systemd.run=/boot/old.sh\n").decode()
+    assert line == (
+        "root=PARTUUID=x-02 rootwait cgroup_memory=1 cgroup_enable=memory systemd.run=/boot/firstrun.sh "
+        "systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n"
+    )
+    assert edits.apply_cmdline(line.encode()).decode() == line
+
+
+def test_cloudinit_edits_parse_as_yaml() -> None:
+    spec = _spec(access={"ssh_authorized_keys": [TEST_KEY], "password_hash": "$6$salt$" + "a" * 86},
+                 network={"dns": ["1.1.1.1"]})
+    edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT_RPI, instance_id="iid-1")
+    user = yaml.safe_load(edits.files["user-data"])
+    (u,) = user["users"]
+    assert u["lock_passwd"] is False and u["passwd"] == "$6$salt$" + "a" * 86 and user["ssh_pwauth"] is True
+    assert yaml.safe_load(edits.files["meta-data"]) == {"instance-id": "iid-1", "local-hostname": "w1"}
+    net = yaml.safe_load(edits.files["network-config"])["network"]
+    (eth,) = net["ethernets"].values()
+    assert ipaddress.ip_interface(eth["addresses"][0]) == ipaddress.ip_interface("10.0.2.11/23")
+    assert eth["nameservers"]["addresses"] == ["1.1.1.1"]
+    assert edits.instance_id == "iid-1"
+    line = edits.apply_cmdline(b"root=x ds=nocloud;i=stale systemd.run=/boot/firstrun.sh\n").decode()
+    assert line == "root=x cgroup_memory=1 cgroup_enable=memory ds=nocloud;i=iid-1\n"
+    assert "firstrun.sh" in edits.remove and "piimg" in edits.remove
+
+
+def test_instance_ids_differ_per_build() -> None:
+    spec = _spec()
+    a = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    b = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    assert a.instance_id != b.instance_id
+
+
+def test_firstrun_quotes_hostile_values() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    text = edits.files["firstrun.sh"].decode()
+    assert "NEW_HOSTNAME='m1'" in text and "PASSWORD_HASH=''" in text
+    assert text.startswith("#!/bin/sh\n")
+    assert "sed -i 's| systemd\\.run=" in text  # removes its own hook
+
+
+def test_wifi_psk_matches_wpa_passphrase() -> None:
+    # IEEE 802.11i-2004 annex H.4 test vector
+    assert payload.wifi_psk("IEEE", "password") == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+
+
+def test_wifi_in_both_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PIIMG_WIFI": "correct horse battery"}
+    spec = _spec(env=env, wifi={"ssid": "Lab Net", "psk_env": "PIIMG_WIFI", "hidden": True}, locale={"wifi_country": "DE"})
+    monkeypatch.setenv("PIIMG_WIFI", env["PIIMG_WIFI"])
+    psk = payload.wifi_psk("Lab Net", "correct horse battery")
+    ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    sd = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    net = yaml.safe_load(ci.files["network-config"])["network"]
+    wlan = net["wifis"]["wlan0"]
+    assert wlan["regulatory-domain"] == "DE" and wlan["dhcp4"] is True
+    assert wlan["access-points"] == {"Lab Net": {"password": psk, "hidden": True}}
+    script = sd.files["firstrun.sh"].decode()
+    assert f"set_wlan -h 'Lab Net' '{psk}' 'DE'" in script and f"psk={psk}" in script
+    for edits in (ci, sd):
+        assert not any(b"correct horse" in data for data in edits.files.values())
+
+
+def test_no_wifi_no_wifi_config() -> None:
+    spec = _spec()
+    ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
+    assert "wifis" not in yaml.safe_load(ci.files["network-config"])["network"]
+    assert b"set_wlan" not in payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"]
+
+
+def test_firstrun_with_a_password_hash() -> None:
+    pw = "$6$salt$" + "b" * 86
+    spec = _spec(access={"ssh_authorized_keys": [], "password_hash": pw}, locale={"timezone": "America/New_York"})
+    text = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"].decode()
+    assert f"PASSWORD_HASH='{pw}'" in text
+    assert "PasswordAuthentication yes" in text and "PasswordAuthentication no" not in text
+    assert "enable_ssh -k" not in text and "authorized_keys" not in text
