@@ -253,12 +253,16 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
 
 
 def _boot_until_done(run: Run, *, first: int) -> None:
+    """Boot (at least once from boot ``first`` on) until first boot is done or stops making progress.
+
+    More than one boot only when first boot itself asked for a reboot (state
+    "waiting", e.g. for the memory cgroup) or is still running.
+    """
     while len(run.boots) < MAX_BOOTS:
-        status = run.status()
-        if status is not None and status.get("state") in ("done",):
-            return
-        if len(run.boots) >= first and status is not None and status.get("state") == "failed":
-            return
+        if len(run.boots) >= first:
+            status = run.status()
+            if status is None or status.get("state") not in ("waiting", "running"):
+                return
         run.boot()
 
 
