@@ -373,6 +373,10 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
         sha = sha.lower()
         if not _SHA256_RE.match(sha):
             raise ctx.err("image.sha256", f"{sha!r} is not a SHA-256 hex digest (64 hex digits)")
+    for key, value in (("image.url", url), ("image.catalog", d.get("catalog"))):
+        scheme = str(value).split("://", 1)[0] if "://" in str(value or "") else None
+        if scheme is not None and scheme not in ("http", "https", "file"):
+            raise ctx.err(key, f"{value!r}: only http://, https://, file:// or a local path")
     if url and url.startswith("http://") and sha is None:
         raise ctx.err("image.sha256", "required with an http:// image.url (nothing else proves the download is genuine)")
     if sha is not None and url is None:
@@ -398,7 +402,7 @@ def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
             raise ctx.err(f"access.ssh_authorized_keys[{i}]", f"not an OpenSSH public key: {key[:30]!r}")
         keys.append(key)
     pw = _str(ctx, "access.password_hash", d.get("password_hash"), optional=True)
-    if pw is not None and not re.match(r"^\$6\$[^$]*\$[./A-Za-z0-9]{86}$", pw):
+    if pw is not None and not re.match(r"^\$6\$(rounds=\d+\$)?[^$]*\$[./A-Za-z0-9]{86}$", pw):
         raise ctx.err(
             "access.password_hash",
             "is not a crypt(3) SHA-512 hash ($6$salt$...)",
@@ -407,11 +411,28 @@ def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
     return AccessSpec(user=user, ssh_authorized_keys=tuple(keys), password_hash=pw)
 
 
+def _known_timezones() -> frozenset[str]:
+    """The IANA zone names this machine knows (empty when it has no tz database:
+    then any well-formed name is accepted; the Pi image has the full database)."""
+    import zoneinfo
+
+    try:
+        zones = zoneinfo.available_timezones()
+    except OSError:
+        return frozenset()
+    return frozenset(zones | {"UTC"}) if zones else frozenset()
+
+
 def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
     d = _mapping(ctx, "locale", raw, LocaleSpec.__dataclass_fields__)
     tz = _str(ctx, "locale.timezone", d.get("timezone", "Etc/UTC"))
     if not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", tz):
         raise ctx.err("locale.timezone", f"{tz!r} is not a time zone name like Europe/Berlin")
+    zones = _known_timezones()
+    if zones and tz not in zones:
+        close = difflib.get_close_matches(tz, sorted(zones), n=1)
+        raise ctx.err("locale.timezone", f"{tz!r} is not a known time zone (IANA tz database)",
+                      hint=f"did you mean {close[0]!r}?" if close else "see /usr/share/zoneinfo")
     keymap = _str(ctx, "locale.keymap", d.get("keymap", "us"))
     if not re.match(r"^[a-z][a-z0-9_-]*$", keymap):
         raise ctx.err("locale.keymap", f"{keymap!r} is not a keymap name like us or de")
@@ -432,6 +453,8 @@ def _load_wifi(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> WifiSpec | Non
     psk_env = _env_name(ctx, "wifi.psk_env", d["psk_env"])
     if psk_env not in env:
         raise ctx.err("wifi.psk_env", f"environment variable {psk_env} is not set")
+    if not 8 <= len(env[psk_env]) <= 63:
+        raise ctx.err("wifi.psk_env", f"the passphrase in ${psk_env} must be 8 to 63 characters (WPA2)")
     return WifiSpec(
         ssid=_str(ctx, "wifi.ssid", d["ssid"]),
         psk_env=psk_env,
@@ -456,6 +479,9 @@ def _load_network(ctx: _Ctx, raw: object) -> NetworkSpec:
         raise ctx.err("network.dhcp_pool", f"{pool} is not inside network.subnet {subnet}")
     if gateway in pool:
         raise ctx.err("network.dhcp_pool", f"{pool} contains network.gateway {gateway}")
+    for edge in usable:
+        if edge in pool:
+            raise ctx.err("network.dhcp_pool", f"{pool} contains {edge}, the network or broadcast address of {subnet}")
     return NetworkSpec(subnet=subnet, gateway=gateway, dhcp_pool=pool, dns=dns)
 
 
@@ -472,8 +498,12 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
     if len(set(ports)) != len(ports):
         raise ctx.err("router.ports", "lists a port twice")
     ca_file = _str(ctx, "router.ca_file", d.get("ca_file"), optional=True)
+    host = _str(ctx, "router.host", d.get("host", base.host))
+    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", host):
+        hint = "give the port in router.port" if ":" in host else None
+        raise ctx.err("router.host", f"{host!r} is not an IPv4 address or host name", hint=hint)
     return RouterSpec(
-        host=_str(ctx, "router.host", d.get("host", base.host)),
+        host=host,
         port=port,
         tls=_bool(ctx, "router.tls", d.get("tls", True)),
         tls_verify=_bool(ctx, "router.tls_verify", d.get("tls_verify", True)),
@@ -606,7 +636,16 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
 
 
 def _cross_check(ctx: _Ctx, spec: Spec) -> None:
+    if spec.router.ca_file is not None:
+        ca = Path(spec.router.ca_file).expanduser()
+        ca = ca if ca.is_absolute() else spec.base_dir / ca
+        if not ca.is_file():
+            raise ctx.err("router.ca_file", f"{spec.router.ca_file}: no such file")
     net = spec.network
+    if spec.wifi is not None and spec.locale.wifi_country is None:
+        # Raspberry Pi OS keeps the WLAN rfkill-blocked until a regulatory country is set
+        raise ctx.err("locale.wifi_country", "required when wifi is set (Wi-Fi stays blocked without it)",
+                      hint="set the two-letter code of the country the Pi is in, e.g. wifi_country: GB")
     seen_names: dict[str, int] = {}
     seen_addrs: dict[IPv4Address, int] = {}
     seen_macs: dict[str, int] = {}
@@ -616,8 +655,10 @@ def _cross_check(ctx: _Ctx, spec: Spec) -> None:
             raise ctx.err(f"{key}.hostname", f"{node.hostname!r} is already used by nodes[{seen_names[node.hostname]}]")
         seen_names[node.hostname] = i
         addr = node.address
-        if addr not in net.subnet or addr in (net.subnet.network_address, net.subnet.broadcast_address):
+        if addr not in net.subnet:
             raise ctx.err(f"{key}.address", f"{addr} is outside network.subnet {net.subnet}")
+        if addr in (net.subnet.network_address, net.subnet.broadcast_address):
+            raise ctx.err(f"{key}.address", f"{addr} is the network or broadcast address of network.subnet {net.subnet}")
         if addr == net.gateway:
             raise ctx.err(f"{key}.address", f"{addr} is network.gateway, the router's own address")
         if addr in net.dhcp_pool:
@@ -693,6 +734,9 @@ def parse(
     """Turn the raw YAML document into a validated :class:`Spec`."""
     env = os.environ if env is None else env
     ctx = _Ctx(file)
+    if raw is not None and not isinstance(raw, dict):
+        raise ctx.err("", f"{file or '<string>'}: expected a mapping of sections ({', '.join(_TOP_KEYS)}), "
+                      f"got {_type_name(raw)}")
     top = _mapping(ctx, "", raw, _TOP_KEYS)
     access = _load_access(ctx, top.get("access"))
     if not access.ssh_authorized_keys:
@@ -713,9 +757,26 @@ def parse(
     return spec
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 without base-60 integers: PyYAML reads an unquoted, all-digit
+    MAC such as ``12:34:56:12:34:56`` (or a time like ``11:22``) as a number."""
+
+
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
 def loads(text: str, *, file: str | None = None, **kwargs: Any) -> Spec:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{file or '<string>'}:{mark.line + 1}:{mark.column + 1}" if mark else (file or "<string>")

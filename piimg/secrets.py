@@ -45,7 +45,12 @@ def load_or_create(path: Path) -> Secrets:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise PiimgError(f"{path}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            raise PiimgError(
+                f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or 'unreadable'}",
+                hint="restore the file from a backup; a new token would split the cluster",
+            ) from None
         token = data.get("k3s_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise PiimgError(f"{path}: k3s_token is missing", hint="restore the file from a backup; a new token would split the cluster")

@@ -303,6 +303,23 @@ def test_missing_image(piimg: Any, project: Path, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "nope.img" in r.stderr and "no such file" in r.stderr
 
 
+def test_directory_as_image(piimg: Any, project: Path, tmp_path: Path) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
+    r = piimg("build", "--image", str(tmp_path))
+    assert r.exit_code == 1 and "is a directory, not an image file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_init_format_contradicting_the_image_warns(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
+    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit\n")
+    r = piimg("build", "--image", str(bases[("bookworm", 8)].path), "--node", "k8s-master")
+    assert r.exit_code == 0, r
+    assert "warning: image.init_format is cloudinit, but" in r.stderr and "looks like a systemd image" in r.stderr
+    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit-rpi\n")
+    r = piimg("build", "--image", str(bases[("trixie", 8)].path), "--node", "k8s-master")
+    assert r.exit_code == 0 and "warning" not in r.stderr, r  # both cloud-init: no contradiction
+
+
 def test_undetectable_init_format_suggests_setting(piimg: Any, project: Path, tmp_path: Path) -> None:
     # a Trixie-style cmdline without seed files: neither format can be recognised
     base = make_image(tmp_path / "odd.img", flavour="bookworm", boot_mib=48, root_mib=24,

@@ -12,6 +12,8 @@ from piimg.errors import ConfigError, DownloadError
 from tests import fetchfixtures as ig
 from tests.httpserver import FileServer
 
+pytestmark = pytest.mark.integration  # a real HTTP server on 127.0.0.1
+
 
 @pytest.mark.parametrize(
     ("url", "slug"),

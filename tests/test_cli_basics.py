@@ -28,3 +28,11 @@ def test_default_file_equals_builtin_defaults(project: Path, piimg) -> None:
     loaded = config.load(project / "piimg.yaml")
     defaults = config.parse({}, home=Path.home())
     assert loaded == defaults
+
+
+def test_init_onto_a_directory(project: Path, piimg) -> None:
+    (project / "piimg.yaml").mkdir()
+    r = piimg("init", "--force")
+    assert r.exit_code == 1 and r.stderr.startswith("error: piimg.yaml: is a directory"), r
+    assert "internal error" not in r.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["piimg.yaml"]  # no temp file left

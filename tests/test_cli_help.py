@@ -34,6 +34,11 @@ def test_command_help(piimg, cmd: list[str]) -> None:
     assert len(r.stdout.strip().splitlines()) >= 4
 
 
+def test_flash_examples_are_their_own_paragraph(piimg) -> None:
+    r = piimg("flash", "--help")
+    assert "compared.\n\n  Examples:\n    piimg flash /dev/sdb" in r.stdout, r.stdout
+
+
 def test_registered_commands_match_spec() -> None:
     assert set(cli.commands) == {
         "init", "validate", "os", "fetch", "build", "flash", "router-setup", "manifests", "kubeconfig", "status",

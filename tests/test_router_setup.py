@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from piimg import config
+from piimg.errors import RouterError
 from piimg.router import rsc
 from piimg.router.client import connect, router_password
 from piimg.router.dialects import dialect_from_spec
@@ -137,6 +138,9 @@ def test_confirmation(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
     write_spec(project, peer)
     r = piimg("router-setup", input="n\n")
     assert r.exit_code == 0 and "nothing was changed" in r.stdout
+    assert peer.writes == 0
+    r = piimg("router-setup")  # no answer: stdin at EOF, not a terminal
+    assert r.exit_code == 1 and "nothing was changed" in r.stderr and "hint: add --yes" in r.stderr
     assert peer.writes == 0
     r = piimg("router-setup", "--no-backup", input="y\n")
     assert r.exit_code == 0, r.output
@@ -342,7 +346,21 @@ def test_unreachable_router(project: Path, piimg: Any) -> None:
     assert "hint: enable the service: /ip service enable api" in r.stderr
 
 
+def test_tls_against_the_plain_api_port_names_the_mismatch(peer: RouterOSPeer, project: Path) -> None:
+    spec = config.load(write_spec(project, peer, router={"tls": True, "tls_verify": False}))
+    with pytest.raises(RouterError, match=r": (timed out|TLS handshake failed \(WRONG_VERSION_NUMBER\))$") as info:
+        connect(spec.router, PASSWORD, timeout=0.5)
+    assert info.value.hint == f"router.tls is true: is {peer.address[1]} the api-ssl service (/ip service print)?"
+
+
 # --- export -----------------------------------------------------------------
+
+
+def test_export_into_missing_folder_is_refused(project: Path, piimg: Any) -> None:
+    write_spec(project, None, router={"version": "7.20", "host": "10.0.2.1"})
+    r = piimg("router-setup", "--export", str(project / "no" / "such" / "x.rsc"))
+    assert r.exit_code == 1 and "folder" in r.stderr and "does not exist" in r.stderr
+    assert not (project / "no").exists()
 
 
 @pytest.mark.parametrize("version", ["6", "7", "7.19", "7.20"])
@@ -359,13 +377,22 @@ def test_export_matches_golden(version: str, project: Path, piimg: Any) -> None:
     assert text == golden.read_text()
     assert BGP_KEY not in text
     assert "tcp-md5-key=$piimgBgpKey" in text
+    # /import runs the file as a script: it must declare the global before using it
+    assert text.index("\n:global piimgBgpKey\n") < text.index("$piimgBgpKey", text.index("\n/"))
 
 
 def _replay(api: Any, script: str, key: str) -> None:
     """Run an exported script's add lines through the API (what /import would do)."""
     menu: list[str] = []
+    key_variable_lines = [
+        ":global piimgBgpKey",
+        ':if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }',
+    ]
     for line in script.splitlines():
         if not line or line.startswith("#"):
+            continue
+        if line.startswith(":"):  # the key's declaration and check
+            assert key_variable_lines.pop(0) == line
             continue
         if line.startswith("/"):
             menu = line[1:].split()
@@ -386,7 +413,7 @@ def test_export_with_auto_version_equals_apply(peer: RouterOSPeer, project: Path
     spec = config.load(project / "piimg.yaml")
     api = connect(spec.router, PASSWORD)
     try:
-        _replay(api, out.read_text(), BGP_KEY)
+        _replay(api, out.read_text(), BGP_KEY)  # also checks the key is declared and checked
     finally:
         api.close()
     r = piimg("router-setup", "--yes")

@@ -32,3 +32,14 @@ def test_damaged_file_is_an_error_not_a_new_token(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(PiimgError, match="k3s_token is missing"):
         load_or_create(path)
+
+
+def test_broken_yaml_is_one_line_with_the_position(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    path.write_text("k3s_token: [\n")
+    path.chmod(0o600)
+    with pytest.raises(PiimgError) as info:
+        load_or_create(path)
+    assert "\n" not in info.value.message
+    assert info.value.message.startswith(f"{path}:2:1: not valid YAML: ")
+    assert path.read_text() == "k3s_token: [\n"  # never replaced by a new token

@@ -330,6 +330,17 @@ def test_merge_keeps_other_contexts(tmp_path: Path, spec: config.Spec) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize(("text", "words"), [("clusters: [\n", ":2:1: not valid YAML ("), ("- a\n", "not a kubeconfig")])
+def test_merge_into_a_broken_file_is_one_line(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "config"
+    path.write_text(text)
+    new = kcfg.rewrite(yaml.safe_load(K3S_YAML), server="https://127.0.2.10:6443", name="homelab")
+    with pytest.raises(PiimgError) as info:
+        kcfg.write(new, path, merge_into_existing=True)
+    assert words in info.value.message and "\n" not in info.value.message
+    assert path.read_text() == text
+
+
 # --- the CLI -------------------------------------------------------------------------
 
 
@@ -342,6 +353,7 @@ def test_status_cli_json_and_exit_code(project: Path, piimg: Any, kube: FakeKube
     states = {c["name"]: c["state"] for c in data["checks"]}
     assert states["kubernetes api"] == "ok" and states["loadbalancers"] == "ok" and states[f"http {LB_IP}"] == "ok"
     assert states["router bgp"] == "skipped"
+    assert "--no-router" in {c["name"]: c["detail"] for c in data["checks"]}["router bgp"]
     assert r.exit_code == 1 and data["ok"] is False  # the node 127.0.2.10:22 and the router are not there
 
 
@@ -351,7 +363,13 @@ def test_status_cli_watch_gives_up_at_timeout(project: Path, piimg: Any, kube: F
     kube.kubeconfig(project / "kubeconfig")
     r = piimg("status", "--watch", "--timeout", "2", "--interval", "1", "--no-router")
     assert r.exit_code == 1
-    assert "[round 1]" in r.stderr and "checks ok" in r.stdout
+    assert "[round 1]" in r.stderr and "gave up after 2 s" in r.stderr and "checks ok" in r.stdout
+
+
+@pytest.mark.parametrize(("option", "value"), [("--timeout", "-5"), ("--interval", "0")])
+def test_status_cli_rejects_negative_times(project: Path, piimg: Any, option: str, value: str) -> None:
+    r = piimg("status", "--watch", option, value)
+    assert r.exit_code == 2 and option in r.stderr and "Traceback" not in r.output
 
 
 # --- router through librouteros against the RouterOS API peer ------------------------
@@ -393,4 +411,5 @@ def test_status_cli_router_without_password(project: Path, piimg: Any, kube: Fak
     r = piimg("status", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["router bgp"]["state"] == "fail" and "PIIMG_ROUTER_PASSWORD" in checks["router bgp"]["detail"]
+    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection"}
     assert checks["loadbalancers"]["state"] == "ok"

@@ -48,12 +48,24 @@ class BuiltNode:
     seconds: float
 
 
-def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec) -> InitFormat:
+def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Reporter = QUIET) -> InitFormat:
     with FatFS.open(base.path, layout.boot.start, layout.boot.size, readonly=True) as fs:
         names = fs.listdir("")
         text = fs.read_file(CMDLINE) if fs.exists(CMDLINE) else None
     if text is None:
         raise ImageError(f"{base.path}: the boot partition has no cmdline.txt: not a Raspberry Pi OS image")
+    chosen = spec.image.init_format
+    if chosen is not InitFormat.AUTO:
+        # An explicit choice wins, but one that contradicts the image gives a card that never configures itself.
+        try:
+            seen = initformat.detect(names, text)
+        except ImageError:
+            seen = None
+        if seen is not None and (seen is InitFormat.SYSTEMD) != (chosen is InitFormat.SYSTEMD):
+            reporter.warn(
+                f"image.init_format is {chosen.value}, but {base.path} looks like a {seen.value} image; "
+                "the nodes may not configure themselves (image.init_format: auto detects it)"
+            )
     return initformat.resolve(
         spec.image.init_format, catalog_format=base.init_format, boot_files=names, cmdline_text=text, image_name=str(base.path)
     )
@@ -162,7 +174,7 @@ def build_images(
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
     base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter)
     layout = open_layout(base.path)
-    fmt = _inspect_base(base, layout, spec)
+    fmt = _inspect_base(base, layout, spec, reporter)
     reporter.info(
         f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
         f"init format {fmt.value}"

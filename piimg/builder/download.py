@@ -12,10 +12,12 @@ file, resumed parts included.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -77,19 +79,53 @@ def download(
 ) -> Path:
     """Fetch ``url`` into ``dest.part`` (resuming it) and return that path.
 
-    The caller verifies and renames it. On any error or interruption the
-    ``.part`` stays for the next attempt (it is deleted only when the server
-    says it is larger than the file).
+    The caller verifies it. On any error or interruption the ``.part`` stays
+    for the next attempt (it is emptied only when the server says it is larger
+    than the file). A second process downloading the same file at the same
+    time gets a clear error instead of corrupting it.
     """
     session = session or new_session()
     part = part_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(part):
+        return _download(url, part, expected_size, session, policy, reporter, description)
+
+
+@contextlib.contextmanager
+def _locked(part: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``part``: two piimg runs must not append to the same file."""
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX: no locking
+            pass
+        except BlockingIOError:
+            raise DownloadError(
+                f"{part}: another piimg is downloading this file right now", hint="wait for it to finish"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _download(
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    session: requests.Session,
+    policy: RetryPolicy,
+    reporter: Reporter,
+    description: str | None,
+) -> Path:
     failures = 0
     total = expected_size
     with reporter.bar(description or f"downloading {url.rsplit('/', 1)[-1]}", total) as bar:
-        have = part.stat().st_size if part.exists() else 0
+        have = part.stat().st_size
         if expected_size is not None and have > expected_size:
-            part.unlink()
+            os.truncate(part, 0)  # truncate, not unlink: the lock is on this inode
             have = 0
         bar.update(have)
         while True:
@@ -132,7 +168,7 @@ def _attempt(
             m = re.match(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
             if m and int(m.group(1)) == have:
                 return True, have
-            part.unlink()
+            os.truncate(part, 0)
             bar.update(-have)  # type: ignore[attr-defined]
             return False, 0
         if resp.status_code in _TRANSIENT_STATUS:

@@ -23,6 +23,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -36,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.builder import blockmap, safety
+from piimg.builder import blockmap, decompress, partitions, safety
 from piimg.builder.blockmap import BlockMap, Range
 from piimg.builder.devices import Device, Devices
 from piimg.errors import ImageError, PiimgError, UnsafeTarget
@@ -231,7 +232,14 @@ def write_image(
             raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+        created = not os.path.lexists(target)
+        try:
+            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+        except BaseException:
+            if created:  # a file flash made itself: no half-written card image stays behind (error or Ctrl-C)
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            raise
     finally:
         os.close(src)
 
@@ -253,7 +261,8 @@ def _write_and_verify(
         block_device = False
     if not block_device:
         # A file target: create or extend it so the free ranges read back as zeros.
-        with open(target, "ab") as fh:
+        # New files get mode 0600: a built image holds the cluster's k3s token.
+        with open(target, "ab", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
             if fh.seek(0, os.SEEK_END) < block_map.image_size:
                 fh.truncate(block_map.image_size)
     chunks = plan_chunks(block_map.ranges)
@@ -365,23 +374,10 @@ def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
 
 # ---------------------------------------------------------------------------- the whole verb
 
-_COMPRESSED: Final = {
-    b"\xfd7zXZ\x00": "xz",
-    b"\x1f\x8b": "gzip",
-    b"\x28\xb5\x2f\xfd": "zstd",
-    b"PK\x03\x04": "zip",
-    b"BZh": "bzip2",
-}
-
-
 def compression_of(path: str | os.PathLike[str]) -> str | None:
     """The compression format of ``path`` from its magic bytes, or None for a raw image."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    for magic, name in _COMPRESSED.items():
-        if head.startswith(magic):
-            return name
-    return None
+    fmt = decompress.detect_format(path)
+    return None if fmt is decompress.Format.RAW else fmt.value
 
 
 def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
@@ -419,6 +415,21 @@ def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -
     return image
 
 
+def check_image(path: str, *, name: str | None = None) -> None:
+    """Refuse an empty image, or one whose partition table reaches past its end
+    (a truncated download: the card would not boot). Images without a partition
+    table are written as they are, like bmaptool does."""
+    name = name or path
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{name}: is empty; nothing to write")
+    with open(path, "rb") as fh:
+        try:
+            partitions.read_table(fh)
+        except ImageError as exc:
+            if "truncated" in (exc.hint or ""):
+                raise ImageError(f"{name}: {exc.message}", hint=exc.hint) from None
+
+
 def flash(
     image: str | os.PathLike[str],
     target: str,
@@ -444,6 +455,8 @@ def flash(
     if not os.path.isfile(image):
         raise ImageError(f"{image}: no such image file")
     compressed = compression_of(image)
+    if not compressed:
+        check_image(image)
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     # The size of a compressed image is known only after decompressing; checked again then.
@@ -461,15 +474,13 @@ def flash(
 
     from piimg.paths import user_cache_dir
 
-    try:
-        from piimg.builder import decompress  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        raise ImageError(f"{image}: is {compressed}-compressed; decompress it first (e.g. xz -dk)") from None
     cache = user_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
         raw = os.path.join(tmp, "image.img")
-        decompress.decompress_to(image, raw, reporter)
+        # no checksum here: the read-back compares the card with this very file
+        decompress.decompress_to(image, raw, reporter, checksum=False)
+        check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
             dev_root=dev_root, after_write=after_write,

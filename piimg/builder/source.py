@@ -163,6 +163,8 @@ class Fetcher:
         if cat.is_url(want.location):
             return self._remote(want)
         path = cat.local_path(want.location, base_dir)
+        if path.is_dir():
+            raise ImageError(f"{want.origin}: {path}: is a directory, not an image file")
         if not path.is_file():
             raise ImageError(f"{want.origin}: {path}: no such file")
         return self._local(want, path)

@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return _report(exc)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C during a command into Abort (from KeyboardInterrupt)
+        click.echo("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()

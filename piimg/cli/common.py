@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from piimg import config
-from piimg.errors import NotImplementedYet
+from piimg.errors import NotImplementedYet, PiimgError
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
 from piimg.secrets import Secrets, load_or_create
@@ -67,3 +67,16 @@ def not_implemented(issue: str) -> Callable[[F], F]:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def confirm(question: str, *, nothing_done: str) -> bool:
+    """Ask on the terminal; with no answer on a non-terminal stdin (a script,
+    cron, a pipe) fail with one line that says how to confirm, not "aborted"."""
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort:
+        if sys.stdin.isatty():
+            raise
+        click.echo(err=True)  # end the prompt line
+        raise PiimgError(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
+                         hint="add --yes to confirm without asking") from None

@@ -8,7 +8,7 @@ import click
 
 from piimg.builder import flash as flashing
 from piimg.builder.devices import Device, for_this_machine, human_size
-from piimg.cli.common import App, echo, pass_app
+from piimg.cli.common import App, confirm, echo, pass_app
 
 
 @click.command()
@@ -37,10 +37,11 @@ def flash(
 ) -> None:
     """Write IMAGE (default: the last build) to DEVICE, safely and verified.
 
-    \b
     Only the blocks that hold data are written (the block map comes from the
     image's own FAT and ext4 metadata), the partition table last, and every
     written block is read back from the device and compared.
+
+    \b
     Examples:
       piimg flash /dev/sdb                 the last build (one node)
       piimg flash --node k8s-w1 /dev/rdisk4
@@ -56,7 +57,7 @@ def flash(
     else:
         raise click.UsageError("expected [IMAGE] DEVICE")
 
-    def confirm(device: Device) -> bool:
+    def ask(device: Device) -> bool:
         size = Path(image).stat().st_size
         packed = flashing.compression_of(image)
         app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
@@ -65,13 +66,13 @@ def flash(
             app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
         if yes:
             return True
-        return click.confirm(f"Overwrite {device.write_path}? Everything on it will be lost", default=False, err=True)
+        return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
 
     result = flashing.flash(
         image,
         target,
         devices=for_this_machine(),
-        confirm=confirm,
+        confirm=ask,
         verify=not no_verify,
         force=force,
         eject=not no_eject,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, echo, pass_app
+from piimg.cli.common import App, confirm, echo, pass_app
 from piimg.errors import RouterError
 
 
@@ -62,7 +62,7 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         if dry_run:
             echo("dry run: nothing was changed")
             return
-        if not yes and not click.confirm("apply these changes to the router?", default=False):
+        if not yes and not confirm("apply these changes to the router?", nothing_done="nothing was changed"):
             echo("nothing was changed")
             return
         result = session.apply(backup=not no_backup, reporter=app.reporter)

@@ -27,6 +27,8 @@ def init(app: App, force: bool) -> None:
     `piimg validate`.
     """
     path = app.paths.spec
+    if path.is_dir():
+        raise PiimgError(f"{path}: is a directory", hint="give the spec file's path with -c FILE")
     if path.exists() and not force:
         raise PiimgError(f"{path}: already exists", hint="use --force to overwrite it")
     write_atomic(path, default_spec_text(), mode=0o644)
@@ -54,8 +56,10 @@ def validate(app: App, as_json: bool) -> None:
     echo(f"{app.paths.spec}: ok")
     for line in config.summary(spec):
         echo(line)
-    if spec.cluster.ingress is config.Ingress.INGRESS_NGINX:
-        app.reporter.warn("cluster.ingress: ingress-nginx was retired in March 2026 and gets no security fixes; prefer nginx")
+    from piimg.manifests.addons import warnings
+
+    for warning in warnings(spec):
+        app.reporter.warn(warning)
 
 
 COMMANDS = [init, validate]

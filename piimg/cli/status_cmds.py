@@ -30,8 +30,10 @@ def _print(checks: list[Check]) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--watch", is_flag=True, help="Re-run until every check passes or --timeout expires.")
-@click.option("--timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --watch waits.")
-@click.option("--interval", default=15, show_default=True, metavar="SECONDS", help="Pause between --watch rounds.")
+@click.option("--timeout", default=1800, show_default=True, type=click.IntRange(min=0), metavar="SECONDS",
+              help="How long --watch waits.")
+@click.option("--interval", default=15, show_default=True, type=click.IntRange(min=1), metavar="SECONDS",
+              help="Pause between --watch rounds.")
 @click.option(
     "--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path),
     default=Path("kubeconfig"), show_default=True, help="Kubeconfig written by `piimg kubeconfig`.",
@@ -56,14 +58,16 @@ def status(
     while True:
         rounds += 1
         checks = run_checks(spec, opts)
-        if not watch or all_ok(checks) or time.monotonic() + interval > deadline:
+        if not watch or all_ok(checks):
             break
         passed = sum(c.state is State.OK for c in checks)
-        waiting = next((c for c in checks if c.state is not State.OK), None)
+        waiting = next(c for c in checks if c.state is not State.OK)
         app.reporter.info(
-            f"[round {rounds}] {passed}/{len(checks)} checks ok; waiting for {waiting.name if waiting else '?'}: "
-            f"{waiting.detail if waiting else ''}"
+            f"[round {rounds}] {passed}/{len(checks)} checks ok; waiting for {waiting.name}: {waiting.detail}"
         )
+        if time.monotonic() + interval > deadline:
+            app.reporter.warn(f"--watch gave up after {timeout} s")
+            break
         time.sleep(interval)
     if as_json:
         echo_json({"ok": all_ok(checks), "checks": [c.to_dict() for c in checks]})

@@ -89,9 +89,18 @@ def ingress_service(spec: Spec) -> tuple[str, str] | None:
 
 def warnings(spec: Spec) -> list[str]:
     """Things the user should read before deploying this spec."""
+    out = []
     if spec.cluster.ingress is Ingress.INGRESS_NGINX:
-        return [INGRESS_NGINX_WARNING]
-    return []
+        out.append(INGRESS_NGINX_WARNING)
+    servers = len(spec.servers)
+    if servers > 1 and servers % 2 == 0:
+        # embedded etcd needs a majority: 2 servers survive no failure, 4 survive one like 3
+        # (docs.k3s.io "High Availability Embedded etcd": an odd number of server nodes)
+        out.append(
+            f"nodes: {servers} servers; embedded etcd needs a majority, so an even count adds no fault "
+            f"tolerance: use {servers - 1} or {servers + 1}"
+        )
+    return out
 
 
 def _metallb(spec: Spec) -> str:

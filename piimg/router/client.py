@@ -128,10 +128,10 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir:
             hint="set router.ca_file to the router's CA (or certificate), or router.tls_verify: false for a self-signed one",
         ) from None
     except ssl.SSLError as exc:
-        raise RouterError(
-            f"{where}: TLS handshake failed ({exc.reason or exc})",
-            hint="api-ssl needs a certificate on the router (/ip service set api-ssl certificate=...), or set router.tls: false",
-        ) from None
+        hint = "api-ssl needs a certificate on the router (/ip service set api-ssl certificate=...), or set router.tls: false"
+        if exc.reason == "WRONG_VERSION_NUMBER":  # the answer was not TLS: the plain api port
+            hint = f"router.tls is true: is {spec.api_port} the api-ssl service (/ip service print)?"
+        raise RouterError(f"{where}: TLS handshake failed ({exc.reason or exc})", hint=hint) from None
     except UnicodeEncodeError:
         raise RouterError(
             f"{where}: the password contains non-ASCII characters, which the RouterOS API login does not take",
@@ -144,7 +144,10 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir:
     except LibRouterosError as exc:
         raise RouterError(f"{where}: {exc}") from None
     except TimeoutError:
-        raise RouterError(f"{where}: timed out", hint="is the API service enabled (/ip service)?") from None
+        # A TLS client on the plain api port (or the reverse) waits for an answer that never comes.
+        hint = (f"router.tls is {'true' if spec.tls else 'false'}: is {spec.api_port} the "
+                f"{'api-ssl' if spec.tls else 'api'} service (/ip service print)?")
+        raise RouterError(f"{where}: timed out", hint=hint) from None
     except OSError as exc:
         hint = "enable the service: /ip service enable " + ("api-ssl" if spec.tls else "api")
         raise RouterError(f"{where}: cannot connect: {exc.strerror or exc}", hint=hint) from None

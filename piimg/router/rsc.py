@@ -4,7 +4,9 @@ The script creates what ``router-setup`` would create on an empty router, in
 the same order and with the same ownership comments, in the console syntax
 RouterOS itself exports (``/interface bridge`` then ``add ...`` lines). The
 BGP TCP-MD5 key is never written: the script refers to the global variable
-``$piimgBgpKey``, which the user sets in the terminal first.
+``$piimgBgpKey``, which the user sets in the terminal first; the script
+declares it (``:global``, as a script run by ``/import`` must) and stops if it
+is empty.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def render(spec: Spec, dialect: Dialect) -> str:
         lines += [
             f"# the BGP TCP-MD5 key is not in this file; set it first (the value of ${key_env}):",
             f'#   :global {KEY_VARIABLE} "..."',
+            # A script run by /import sees a global only once it declares it; and an
+            # empty key would make peers without TCP-MD5 that never come up.
+            f":global {KEY_VARIABLE}",
+            f':if ([:len ${KEY_VARIABLE}] = 0) do={{ :error "set the BGP key first: :global {KEY_VARIABLE} KEY" }}',
         ]
     for note in desired.notes:
         lines.append(f"# note: {note}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from piimg.config import Spec, env_secret
-from piimg.errors import RouterError
+from piimg.errors import PiimgError, RouterError
 from piimg.fsutil import write_atomic
 from piimg.progress import QUIET, Reporter
 from piimg.router import rsc
@@ -78,6 +78,8 @@ def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dia
     Offline when ``router.version`` names a version; with ``auto`` it connects
     once to ask the router (``password`` is only called then).
     """
+    if not dest.parent.is_dir():
+        raise PiimgError(f"--export {dest}: folder {dest.parent} does not exist")
     if spec.router.version == "auto":
         api = connect(spec.router, password(), base_dir=spec.base_dir)
         try:

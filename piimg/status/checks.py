@@ -105,13 +105,13 @@ def run_checks(spec: Spec, opts: Options) -> list[Check]:
     kube_checks, facts = check_cluster(spec, opts.kubeconfig, timeout=opts.timeout)
     checks += kube_checks
     if opts.router is None:
-        checks.append(Check("router bgp", State.SKIPPED, "no router connection configured"))
+        checks.append(Check("router bgp", State.SKIPPED, "router checks switched off (--no-router)"))
     else:
         try:
             read, version = opts.router()
             checks += check_router(spec, read, version, facts.lb_ips)
         except PiimgError as exc:
             checks.append(Check("router bgp", State.FAIL, exc.message))
-            checks.append(Check("router routes", State.SKIPPED, "router unreachable"))
+            checks.append(Check("router routes", State.SKIPPED, "needs the router connection"))
     checks += check_http(facts, opts.timeout)
     return checks

@@ -77,7 +77,12 @@ def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False)
         try:
             existing = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise PiimgError(f"{path}: not valid YAML, not merging into it: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            raise PiimgError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or 'unreadable'}), "
+                             "not merging into it") from None
+        if not isinstance(existing, dict):
+            raise PiimgError(f"{path}: not a kubeconfig (no mapping at the top), not merging into it")
         doc = merge(existing, doc)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600)

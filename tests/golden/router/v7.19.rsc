@@ -3,6 +3,8 @@
 # every item carries the comment "piimg: homelab"; piimg router-setup manages only those
 # the BGP TCP-MD5 key is not in this file; set it first (the value of $PIIMG_BGP_KEY):
 #   :global piimgBgpKey "..."
+:global piimgBgpKey
+:if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }
 # note: RouterOS 7.0-7.19 has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node at a time (RouterOS 7.20 and later spread it over all nodes)
 /interface bridge
 add comment="piimg: homelab" name=bridge2

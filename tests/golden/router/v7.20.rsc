@@ -3,6 +3,8 @@
 # every item carries the comment "piimg: homelab"; piimg router-setup manages only those
 # the BGP TCP-MD5 key is not in this file; set it first (the value of $PIIMG_BGP_KEY):
 #   :global piimgBgpKey "..."
+:global piimgBgpKey
+:if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }
 /interface bridge
 add comment="piimg: homelab" name=bridge2
 /interface bridge port
