@@ -1,21 +1,30 @@
-# piimg: make demo | make test | make lint | make bench | (e2e comes with its issue)
+# piimg: make demo | make test | make lint | make bench | make e2e
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools
+# make e2e: debootstrap a Debian rootfs and boot images under qemu (root needed)
+E2E_APT_PACKAGES := debootstrap qemu-system-x86 mtools e2fsprogs dosfstools fdisk coreutils openssl
 
-.PHONY: help system-deps venv demo test test-fast lint bench clean
+.PHONY: help system-deps e2e-system-deps apt-install venv demo test test-fast e2e lint bench clean
 
 help:
 	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make lint   ruff + mypy on piimg/"
 	@echo "make bench  run every bench/bench_*.py (slow; not part of make test)"
+	@echo "make e2e    build images from a debootstrapped Debian and boot them under qemu (root, ~minutes)"
 
 # Debian/Ubuntu system tools the builder and the tests use. Skipped when they
 # are all present (and on machines without apt-get, e.g. macOS).
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PACKAGES)"
+
+e2e-system-deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="$(E2E_APT_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		echo "installing:$$missing"; \
@@ -38,6 +47,11 @@ test: system-deps venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not integration and not e2e"
+
+# End-to-end: debootstrap (cached under ~/.cache/piimg/e2e; PIIMG_E2E_FRESH=1 rebuilds),
+# piimg build, qemu boots. CI runs it after `make test`.
+e2e: system-deps e2e-system-deps venv
+	$(PY) -m pytest -m e2e tests/e2e $(E2E_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check piimg tests

@@ -1,0 +1,484 @@
+"""A Raspberry-Pi-OS-like disk image with a real (amd64) Debian bookworm inside.
+
+What is under test end to end is systemd, cloud-init, NetworkManager and
+piimg's scripts, not the CPU, so amd64 is enough (arm64 through qemu-user
+debootstrap takes ~15 min here). The layout copies Raspberry Pi OS:
+
+- MBR, partition 1 FAT32 labelled ``bootfs`` at 8 MiB, partition 2 ext4
+  ``rootfs``; ``/etc/fstab`` mounts the FAT at ``/boot/firmware`` by PARTUUID.
+- ``cmdline.txt`` ``console=... root=PARTUUID=<disk id>-02 rootfstype=ext4
+  fsck.repair=yes rootwait`` and a ``config.txt``; the kernel and initrd sit on
+  the FAT too (qemu plays the firmware: it loads them from there).
+- a user ``pi`` with uid 1000, ssh installed but disabled (Pi OS enables it at
+  boot when the FAT holds an ``ssh`` flag file: ``sshswitch.service``, of
+  which this image carries a stand-in).
+
+Two flavours share one root filesystem:
+
+- ``systemd`` (Bookworm): no cloud-init (``/etc/cloud/cloud-init.disabled``);
+  first-boot customisation is rpi-imager's ``systemd.run=`` hook.
+- ``cloudinit`` (Trixie): cloud-init's NoCloud datasource reads its seed from
+  the FAT (``fs_label: bootfs``, i.e. ``/boot/firmware``) and the FAT carries
+  the default ``user-data``, ``meta-data``, ``network-config`` seed files.
+
+Stand-ins for what Raspberry Pi OS has and plain Debian lacks (and for the
+internet, which the guest cannot reach):
+
+- ``init=/usr/lib/raspberrypi-sys-mods/firstboot`` (systemd flavour): Pi OS
+  grows the root partition there on the very first boot; the stand-in only
+  takes itself off ``cmdline.txt`` and reboots. It also lets ``piimg build``
+  detect the format as it does on a real Bookworm image.
+- rpi-imager hooks ``systemd.run=/boot/firstrun.sh`` while Bookworm mounts the
+  FAT at ``/boot/firmware``; Pi OS fixes the path up early in boot. Here
+  ``/boot/firstrun.sh`` is a symlink to ``/boot/firmware/firstrun.sh``, so both
+  spellings of the hook run the script on the FAT.
+- ``/usr/lib/raspberrypi-sys-mods/imager_custom`` and ``userconf`` are absent:
+  firstrun.sh takes its plain-Debian fallback path.
+- ``rpi-cloud-init-mods`` is absent: the NoCloud config below is what it would
+  provide for the seed on the boot partition.
+- ``sshswitch.service``: enables ssh when the FAT holds an ``ssh`` file.
+- eth0: predictable interface names are off (the Pi's NIC is eth0).
+- NTP: ``piimg-e2e-timesync.service`` marks the clock synchronised (the guest
+  clock comes from the host; no UDP leaves qemu's restricted network).
+- ``piimg-e2e-probe.service``: test instrumentation; once a normal boot has
+  settled (first-boot service finished) it prints a summary line to the
+  serial console and powers off, which ends the boot.
+
+The debootstrap result is cached under ``$PIIMG_E2E_CACHE`` (default
+``~/.cache/piimg/e2e``) keyed by suite, mirror and package list;
+``PIIMG_E2E_FRESH=1`` (CI) builds it anew. Needs root (debootstrap, chroot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+SUITE: Final = "bookworm"  # the machine's own release: its apt mirror carries it
+# Raspberry Pi OS follows Debian: Bookworm images use the systemd.run= hook,
+# the cloud-init images are Trixie (cloud-init 25; Bookworm's 22.4 lacks e.g.
+# `to: default` routes in network-config v2). Same mirror, another suite.
+FLAVOUR_SUITES: Final = {"systemd": "bookworm", "cloudinit": "trixie"}
+ARCH: Final = "amd64"
+PACKAGES: Final = (
+    "systemd",
+    "systemd-sysv",
+    "systemd-timesyncd",
+    "udev",
+    "dbus",
+    "kmod",
+    "iproute2",
+    "netbase",
+    "python3",
+    # debootstrap resolves no virtual packages or alternatives: name the providers
+    "python3-cffi-backend",  # python3-cryptography -> python3-cffi-backend-api-*
+    "libpam-systemd",  # polkitd (network-manager) -> default-logind | logind
+    "openssh-server",
+    "network-manager",
+    "cloud-init",
+    "sudo",
+    "ca-certificates",
+    "curl",
+    "linux-image-amd64",
+    "initramfs-tools",
+    "dosfstools",
+    "e2fsprogs",
+)
+# Raspberry Pi OS Trixie renders cloud-init's network-config through netplan
+# (NetworkManager backend); cloud-init's own v2 parser, used for the other
+# renderers, rejects netplan-only syntax such as `to: default` routes.
+# cloud-init's keyboard module needs keyboard-configuration + console-setup
+# (setupcon), which Pi OS has.
+SUITE_PACKAGES: Final = {"bookworm": (), "trixie": ("netplan.io", "keyboard-configuration", "console-setup")}
+FLAVOURS: Final = ("systemd", "cloudinit")
+
+
+def packages(suite: str) -> tuple[str, ...]:
+    return PACKAGES + SUITE_PACKAGES.get(suite, ())
+
+MIB: Final = 1024 * 1024
+BOOT_START: Final = 8 * MIB  # Raspberry Pi OS puts bootfs at 8 MiB
+BOOT_SIZE: Final = 512 * MIB  # as Bookworm images (4 KiB clusters: enough for FAT32)
+ROOT_SIZE: Final = 2048 * MIB
+HOSTNAME: Final = "raspberrypi"
+
+CONFIG_TXT: Final = """\
+# For more options and information see
+# http://rptl.io/configtxt
+# (piimg e2e stand-in: qemu loads vmlinuz/initrd.img named below, playing the firmware)
+dtparam=audio=on
+camera_auto_detect=1
+display_auto_detect=1
+auto_initramfs=1
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+disable_fw_kms_setup=1
+arm_64bit=1
+disable_overscan=1
+arm_boost=1
+kernel=vmlinuz
+initramfs initrd.img followkernel
+
+[all]
+enable_uart=1
+"""
+
+# Raspberry Pi OS (Trixie) ships these defaults on bootfs; cloud-init applies
+# them unless the user (or piimg) replaces them.
+SEED_META_DATA: Final = "instance-id: rpios-image\n"
+SEED_USER_DATA: Final = """\
+#cloud-config
+# Default user-data of the image: replaced by the imager (or piimg).
+manage_resolv_conf: false
+"""
+SEED_NETWORK_CONFIG: Final = """\
+# Default network-config of the image: NetworkManager brings up eth0 with DHCP.
+network:
+  version: 2
+  renderer: NetworkManager
+  ethernets:
+    eth0:
+      dhcp4: true
+      optional: true
+"""
+
+NOCLOUD_CFG: Final = """\
+# piimg e2e stand-in for rpi-cloud-init-mods: the NoCloud seed lives on the
+# boot partition (label bootfs, mounted at /boot/firmware); NetworkManager
+# renders network-config, as on Raspberry Pi OS.
+datasource_list: [ NoCloud, None ]
+datasource:
+  NoCloud:
+    fs_label: bootfs
+system_info:
+  network:
+    renderers: [ netplan, network-manager, networkd ]
+"""
+
+# Stand-in for raspberrypi-sys-mods' /usr/lib/raspberrypi-sys-mods/firstboot,
+# run once as init= on a fresh Bookworm card: Pi OS grows the root partition
+# there; this one only takes itself off cmdline.txt and reboots, as Pi OS does.
+SYS_MODS_FIRSTBOOT: Final = """\
+#!/bin/sh
+# piimg e2e stand-in for raspberrypi-sys-mods firstboot (no partition resize)
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -o remount,rw /
+mount /boot/firmware
+echo "piimg-e2e: sys-mods firstboot stand-in: removing init= from cmdline.txt"
+sed -i 's| init=/usr/lib/raspberrypi-sys-mods/firstboot||' /boot/firmware/cmdline.txt
+sync
+umount /boot/firmware
+mount -o remount,ro /
+sync
+echo b > /proc/sysrq-trigger
+sleep 10
+"""
+SYS_MODS_INIT: Final = "init=/usr/lib/raspberrypi-sys-mods/firstboot"
+
+# No NTP server is reachable (restrict=on; guestfwd carries TCP only), but the
+# guest's clock comes from the host's RTC and is right: declare it synchronised
+# the way systemd-timesyncd does after its first NTP answer.
+TIMESYNC_UNIT: Final = """\
+[Unit]
+Description=piimg e2e stand-in for an NTP answer (clock comes from the host)
+After=systemd-timesyncd.service
+Before=time-sync.target
+Wants=time-sync.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'mkdir -p /run/systemd/timesync && touch /run/systemd/timesync/synchronized'
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+SSHSWITCH_UNIT: Final = """\
+# piimg e2e stand-in for Raspberry Pi OS's sshswitch.service (raspberrypi-sys-mods):
+# an `ssh` or `ssh.txt` file on the boot partition enables sshd once.
+[Unit]
+Description=Turn on SSH if /boot/firmware/ssh is present
+ConditionPathExistsGlob=|/boot/firmware/ssh
+ConditionPathExistsGlob=|/boot/firmware/ssh.txt
+After=regenerate_ssh_host_keys.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c "systemctl enable --now ssh && rm -f /boot/firmware/ssh ; rm -f /boot/firmware/ssh.txt"
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# Test instrumentation, not part of Raspberry Pi OS: once a normal boot has
+# finished (first-boot service included), print a summary to the serial console
+# and power off, so that a boot ends when there is nothing more to wait for.
+# (The first-run hook boot never reaches multi-user.target: it reboots.)
+PROBE_SH: Final = """\
+#!/bin/sh
+systemctl is-system-running --wait >/dev/null 2>&1
+while [ "$(systemctl show -p ActiveState --value piimg-firstboot.service)" = activating ]; do sleep 2; done
+echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname)" \\
+     "firstboot=$(systemctl show -p ActiveState --value piimg-firstboot.service)/$(systemctl show -p Result --value piimg-firstboot.service)" \\
+     "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\
+     "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
+systemctl --failed --no-legend --plain | sed 's/^/PIIMG-E2E-FAILED: /'
+systemctl poweroff
+"""
+PROBE_UNIT: Final = """\
+[Unit]
+Description=piimg e2e probe: report and power off once boot has settled
+After=multi-user.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/lib/piimg-e2e/probe.sh
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# Applied inside the chroot after debootstrap; part of the cache key.
+CONFIGURE_SH: Final = """\
+set -eu
+echo {hostname} > /etc/hostname
+printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t{hostname}\\n::1\\t\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
+useradd -m -u 1000 -U -G sudo,adm,dialout,users -s /bin/bash pi
+passwd -l pi
+passwd -l root
+echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd
+chmod 0440 /etc/sudoers.d/010_pi-nopasswd
+mkdir -p /boot/firmware
+# the Pi's wired interface is eth0: no predictable interface names, in the
+# initramfs too (it names the interfaces before the root's udev runs)
+mkdir -p /etc/systemd/network
+printf '[Match]\nOriginalName=*\n\n[Link]\nNamePolicy=kernel\nMACAddressPolicy=persistent\n' > /etc/systemd/network/99-default.link
+update-initramfs -u -k all
+ln -sfn /boot/firmware/firstrun.sh /boot/firstrun.sh
+systemctl disable ssh.service ssh.socket 2>/dev/null || true
+systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service
+systemctl enable systemd-timesyncd.service NetworkManager.service
+systemctl set-default multi-user.target
+# no getty on the serial console: nobody logs in, the log stays readable
+systemctl mask serial-getty@ttyS0.service
+echo 'Etc/UTC' > /etc/timezone
+ln -sf /usr/share/zoneinfo/Etc/UTC /etc/localtime
+rm -f /etc/machine-id /var/lib/dbus/machine-id
+touch /etc/machine-id
+"""
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A built base image and what the test needs to know about it."""
+
+    path: Path
+    flavour: str
+    disk_id: str  # 8 hex digits; PARTUUIDs are <disk_id>-01 / -02
+    boot_offset: int  # bytes
+    root_offset: int  # bytes
+
+
+def mirror() -> str:
+    """The Debian mirror this machine's apt uses (the only one we may reach)."""
+    override = os.environ.get("PIIMG_E2E_MIRROR")
+    if override:
+        return override
+    texts = []
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if path.is_file():
+            texts.append(path.read_text(errors="replace"))
+    for text in texts:
+        # deb822: "URIs: http://deb.debian.org/debian" followed by "Suites: bookworm ..."
+        for block in re.split(r"\n\s*\n", text):
+            uri = re.search(r"^URIs:\s*(\S+)", block, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", block, re.M)
+            if uri and suites and SUITE in suites.group(1).split() and "security" not in uri.group(1):
+                return uri.group(1)
+        for m in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", text, re.M):
+            if m.group(2) == SUITE:
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("PIIMG_E2E_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "piimg" / "e2e"
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1", "DEBIAN_FRONTEND": "noninteractive"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc  # type: ignore[no-any-return]
+
+
+def debootstrap_dir(suite: str = SUITE, *, fresh: bool | None = None, log: list[str] | None = None) -> Path:
+    """The plain debootstrap result, cached by suite, arch, mirror and package list."""
+    if fresh is None:
+        fresh = os.environ.get("PIIMG_E2E_FRESH") == "1"
+    url = mirror()
+    key = _key(suite, ARCH, url, ",".join(packages(suite)))
+    root = cache_root()
+    done = root / f"debootstrap-{suite}-{key}"
+    marker = root / f"debootstrap-{suite}-{key}.complete"
+    if done.is_dir() and marker.exists() and not fresh:
+        return done
+    root.mkdir(parents=True, exist_ok=True)
+    work = root / f"debootstrap-{suite}-{key}.tmp-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    t0 = time.monotonic()
+    _sh(["debootstrap", "--variant=minbase", f"--arch={ARCH}", f"--include={','.join(packages(suite))}", suite, str(work), url])
+    _sh(["chroot", str(work), "/bin/sh", "-c", "apt-get clean && rm -rf /var/lib/apt/lists/*"])
+    marker.unlink(missing_ok=True)
+    if done.exists():
+        shutil.rmtree(done)
+    work.rename(done)
+    marker.write_text(json.dumps({"mirror": url, "packages": packages(suite)}) + "\n")
+    if log is not None:
+        log.append(f"debootstrap {suite}: {time.monotonic() - t0:.0f}s")
+    return done
+
+
+def rootfs(dest: Path, suite: str = SUITE, *, fresh: bool | None = None, log: list[str] | None = None) -> Path:
+    """A configured copy of the (cached) debootstrap result of ``suite`` at ``dest``."""
+    raw = debootstrap_dir(suite, fresh=fresh, log=log)
+    t0 = time.monotonic()
+    if dest.exists():
+        shutil.rmtree(dest)
+    _sh(["cp", "-a", "--reflink=auto", str(raw), str(dest)])
+    _configure(dest)
+    if log is not None:
+        log.append(f"copy + configure {suite} rootfs: {time.monotonic() - t0:.0f}s")
+    return dest
+
+
+def _configure(root: Path) -> None:
+    (root / "etc/systemd/system/sshswitch.service").write_text(SSHSWITCH_UNIT)
+    (root / "etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg").write_text(NOCLOUD_CFG)
+    (root / "etc/systemd/system/piimg-e2e-probe.service").write_text(PROBE_UNIT)
+    (root / "etc/systemd/system/piimg-e2e-timesync.service").write_text(TIMESYNC_UNIT)
+    sys_mods = root / "usr/lib/raspberrypi-sys-mods/firstboot"
+    sys_mods.parent.mkdir(parents=True, exist_ok=True)
+    sys_mods.write_text(SYS_MODS_FIRSTBOOT)
+    sys_mods.chmod(0o755)
+    probe = root / "usr/local/lib/piimg-e2e/probe.sh"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text(PROBE_SH)
+    probe.chmod(0o755)
+    # as on Raspberry Pi OS: netplan hands every interface to NetworkManager
+    netplan = root / "etc/netplan"
+    netplan.mkdir(parents=True, exist_ok=True)
+    nm_all = netplan / "00-network-manager-all.yaml"
+    nm_all.write_text("# piimg e2e (as Raspberry Pi OS): NetworkManager renders netplan\nnetwork:\n  version: 2\n  renderer: NetworkManager\n")
+    nm_all.chmod(0o600)
+    # cloud-init-local must see the FAT mounted (or mount it itself by label):
+    # order it after the mount so both ways agree.
+    dropin = root / "etc/systemd/system/cloud-init-local.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "10-bootfs.conf").write_text("[Unit]\nRequiresMountsFor=/boot/firmware\n")
+    _sh(["chroot", str(root), "/bin/sh", "-c", CONFIGURE_SH.format(hostname=HOSTNAME)])
+    if not list((root / "boot").glob("vmlinuz-*")) or not list((root / "boot").glob("initrd.img-*")):
+        raise RuntimeError(f"{root}/boot holds no kernel/initrd after debootstrap")
+
+
+def _kernel_files(root: Path) -> tuple[Path, Path]:
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    initrds = sorted((root / "boot").glob("initrd.img-*"))
+    return kernels[-1], initrds[-1]
+
+
+def _fstab(disk_id: str) -> str:
+    return (
+        "proc            /proc           proc    defaults          0       0\n"
+        f"PARTUUID={disk_id}-01  /boot/firmware  vfat    defaults          0       2\n"
+        f"PARTUUID={disk_id}-02  /               ext4    defaults,noatime  0       1\n"
+    )
+
+
+def cmdline(disk_id: str, flavour: str) -> str:
+    line = f"console=ttyS0,115200 root=PARTUUID={disk_id}-02 rootfstype=ext4 fsck.repair=yes rootwait"
+    if flavour == "systemd":
+        line += " " + SYS_MODS_INIT  # Bookworm: the resize boot comes first
+    return line + "\n"
+
+
+def build_image(out: Path, flavour: str, *, root: Path) -> BaseImage:
+    """Write a fresh base image of ``flavour`` to ``out`` from the configured ``root`` (see rootfs()).
+
+    No mounts, no loop devices: sfdisk, mkfs.vfat --offset + mcopy, mkfs.ext4 -d -E offset.
+    """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
+    disk_id = secrets.token_hex(4)
+    boot_sectors = BOOT_SIZE // 512
+    root_start = BOOT_START + BOOT_SIZE
+    total = root_start + ROOT_SIZE
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as f:
+        f.truncate(total)
+    table = (
+        "label: dos\n"
+        f"label-id: 0x{disk_id}\n"
+        f"start={BOOT_START // 512}, size={boot_sectors}, type=c\n"
+        f"start={root_start // 512}, size={ROOT_SIZE // 512}, type=83\n"
+    )
+    _sh(["sfdisk", "--no-reread", "--no-tell-kernel", str(tmp)], input=table)
+
+    # FAT32 bootfs
+    _sh(["mkfs.vfat", "-F", "32", "-n", "bootfs", f"--offset={BOOT_START // 512}", str(tmp), str(BOOT_SIZE // 1024)])
+    fat = f"{tmp}@@{BOOT_START}"
+    kernel, initrd = _kernel_files(root)
+    staging = out.with_name(out.name + ".fat")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        files = {
+            "cmdline.txt": cmdline(disk_id, flavour),
+            "config.txt": CONFIG_TXT,
+        }
+        if flavour == "cloudinit":
+            files.update({"meta-data": SEED_META_DATA, "user-data": SEED_USER_DATA, "network-config": SEED_NETWORK_CONFIG})
+        for name, text in files.items():
+            (staging / name).write_text(text)
+        shutil.copyfile(kernel, staging / "vmlinuz")
+        shutil.copyfile(initrd, staging / "initrd.img")
+        _sh(["mcopy", "-i", fat, *[str(p) for p in sorted(staging.iterdir())], "::/"])
+    finally:
+        shutil.rmtree(staging)
+
+    # ext4 rootfs: fstab and the flavour switch go in before mkfs -d, then come out again
+    fstab = root / "etc/fstab"
+    disabled = root / "etc/cloud/cloud-init.disabled"
+    fstab.write_text(_fstab(disk_id))
+    if flavour == "systemd":
+        disabled.write_text("")
+    try:
+        _sh(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(root), "-E", f"offset={root_start}", str(tmp), f"{ROOT_SIZE // 1024}k"])
+    finally:
+        disabled.unlink(missing_ok=True)
+        fstab.write_text("# written per image by tests/e2e/baseimage.py\n")
+    tmp.rename(out)
+    return BaseImage(path=out, flavour=flavour, disk_id=disk_id, boot_offset=BOOT_START, root_offset=root_start)

@@ -1,0 +1,335 @@
+"""End to end: ``piimg build --image`` on a Pi-OS-like Debian image, boots under qemu, the whole chain.
+
+Per case: build the node image with piimg, boot it like a Pi (qemu reads
+kernel, initrd and cmdline.txt from the FAT), boot by boot, and assert each
+link of the chain from the FAT (mtools) and the ext4 root (debugfs) after qemu
+exits, and from the serial log:
+
+- systemd format (Bookworm): boot 1 is the sys-mods resize boot (stand-in),
+  boot 2 runs piimg's firstrun.sh through ``systemd.run=`` and reboots,
+  boot 3 runs ``piimg-firstboot.service``.
+- cloud-init format (Trixie): boot 1 applies user-data/network-config and
+  starts the first-boot service; a further boot only if it is not done yet.
+
+e2e-only override: node.json's ``k3s.install_url`` is pointed at the
+stand-in install server (``http://10.0.2.100/install.sh``, reached through a
+guestfwd rule) and its wait limits are shortened; the spec has no knob for
+the install URL (the real one is https://get.k3s.io).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import TEST_KEY
+from tests.e2e import imgfs, qemu, standin
+from tests.e2e.baseimage import SYS_MODS_INIT, BaseImage
+
+INSTALL_HOST = "10.0.2.100"
+INSTALL_URL = f"http://{INSTALL_HOST}/install.sh"
+K3S_VERSION = "v1.36.3+k3s1"
+UNIT = "piimg-firstboot.service"
+WANTS = "/etc/systemd/system/multi-user.target.wants"
+# first boot's waits, shortened so a broken link fails in minutes, not hours
+TIMEOUTS = {"network": 180, "clock": 120, "download": 120, "node": 60, "metallb": 60, "ingress": 60, "command": 60}
+BOOT_TIMEOUT = 420
+MAX_BOOTS = 5
+
+SERVER = {"hostname": "k8s-master", "role": "server", "address": "10.0.2.10"}
+AGENT = {"hostname": "k8s-worker-1", "role": "agent", "address": "10.0.2.11"}
+SERVER_URL = f"https://{SERVER['address']}:6443"
+
+
+def spec_text(init_format: str) -> str:
+    spec: dict[str, Any] = {
+        "image": {"init_format": init_format},
+        "access": {"user": "pi", "ssh_authorized_keys": [TEST_KEY]},
+        "cluster": {"k3s_version": K3S_VERSION},
+        "nodes": [SERVER, AGENT],
+    }
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+@dataclass
+class Run:
+    """One node's image through its boots, with everything needed to explain a failure."""
+
+    node: dict[str, str]
+    image: Path
+    fat: imgfs.Fat
+    ext: imgfs.Ext4
+    workdir: Path
+    server: standin.FileServer  # the k3s install script
+    supervisor: standin.FileServer  # the k3s server's port 6443, for agents
+    boots: list[qemu.Boot] = field(default_factory=list)
+
+    def boot(self) -> qemu.Boot:
+        fwd = [qemu.Forward(INSTALL_HOST, 80, self.server.port)]
+        if self.node["role"] == "agent":
+            fwd.append(qemu.Forward(SERVER["address"], 6443, self.supervisor.port))
+        b = qemu.boot(self.image, number=len(self.boots) + 1, workdir=self.workdir, forwards=fwd,
+                      timeout=BOOT_TIMEOUT, boot_offset=self.fat.offset)  # fmt: skip
+        self.boots.append(b)
+        print(f"boot {b.number}: {b.seconds:.0f}s, qemu exit {b.returncode}, cmdline: {b.cmdline}")
+        assert not b.timed_out, f"boot {b.number} did not end within {BOOT_TIMEOUT}s"
+        return b
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fat.read_text("piimg/status.json"))  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    def diagnosis(self) -> str:
+        parts = []
+        for b in self.boots[-2:]:
+            parts.append(f"--- serial log of boot {b.number} (last 60 lines) ---\n{b.tail(60)}")
+        for name in ("piimg/firstboot.log", "piimg/firstrun.log", "piimg/status.json"):
+            try:
+                text = self.fat.read_text(name)
+            except FileNotFoundError:
+                text = "(missing)"
+            parts.append(f"--- {name} on the FAT (last 40 lines) ---\n" + "\n".join(text.splitlines()[-40:]))
+        return "\n".join(parts)
+
+
+@pytest.fixture()
+def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Run]]:
+    runs: list[Run] = []
+    with (
+        standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server,
+        standin.https_server(tmp_path, {"/ping": b"pong", "/cacerts": b"stand-in"}) as supervisor,
+    ):
+
+        def make(base: BaseImage, init_format: str, node: dict[str, str] = SERVER) -> Run:
+            return _build(tmp_path, base, init_format, node, server, supervisor, runs)
+
+        yield make
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for r in runs:
+            print(r.diagnosis())
+
+
+def _build(
+    tmp_path: Path,
+    base: BaseImage,
+    init_format: str,
+    node: dict[str, str],
+    server: standin.FileServer,
+    supervisor: standin.FileServer,
+    runs: list[Run],
+) -> Run:
+    from click.testing import CliRunner
+
+    from piimg.cli import main
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "piimg.yaml").write_text(spec_text(init_format))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    rc: dict[str, int] = {}
+
+    def entry() -> None:
+        rc["rc"] = main(
+            ["-c", str(project / "piimg.yaml"), "build", "--node", node["hostname"], "--image", str(base.path), "-o", str(out)]
+        )
+
+    import click
+
+    res = runner.invoke(click.Command("piimg", callback=entry), [], catch_exceptions=False)
+    assert rc.get("rc", res.exit_code) == 0, f"piimg build failed:\n{res.output}"
+    print(res.output)
+    image = out / f"{node['hostname']}.img"
+    assert image.is_file(), res.output
+    fat = imgfs.Fat(image, base.boot_offset)
+    ext = imgfs.Ext4(image, base.root_offset)
+    # e2e-only: the install script comes from the stand-in server
+    conf = json.loads(fat.read_text("piimg/node.json"))
+    conf["k3s"]["install_url"] = INSTALL_URL
+    conf["timeouts"] = TIMEOUTS
+    fat.write_text("piimg/node.json", json.dumps(conf, indent=2) + "\n")
+    run = Run(node=node, image=image, fat=fat, ext=ext, workdir=tmp_path, server=server, supervisor=supervisor)
+    runs.append(run)
+    return run
+
+
+def _secrets(run: Run) -> list[str]:
+    """The generated secrets (k3s token...) of the build: they must never leak."""
+    data = yaml.safe_load((run.workdir / "proj" / ".piimg" / "secrets.yaml").read_text())
+    return [str(v) for v in _leaves(data) if isinstance(v, str) and len(v) >= 16]
+
+
+def _leaves(data: Any) -> Iterator[Any]:
+    if isinstance(data, dict):
+        for v in data.values():
+            yield from _leaves(v)
+    elif isinstance(data, list):
+        for v in data:
+            yield from _leaves(v)
+    else:
+        yield data
+
+
+def assert_first_run_applied(run: Run, *, hook: bool) -> None:
+    """The first-run hook (systemd) or cloud-init (user-data) did its part."""
+    ext, fat = run.ext, run.fat
+    assert ext.read_text("/etc/hostname").strip() == run.node["hostname"]
+    passwd = {line.split(":")[0]: line.split(":") for line in ext.read_text("/etc/passwd").splitlines() if line}
+    assert "pi" in passwd, "user pi missing from /etc/passwd"
+    home = passwd["pi"][5]
+    keys = ext.read_text(f"{home}/.ssh/authorized_keys")
+    assert TEST_KEY in keys, f"{home}/.ssh/authorized_keys lacks the spec's key: {keys!r}"
+    assert ext.readlink(f"{WANTS}/ssh.service") is not None, "ssh.service is not enabled"
+    assert ext.exists(f"/etc/systemd/system/{UNIT}"), f"{UNIT} not installed"
+    assert ext.exists("/opt/piimg/node.json"), "payload not copied to /opt/piimg"
+    if hook:
+        cmdline = fat.read_text("cmdline.txt")
+        assert "systemd.run" not in cmdline and "kernel-command-line.target" not in cmdline, cmdline
+        assert not fat.exists("firstrun.sh"), "firstrun.sh still on the boot partition"
+
+
+def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
+    """piimg-firstboot.service ran every step; the stand-in installer saw the right call."""
+    ext, fat = run.ext, run.fat
+    status = run.status()
+    assert status is not None, "no status.json on the boot partition"
+    assert status["state"] == "done", f"first boot not done: state={status['state']} step={status['step']} error={status['error']}"
+    assert status["step"] == "finish", status
+    assert all(s["state"] == "done" for s in status["steps"].values()), status["steps"]
+    server = run.node["role"] == "server"
+    cluster = ["cluster"] if server else []
+    assert list(status["steps"]) == ["hostname", "address", "network", "cgroup", "k3s", *cluster, "scrub", "finish"]
+    if server:
+        assert status["ingress_ip"] == "10.0.4.1", status  # first address of the default pool 10.0.4.0/23
+
+    record = json.loads(ext.read_text("/var/lib/piimg-e2e/install.json"))
+    assert record["uid"] == 0
+    assert record["env"].get("INSTALL_K3S_VERSION") == K3S_VERSION, record["env"]
+    assert record["env"].get("INSTALL_K3S_EXEC") == run.node["role"], record["env"]
+    assert "K3S_TOKEN" not in record["env"]
+    config = yaml.safe_load(record["config_yaml"] or "{}")
+    assert config.get("node-name") == run.node["hostname"], config
+    assert config.get("node-ip") == run.node["address"], config
+    assert config.get("token") in secrets, "config.yaml does not hold the build's k3s token"
+    if server:
+        assert {"traefik", "servicelb"} <= set(config.get("disable", [])), config
+    else:
+        assert record["env"].get("K3S_URL") == SERVER_URL, record["env"]
+        assert config.get("server") == SERVER_URL, config
+        assert "/ping" in [r.path for r in run.supervisor.requests], "the agent did not wait for its server"
+    for secret in secrets:
+        assert secret not in json.dumps(record["env"]) and secret not in json.dumps(record["argv"]), "secret in env/argv"
+    assert ext.stat("/etc/rancher/k3s/config.yaml")["mode"].endswith("600")
+
+    manifests = ext.names("/var/lib/rancher/k3s/server/manifests")
+    node = json.loads(ext.read_text("/opt/piimg/node.json"))
+    if server:
+        assert node["manifests"], "node.json lists no manifests"
+        assert set(node["manifests"]) <= set(manifests), f"manifests placed: {manifests}, expected {node['manifests']}"
+    else:
+        assert manifests == [], f"an agent got server manifests: {manifests}"
+
+    # secrets are gone from the FAT
+    assert not fat.exists("piimg/manifests"), "piimg/manifests still on the boot partition"
+    boot_node = fat.read_text("piimg/node.json")
+    for secret in secrets:
+        assert secret not in boot_node, "a secret is still in piimg/node.json on the boot partition"
+    for name in fat.names("piimg"):
+        if name not in ("manifests",):
+            text = fat.read_bytes(f"piimg/{name}").decode(errors="replace") if "." in name else ""
+            for secret in secrets:
+                assert secret not in text, f"a secret is in piimg/{name} on the boot partition"
+    # the service disabled itself
+    assert ext.readlink(f"{WANTS}/{UNIT}") is None, f"{UNIT} still enabled"
+
+
+def _boot_until_done(run: Run, *, first: int) -> None:
+    """Boot (at least once from boot ``first`` on) until first boot is done or stops making progress.
+
+    More than one boot only when first boot itself asked for a reboot (state
+    "waiting", e.g. for the memory cgroup) or is still running.
+    """
+    while len(run.boots) < MAX_BOOTS:
+        if len(run.boots) >= first:
+            status = run.status()
+            if status is None or status.get("state") not in ("waiting", "running"):
+                return
+        run.boot()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
+    base = base_image("systemd")
+    run = run_factory(base, "auto")  # detected: sys-mods firstboot on cmdline.txt
+    cmdline = run.fat.read_text("cmdline.txt")
+    assert "systemd.run=/boot/firstrun.sh" in cmdline and SYS_MODS_INIT in cmdline, cmdline
+    assert "cgroup_memory=1" in cmdline and "cgroup_enable=memory" in cmdline
+    assert run.fat.exists("ssh") and run.fat.exists("firstrun.sh")
+    secrets = _secrets(run)
+
+    # boot 1: the (stand-in) sys-mods resize boot takes init= off cmdline.txt
+    run.boot()
+    cmdline = run.fat.read_text("cmdline.txt")
+    assert SYS_MODS_INIT not in cmdline and "systemd.run=" in cmdline, cmdline
+
+    # boot 2: firstrun.sh through systemd.run=, then a reboot
+    b2 = run.boot()
+    assert "reboot: Restarting system" in b2.log, "the first-run hook boot did not end in a reboot"
+    assert run.status() is None, "first boot ran during the hook boot"
+    assert_first_run_applied(run, hook=True)
+    assert ext_wants(run, UNIT), f"{UNIT} not enabled by the first-run hook"
+
+    # boot 3 (and more if first boot asks for a reboot): the first-boot service
+    _boot_until_done(run, first=3)
+    assert "PIIMG-E2E-PROBE:" in run.boots[-1].log
+    assert_first_boot_done(run, secrets)
+    assert [r.path for r in run.server.requests if r.path == "/install.sh"], "install script never fetched"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_systemd_agent(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
+    """An agent: waits for its server's supervisor port (stand-in), joins with K3S_URL, no manifests."""
+    run = run_factory(base_image("systemd"), "systemd", AGENT)
+    secrets = _secrets(run)
+    run.boot()  # sys-mods resize boot
+    run.boot()  # first-run hook
+    assert_first_run_applied(run, hook=True)
+    _boot_until_done(run, first=3)
+    assert_first_boot_done(run, secrets)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_cloudinit_server(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
+    base = base_image("cloudinit")
+    run = run_factory(base, "auto")  # detected: seed files on the boot partition
+    cmdline = run.fat.read_text("cmdline.txt")
+    assert "ds=nocloud" in cmdline and "systemd.run" not in cmdline, cmdline
+    user_data = run.fat.read_text("user-data")
+    assert user_data.startswith("#cloud-config") and "k8s-master" in user_data
+    secrets = _secrets(run)
+
+    _boot_until_done(run, first=1)
+    log = run.boots[0].log
+    assert "cloud-init" in log
+    assert_first_run_applied(run, hook=False)
+    assert run.ext.exists("/var/lib/cloud/instance/boot-finished"), "cloud-init did not finish"
+    result = json.loads(run.ext.read_text("/var/lib/cloud/data/result.json"))["v1"]
+    assert "NoCloud" in result["datasource"], result
+    assert result["errors"] == [], f"cloud-init reported errors: {result['errors']}"
+    assert_first_boot_done(run, secrets)
+
+
+def ext_wants(run: Run, unit: str) -> bool:
+    return run.ext.readlink(f"{WANTS}/{unit}") is not None
