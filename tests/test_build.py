@@ -211,7 +211,7 @@ def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str
         assert net["version"] == 2
         (eth,) = net["ethernets"].values()
         assert eth["addresses"] == [f"{address}/23"]
-        assert eth["routes"] == [{"to": "default", "via": "10.0.2.1"}]
+        assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "10.0.2.1"}]
         assert eth["nameservers"]["addresses"] == ["8.8.8.8", "8.8.4.4"]
         words = _cmdline_words(files["cmdline.txt"])
         for w in (*CGROUP, f"ds=nocloud;i={meta['instance-id']}"):
