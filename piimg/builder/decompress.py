@@ -240,43 +240,70 @@ def open_decompressed(path: str | os.PathLike[str]) -> io.BufferedReader:
 
 
 def _decode_into_file(
-    argv: list[str], src: Path, dst: Path, fmt: Format, reporter: Reporter, description: str, total: int | None
+    argv: list[str],
+    src: Path,
+    dst: Path,
+    fmt: Format,
+    reporter: Reporter,
+    description: str,
+    total: int | None,
+    *,
+    checksum: bool,
 ) -> Decompressed:
-    """The decoder writes straight into ``dst``: no copy through Python at all.
+    """The decoder writes straight into ``dst``; we only follow it to hash.
 
-    Used when nobody needs the hash. xz and zstd make the file sparse
-    themselves when their standard output is a regular file (xz: by default,
-    see ``--no-sparse`` in xz(1); zstd: with ``--sparse``).
+    No byte goes through a pipe and Python's write path: xz and zstd make the
+    file sparse themselves when their standard output is a regular file (xz:
+    by default, see ``--no-sparse`` in xz(1); zstd: with ``--sparse``). Both
+    write sequentially and only ever seek forward over zeros, so every byte
+    below the file's current size is final: the hash follows behind them,
+    reading what the page cache still holds (holes read as zeros).
     """
     if fmt is Format.ZSTD:
         argv = [*argv, "--sparse"]
-    with open(dst, "wb") as out:
+    hasher = hashlib.sha256()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    pos = 0
+    with open(dst, "wb") as out, open(dst, "rb", buffering=0) as follow:
         proc = subprocess.Popen(
             [*argv, str(src)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env()
         )
         try:
             with reporter.bar(description, total) as bar:
-                done = 0
-                while proc.poll() is None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=0.25)
+                while True:
+                    running = proc.poll() is None
                     size = os.fstat(out.fileno()).st_size
-                    bar.update(size - done)
-                    done = size
+                    while pos < size:
+                        if checksum:
+                            n = follow.readinto(view[: min(len(buf), size - pos)]) or 0
+                            if n == 0:
+                                break
+                            hasher.update(view[:n])
+                        else:
+                            n = size - pos
+                        pos += n
+                        bar.update(n)
+                    if not running:
+                        break
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=0.05 if checksum else 0.25)
         finally:
             if proc.poll() is None:  # interrupted: stop the decoder
                 proc.kill()
                 proc.wait()
-        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+            err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+            if proc.stderr:
+                proc.stderr.close()
         if proc.returncode != 0:
             tail = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
             raise ImageError(f"{src}: {Path(argv[0]).name} cannot decompress it: {tail}")
         size = os.fstat(out.fileno()).st_size
+    if pos != size:
+        raise ImageError(f"{src}: decompressed image changed while it was being hashed")
     if size == 0:
         raise ImageError(f"{src}: decompresses to an empty image")
-    return Decompressed(dst, size, "", fmt)
+    return Decompressed(dst, size, hasher.hexdigest() if checksum else "", fmt)
 
 
 # --------------------------------------------------------------------------- sparse writer
@@ -435,8 +462,10 @@ def decompress_to(
     total = expected_size if expected_size is not None else (src.stat().st_size if fmt is Format.RAW else None)
     regular = not dst.exists() or dst.is_file()
     argv = _external(fmt)
-    if not checksum and regular and argv is not None:
-        return _decode_into_file(argv, src, dst, fmt, reporter, description or f"decompressing {src.name}", total)
+    if regular and argv is not None:
+        return _decode_into_file(
+            argv, src, dst, fmt, reporter, description or f"decompressing {src.name}", total, checksum=checksum
+        )
     chunks = _Prefetch(open_decompressed(src))
     try:
         fd = os.open(dst, os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if regular else 0), 0o644)
