@@ -37,12 +37,6 @@ class ConfigError(PiimgError):
         super().__init__(f"{key}: {message}" if key else message, hint=hint)
 
 
-class NotImplementedYet(PiimgError):
-    """A command whose issue has not landed yet."""
-
-    exit_code = EXIT_USAGE
-
-
 class ToolMissing(PiimgError):
     """An external program is not installed; ``package`` names what provides it."""
 

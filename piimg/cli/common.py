@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from piimg import config
-from piimg.errors import NotImplementedYet, PiimgError
+from piimg.errors import PiimgError
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
 from piimg.secrets import Secrets, load_or_create
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -49,20 +46,6 @@ def echo(message: str = "") -> None:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def not_implemented(issue: str) -> Callable[[F], F]:
-    """Mark a command whose issue has not landed: one line, exit 2, nothing done."""
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            name = click.get_current_context().command_path
-            raise NotImplementedYet(f"{name}: not implemented yet ({issue})")
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 def is_tty() -> bool:
