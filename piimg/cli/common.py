@@ -16,7 +16,6 @@ from piimg.progress import ConsoleReporter
 from piimg.secrets import Secrets, load_or_create
 
 
-
 @dataclass
 class App:
     """State shared by the commands of one invocation."""
