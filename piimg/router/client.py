@@ -129,7 +129,8 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir:
         ) from None
     except ssl.SSLError as exc:
         hint = "api-ssl needs a certificate on the router (/ip service set api-ssl certificate=...), or set router.tls: false"
-        if exc.reason == "WRONG_VERSION_NUMBER":  # the answer was not TLS: the plain api port
+        # the answer was not TLS, or the other side hung up on our ClientHello: the plain api port
+        if exc.reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING") or isinstance(exc, ssl.SSLEOFError):
             hint = f"router.tls is true: is {spec.api_port} the api-ssl service (/ip service print)?"
         raise RouterError(f"{where}: TLS handshake failed ({exc.reason or exc})", hint=hint) from None
     except UnicodeEncodeError:
@@ -143,6 +144,15 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir:
         raise RouterError(f"{where}: the router closed the connection during login: {exc}") from None
     except LibRouterosError as exc:
         raise RouterError(f"{where}: {exc}") from None
+    except ConnectionResetError as exc:
+        if not spec.tls:
+            raise RouterError(f"{where}: cannot connect: {exc.strerror or exc}") from None
+        # The plain api service reads a TLS ClientHello as a broken sentence and
+        # hangs up (or waits: see below), depending on timing.
+        raise RouterError(
+            f"{where}: connection reset during the TLS handshake",
+            hint=f"router.tls is true: is {spec.api_port} the api-ssl service (/ip service print)?",
+        ) from None
     except TimeoutError:
         # A TLS client on the plain api port (or the reverse) waits for an answer that never comes.
         hint = (f"router.tls is {'true' if spec.tls else 'false'}: is {spec.api_port} the "
