@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,17 +30,6 @@ pytestmark = pytest.mark.integration  # a real HTTP server on 127.0.0.1
 )
 def test_slug_for_url(url: str, slug: str) -> None:
     assert cat.slug_for_url(url) == slug
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, bytes]:
-    return ig.catalog_images()
-
-
-@pytest.fixture()
-def srv(images: dict[str, bytes]) -> Iterator[tuple[FileServer, str]]:
-    with FileServer() as s:
-        yield s, ig.serve_catalog(s, images)
 
 
 def _fetch(url: str) -> str:

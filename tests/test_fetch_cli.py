@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,6 @@ from tests.httpserver import FileServer
 pytestmark = pytest.mark.integration
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=10, read_timeout=30)
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, bytes]:
-    return ig.catalog_images()
-
-
-@pytest.fixture()
-def srv(images: dict[str, bytes]) -> Iterator[tuple[FileServer, str]]:
-    with FileServer() as s:
-        yield s, ig.serve_catalog(s, images)
 
 
 def _spec(project: Path, text: str) -> config.Spec:
