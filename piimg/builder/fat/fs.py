@@ -325,23 +325,23 @@ class FatFS:
 
     # ---------------------------------------------------------------- queries
 
-    def exists(self, path: str) -> bool:
+    def _kind(self, path: str) -> str | None:
+        """"dir", "file", or None when ``path`` does not exist (the root is a dir)."""
         try:
             if not self._split(path):
-                return True
+                return "dir"
             _, e, _ = self._lookup(path)
         except _NotFound:
-            return False
-        return e is not None
+            return None
+        if e is None:
+            return None
+        return "dir" if e.is_dir else "file"
+
+    def exists(self, path: str) -> bool:
+        return self._kind(path) is not None
 
     def is_dir(self, path: str) -> bool:
-        try:
-            if not self._split(path):
-                return True
-            _, e, _ = self._lookup(path)
-        except _NotFound:
-            return False
-        return e is not None and e.is_dir
+        return self._kind(path) == "dir"
 
     def _entries(self, path: str) -> list[dirent.Entry]:
         d = self._walk_to(self._split(path), path)
