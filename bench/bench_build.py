@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from piimg import config
-from piimg.builder.customise import build_images
-from piimg.secrets import Secrets
+from piimg.build.images import build_images
+from piimg.spec import load as spec_load
+from piimg.spec.secrets import Secrets
 from tests.imagegen import make_image
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA bench@piimg"
@@ -69,7 +69,7 @@ def main() -> None:
     size = base.stat().st_size
     used = base.stat().st_blocks * 512
     (work / "piimg.yaml").write_text(SPEC)
-    spec = config.load(work / "piimg.yaml")
+    spec = spec_load.load(work / "piimg.yaml")
     secrets = Secrets(k3s_token="bench" * 8)
     out = work / "build"
 

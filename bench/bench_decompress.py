@@ -9,7 +9,7 @@ Pi OS images). Then times, interleaved, over several runs:
 
 - ``xz -dc IMG.xz > file``
 - ``xz -T0 -dc IMG.xz > file``
-- ``piimg.builder.decompress.decompress_to`` (sparse output + SHA-256)
+- ``piimg.image.decompress.decompress_to`` (sparse output + SHA-256)
 - the same with ``checksum=False`` (the decompression pipeline alone)
 
 and prints medians and the ratio piimg / fastest xz (target: <= 1.05).
@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from piimg.builder import decompress
-from piimg.builder.decompress import decompress_to
+from piimg.image import decompress
+from piimg.image.decompress import decompress_to
 
 MIB = 1 << 20
 

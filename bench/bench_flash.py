@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from piimg.builder.blockmap import compute_for, parse_bmap  # noqa: E402
+from piimg.image.blockmap import compute_for, parse_bmap  # noqa: E402
 from tests.imagegen import MiB, make_image  # noqa: E402
 
 BOOT_MIB = 512

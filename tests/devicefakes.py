@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from piimg.builder.devices import LinuxDevices, MacDevices
 from piimg.errors import CommandFailed
+from piimg.flash.devices import LinuxDevices, MacDevices
 
 DATA = Path(__file__).parent / "data" / "devices"
 

@@ -11,8 +11,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from piimg import config
-from piimg.manifests.versions import KUBERNETES_SCHEMA_VERSION
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
+from piimg.versions import KUBERNETES_SCHEMA_VERSION
 from tests.conftest import TEST_KEY
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -39,7 +40,7 @@ def make_spec(
     cluster: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     **top: Any,
-) -> config.Spec:
+) -> spec_model.Spec:
     """A validated spec: the defaults plus what is given."""
     raw: dict[str, Any] = {"access": {"ssh_authorized_keys": [TEST_KEY]}, **top}
     if nodes is not None:
@@ -49,7 +50,7 @@ def make_spec(
         cluster["disable"] = ["servicelb"]
     if cluster:
         raw["cluster"] = cluster
-    return config.parse(raw, env=env or {}, home=Path("/nonexistent"))
+    return spec_load.parse(raw, env=env or {}, home=Path("/nonexistent"))
 
 
 def documents(text: str) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder.blockmap import MIN_GAP, BlockMap, Range, normalise, parse_bmap
 from piimg.errors import ImageError
+from piimg.image.blockmap import MIN_GAP, BlockMap, Range, normalise, parse_bmap
 
 DATA = Path(__file__).parent / "data" / "bmap"
 

@@ -384,12 +384,12 @@ def test_build_gpt_image(piimg: Any, project: Path, tmp_path: Path) -> None:
 
 def test_build_runs_no_external_command(bases: dict[tuple[str, int], GeneratedImage], project: Path, no_subprocess: None) -> None:
     """No mount, no losetup, no sudo: the build core starts no process at all."""
-    from piimg import config
-    from piimg.builder.customise import build_images
-    from piimg.secrets import Secrets
+    from piimg.build.images import build_images
+    from piimg.spec import load as spec_load
+    from piimg.spec.secrets import Secrets
 
     (project / "piimg.yaml").write_text(SPEC)
-    spec = config.load(project / "piimg.yaml")
+    spec = spec_load.load(project / "piimg.yaml")
     for key in (("bookworm", 4), ("trixie", 8)):
         built = build_images(spec, Secrets("x" * 64), image=str(bases[key].path), output_dir=project / key[0])
         assert [b.hostname for b in built] == ["k8s-master", "k8s-worker-1"]

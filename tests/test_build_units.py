@@ -10,19 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from piimg import config
-from piimg.builder import lastbuild, payload, sparse
-from piimg.config import InitFormat
+from piimg.build import lastbuild, payload
 from piimg.errors import PiimgError
 from piimg.firstboot.nodeconf import NodeConfig
-from piimg.secrets import Secrets
+from piimg.image import sparse
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
+from piimg.spec.model import InitFormat
+from piimg.spec.secrets import Secrets
 from tests.conftest import TEST_KEY
 
 MiB = 1 << 20
 SECRETS = Secrets(k3s_token="t0ken" * 8)
 
 
-def _spec(env: dict[str, str] | None = None, **extra: object) -> config.Spec:
+def _spec(env: dict[str, str] | None = None, **extra: object) -> spec_model.Spec:
     raw: dict[str, object] = {
         "access": {"ssh_authorized_keys": [TEST_KEY]},
         "nodes": [
@@ -31,7 +33,7 @@ def _spec(env: dict[str, str] | None = None, **extra: object) -> config.Spec:
         ],
     }
     raw.update(extra)
-    return config.parse(raw, env=env or {}, home=Path("/nonexistent-home"))
+    return spec_load.parse(raw, env=env or {}, home=Path("/nonexistent-home"))
 
 
 # ------------------------------------------------------------------ sparse

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder import catalog as cat
-from piimg.builder.source import list_catalog
 from piimg.errors import ConfigError, DownloadError
+from piimg.fetch import catalog as cat
+from piimg.fetch.source import list_catalog
 from tests import fetchfixtures as ig
 from tests.httpserver import FileServer
 
@@ -33,7 +33,7 @@ def test_slug_for_url(url: str, slug: str) -> None:
 
 
 def _fetch(url: str) -> str:
-    from piimg.builder.download import fetch_text
+    from piimg.fetch.download import fetch_text
 
     return fetch_text(url)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from piimg import config
+from piimg.spec import load as spec_load
 
 
 def test_init_then_validate(project: Path, piimg) -> None:
@@ -25,8 +25,8 @@ def test_init_refuses_overwrite(project: Path, piimg) -> None:
 
 def test_default_file_equals_builtin_defaults(project: Path, piimg) -> None:
     piimg("init")
-    loaded = config.load(project / "piimg.yaml")
-    defaults = config.parse({}, home=Path.home())
+    loaded = spec_load.load(project / "piimg.yaml")
+    defaults = spec_load.parse({}, home=Path.home())
     assert loaded == defaults
 
 

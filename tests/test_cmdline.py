@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from piimg.builder import cmdline
+from piimg.build import cmdline
 from piimg.errors import ImageError
 
 BASE = "console=serial0,115200 console=tty1 root=PARTUUID=5e3da0c1-02 rootfstype=ext4 rootwait quiet"

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from piimg import config
+import piimg
 from piimg.errors import ConfigError
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
 
-BASE = yaml.safe_load((Path(config.__file__).parent / "default_spec.yaml").read_text())
+BASE = yaml.safe_load((Path(piimg.__file__).parent / "default_spec.yaml").read_text())
 
 
 def _with(path: str, value: object) -> dict:
@@ -149,27 +151,27 @@ def test_missing_spec_file(project: Path, piimg) -> None:
 
 def test_no_login_possible(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nobody could log in"):
-        config.parse({}, home=tmp_path)
+        spec_load.parse({}, home=tmp_path)
 
 
 def test_ssh_keys_default_from_home(tmp_path: Path) -> None:
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAAB3NzaC1yc2E me@laptop\n")
-    spec = config.parse({}, home=tmp_path)
+    spec = spec_load.parse({}, home=tmp_path)
     assert spec.access.ssh_authorized_keys == ("ssh-rsa AAAAB3NzaC1yc2E me@laptop",)
 
 
 def test_bgp_password_env_set(home: Path) -> None:
     doc = _with("cluster.bgp.password_env", "BGP_KEY")
-    spec = config.parse(doc, env={"BGP_KEY": "s3cret"})
+    spec = spec_load.parse(doc, env={"BGP_KEY": "s3cret"})
     assert spec.cluster.bgp.password_env == "BGP_KEY"
 
 
 def test_multi_node_and_ranges(home: Path) -> None:
     doc = _with("nodes", [BASE["nodes"][0], AGENT, {**AGENT, "hostname": "k8s-agent-2", "address": "10.0.2.12", "mac": "dc-a6-32-01-02-03"}])
     doc["cluster"]["pools"] = [{"name": "web", "addresses": ["10.0.4.10-10.0.4.20", "10.0.6.0/24"]}]
-    spec = config.parse(doc)
-    assert [n.role for n in spec.nodes] == [config.Role.SERVER, config.Role.AGENT, config.Role.AGENT]
+    spec = spec_load.parse(doc)
+    assert [n.role for n in spec.nodes] == [spec_model.Role.SERVER, spec_model.Role.AGENT, spec_model.Role.AGENT]
     assert spec.nodes[2].mac == "DC:A6:32:01:02:03"
     assert spec.cluster.pools[0].addresses[0].size == 11
 
@@ -182,30 +184,30 @@ def test_debug_shows_traceback(project: Path, piimg) -> None:
 
 def test_all_digit_mac_is_not_a_base60_number(home: Path) -> None:
     # YAML 1.1 reads 12:34:56:12:34:56 unquoted as the integer 9783981296
-    text = (Path(config.__file__).parent / "default_spec.yaml").read_text()
+    text = (Path(piimg.__file__).parent / "default_spec.yaml").read_text()
     text = text.replace("mac: null", "mac: 12:34:56:12:34:56", 1)
     assert "12:34:56:12:34:56" in text
-    spec = config.loads(text)
+    spec = spec_load.loads(text)
     assert spec.nodes[0].mac == "12:34:56:12:34:56"
-    assert config.loads("router:\n  port: 0x2219\n").router.port == 8729
+    assert spec_load.loads("router:\n  port: 0x2219\n").router.port == 8729
 
 
 def test_wifi_passphrase_checked_at_load(home: Path) -> None:
     doc = _with("wifi", {"ssid": "lab", "psk_env": "WIFI_PSK"})
     doc["locale"]["wifi_country"] = "GB"
     with pytest.raises(ConfigError, match=r"^wifi.psk_env: the passphrase in \$WIFI_PSK must be 8 to 63"):
-        config.parse(doc, env={"WIFI_PSK": "short"})
-    assert config.parse(doc, env={"WIFI_PSK": "long enough"}).wifi is not None
+        spec_load.parse(doc, env={"WIFI_PSK": "short"})
+    assert spec_load.parse(doc, env={"WIFI_PSK": "long enough"}).wifi is not None
     doc["locale"]["wifi_country"] = None
     with pytest.raises(ConfigError, match=r"^locale.wifi_country: required when wifi is set"):
-        config.parse(doc, env={"WIFI_PSK": "long enough"})
+        spec_load.parse(doc, env={"WIFI_PSK": "long enough"})
 
 
 def test_password_hash_with_rounds(home: Path) -> None:
     # mkpasswd -m sha-512 -R 10000 / crypt(3) with an explicit cost
     hashed = ("$6$rounds=10000$saltsalt$ZTNXXHFyLAi.0f6IV4I1ziqTD4etecjPY.wSj7UV9ctRg0t3APls5/"
               "5wgDKKPAKtz42rw3DeefzFnFyha0DdM.")
-    assert config.parse(_with("access.password_hash", hashed)).access.password_hash == hashed
+    assert spec_load.parse(_with("access.password_hash", hashed)).access.password_hash == hashed
 
 
 def test_router_ca_file_must_exist(project: Path, piimg) -> None:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder import decompress
-from piimg.builder.decompress import Format, decompress_to, detect_format, open_decompressed
 from piimg.errors import ImageError
+from piimg.image import decompress
+from piimg.image.decompress import Format, decompress_to, detect_format, open_decompressed
 from tests.conftest import have
 from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, write
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder import safety
-from piimg.builder.devices import LinuxDevices, Mount
 from piimg.errors import UnsafeTarget
+from piimg.flash import safety
+from piimg.flash.devices import LinuxDevices, Mount
 from tests.devicefakes import linux_machine
 
 GB = 1000**3

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from piimg.builder import safety
-from piimg.builder.devices import MacDevices
 from piimg.errors import UnsafeTarget
+from piimg.flash import safety
+from piimg.flash.devices import MacDevices
 from tests.devicefakes import FakeDiskutil, mac_machine
 
 IMAGE = 2 * 1024**3

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder.download import RetryPolicy, download, parse_sha256_file, part_path, sha256_file
 from piimg.errors import DownloadError
+from piimg.fetch.download import RetryPolicy, download, parse_sha256_file, part_path, sha256_file
 from tests.fetchfixtures import sha
 from tests.httpserver import Fault, FileServer
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder import ext4map
 from piimg.errors import ImageError
+from piimg.image import ext4map
 from tests.conftest import have
 from tests.imagegen import MiB, make_image, tools_available
 

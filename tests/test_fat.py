@@ -1,4 +1,4 @@
-"""piimg.builder.fat against real file systems made by mkfs.vfat and mtools,
+"""piimg.image.fat against real file systems made by mkfs.vfat and mtools,
 checked with fsck.vfat -n and mtools after every edit."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder.fat import FatFS, names
 from piimg.errors import ImageError
+from piimg.image.fat import FatFS, names
 from tests.fat_helpers import (
     SECTOR,
     fsck_clean,
@@ -466,7 +466,7 @@ def test_names() -> None:
 @pytest.mark.parametrize(("flavour", "align"), [("bookworm", 8), ("trixie", 4)])
 def test_generated_pi_image(tmp_path: Path, flavour: str, align: int) -> None:
     """A Raspberry Pi OS-style image: only partition 1 changes, and it stays clean."""
-    from piimg.builder import partitions
+    from piimg.image import partitions
     from tests.imagegen import make_image, tools_available
 
     if not tools_available():

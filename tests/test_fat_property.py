@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from piimg.builder.fat import FatFS
-from piimg.builder.fat.names import fold
+from piimg.image.fat import FatFS
+from piimg.image.fat.names import fold
 from tests.fat_helpers import SECTOR, fsck_clean, mcopy_in, mkfs, mtools_tree, needs_fat_tools
 
 pytestmark = [pytest.mark.integration, needs_fat_tools]

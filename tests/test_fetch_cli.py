@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from piimg import config
-from piimg.builder import source
-from piimg.builder.cache import Cache
-from piimg.builder.download import RetryPolicy
-from piimg.builder.source import obtain_base_image
 from piimg.errors import ConfigError, DownloadError, ImageError
+from piimg.fetch import source
+from piimg.fetch.cache import Cache
+from piimg.fetch.download import RetryPolicy
+from piimg.fetch.source import obtain_base_image
 from piimg.paths import user_cache_dir
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
 from tests import fetchfixtures as ig
 from tests.httpserver import FileServer
 
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=10, read_timeout=30)
 
 
-def _spec(project: Path, text: str) -> config.Spec:
+def _spec(project: Path, text: str) -> spec_model.Spec:
     (project / "piimg.yaml").write_text(text)
-    return config.load(project / "piimg.yaml")
+    return spec_load.load(project / "piimg.yaml")
 
 
 def _cache_files() -> list[str]:
@@ -238,14 +239,14 @@ def test_local_raw_image_is_used_in_place(project: Path, monkeypatch: pytest.Mon
 def test_local_raw_image_sha_mismatch(project: Path) -> None:
     ig.write(project / "my.img", ig.raw_image(ig.MIB))
     with pytest.raises(DownloadError, match=r"my\.img: SHA-256 mismatch"):
-        obtain_base_image(config.Spec(base_dir=project), image="my.img", sha256="0" * 64)
+        obtain_base_image(spec_model.Spec(base_dir=project), image="my.img", sha256="0" * 64)
 
 
 def test_local_compressed_image_goes_to_cache(project: Path) -> None:
     data = ig.raw_image(ig.MIB)
     blob = ig.compress(data, "xz")
     src = ig.write(project / "dl" / "thing.img.xz", blob)
-    base = obtain_base_image(config.Spec(base_dir=project), image=str(src), sha256=ig.sha(blob))
+    base = obtain_base_image(spec_model.Spec(base_dir=project), image=str(src), sha256=ig.sha(blob))
     assert base.path.read_bytes() == data and base.download_sha256 == ig.sha(blob)
     assert src.exists()  # the user's file is left alone
     assert Cache().lookup(ig.sha(blob)) is not None
@@ -253,12 +254,12 @@ def test_local_compressed_image_goes_to_cache(project: Path) -> None:
 
 def test_local_image_missing(project: Path) -> None:
     with pytest.raises(ImageError, match=r"--image: .*nope\.img\.xz: no such file"):
-        obtain_base_image(config.Spec(base_dir=project), image="nope.img.xz")
+        obtain_base_image(spec_model.Spec(base_dir=project), image="nope.img.xz")
 
 
 def test_sha256_without_image(project: Path) -> None:
     with pytest.raises(ConfigError, match="--sha256: given without --image"):
-        obtain_base_image(config.Spec(base_dir=project), sha256="a" * 64)
+        obtain_base_image(spec_model.Spec(base_dir=project), sha256="a" * 64)
 
 
 class _CtrlC:

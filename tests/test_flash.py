@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from piimg.builder import blockmap
-from piimg.builder import flash as flashing
-from piimg.builder.devices import Device, LinuxDevices, Mount
 from piimg.errors import UnsafeTarget
+from piimg.flash import verb, write
+from piimg.flash.devices import Device, LinuxDevices, Mount
+from piimg.image import blockmap
 from tests.conftest import have, run_ok
 from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, prefill
 from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
@@ -117,8 +117,8 @@ def test_corruption_below_the_page_cache_is_caught(image: GeneratedImage, make_l
         # the cached view of the device still shows the good byte: a cached verify proves nothing
         assert read_at(loop.device, bad, 1) == good
 
-    with pytest.raises(flashing.VerifyFailed) as info:
-        flashing.write_image(image.path, loop.device, bmap, after_write=corrupt_below_cache)
+    with pytest.raises(write.VerifyFailed) as info:
+        write.write_image(image.path, loop.device, bmap, after_write=corrupt_below_cache)
     assert info.value.offset == bad
     assert f"byte {bad}" in info.value.message and loop.device in info.value.message
 
@@ -137,11 +137,11 @@ def test_corrupted_file_target_reports_the_first_bad_offset(image: GeneratedImag
                 fh.seek(off)
                 fh.write(bytes([byte[0] ^ 0x55]))
 
-    with pytest.raises(flashing.VerifyFailed) as info:
-        flashing.write_image(image.path, target, bmap, after_write=corrupt)
+    with pytest.raises(write.VerifyFailed) as info:
+        write.write_image(image.path, target, bmap, after_write=corrupt)
     assert info.value.offset == min(bad)
     # --no-verify: the same corruption goes unnoticed
-    flashing.write_image(image.path, target, bmap, verify=False, after_write=corrupt)
+    write.write_image(image.path, target, bmap, verify=False, after_write=corrupt)
 
 
 class _Interrupting:
@@ -176,7 +176,7 @@ def test_interrupted_flash_leaves_the_first_mib_unwritten(image: GeneratedImage,
     bmap = blockmap.compute_for(image.path)
     total = sum(r.length for r in bmap.ranges)
     with pytest.raises(KeyboardInterrupt):
-        flashing.write_image(image.path, loop.device, bmap, reporter=_Interrupting(total - MiB))  # all but the head  # type: ignore[arg-type]
+        write.write_image(image.path, loop.device, bmap, reporter=_Interrupting(total - MiB))  # all but the head  # type: ignore[arg-type]
     assert read_at(loop.backing, 0, MiB) == pattern_at(0, MiB)
     later = bmap.ranges[-1]
     assert read_at(loop.backing, later.start, 4096) == read_at(image.path, later.start, 4096)
@@ -188,7 +188,7 @@ def test_interrupted_flash_to_a_new_file_leaves_no_file(image: GeneratedImage, t
     prefill(old, CARD)
     for target in (new, old):
         with pytest.raises(KeyboardInterrupt):
-            flashing.write_image(image.path, target, bmap, reporter=_Interrupting(MiB))  # type: ignore[arg-type]
+            write.write_image(image.path, target, bmap, reporter=_Interrupting(MiB))  # type: ignore[arg-type]
     assert not new.exists()  # made by flash: removed, no half-written card image
     assert old.exists()  # the user's own file stays (like a device)
 
@@ -199,7 +199,7 @@ def test_ctrl_c_says_interrupted(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     def interrupt(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flashing, "image_from_last_build", interrupt)
+    monkeypatch.setattr(verb, "image_from_last_build", interrupt)
     assert cli.main(["flash", "/tmp/piimg-test-unused"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
 
@@ -213,7 +213,7 @@ def test_bmap_file_from_bmaptool(image: GeneratedImage, tmp_path: Path) -> None:
     assert parsed.ranges and parsed.ranges[0].start == 0
     target = tmp_path / "card.img"
     prefill(target, CARD)
-    result = flashing.write_image(image.path, target, parsed)
+    result = write.write_image(image.path, target, parsed)
     assert result.verified
     for r in parsed.ranges:
         assert read_at(target, r.start, r.length) == read_at(image.path, r.start, r.length)
@@ -288,7 +288,7 @@ def test_refusal_happens_before_anything_is_written(tmp_path: Path, image: Gener
         return True
 
     with pytest.raises(UnsafeTarget, match="no such device"):
-        flashing.flash(image.path, "/dev/piimg-test-nonexistent", devices=devices, confirm=confirm)
+        verb.flash(image.path, "/dev/piimg-test-nonexistent", devices=devices, confirm=confirm)
     assert not Path("/dev/piimg-test-nonexistent").exists() and calls == []
 
 
@@ -334,7 +334,7 @@ def test_device_in_use_is_refused(image: GeneratedImage, make_loop: Any) -> None
     holder = os.open(loop.device, os.O_RDONLY | os.O_EXCL)
     try:
         with pytest.raises(UnsafeTarget, match="busy"):
-            flashing.write_image(image.path, loop.device, blockmap.compute_for(image.path))
+            write.write_image(image.path, loop.device, blockmap.compute_for(image.path))
     finally:
         os.close(holder)
     assert read_at(loop.backing, 0, MiB) == pattern_at(0, MiB)
@@ -369,7 +369,7 @@ def test_mac_flow_unmounts_writes_and_ejects(image: GeneratedImage, tmp_path: Pa
     prefill(card, CARD)
     devices = _FakeMacCard(card)
     asked: list[Device] = []
-    result = flashing.flash(
+    result = verb.flash(
         image.path, "/dev/rdisk4", devices=devices, confirm=lambda d: asked.append(d) is None, eject=eject
     )
     assert result.verified and asked[0].mounted
@@ -386,7 +386,7 @@ def test_gpt_image_keeps_its_backup_table(tmp_path: Path) -> None:
     assert bmap.ranges[-1].end == size  # the backup GPT after the last partition is mapped
     target = tmp_path / "card.img"
     prefill(target, size)
-    flashing.write_image(img.path, target, bmap)
+    write.write_image(img.path, target, bmap)
     assert read_at(target, size - 33 * 512, 33 * 512) == read_at(img.path, size - 33 * 512, 33 * 512)
     run_ok(["sfdisk", "--verify", str(target)])
 
@@ -399,7 +399,7 @@ def test_odd_sized_image_tail_is_written_and_verified(image: GeneratedImage, tmp
     assert_own_loop(loop)
     bmap = blockmap.compute_for(odd)
     assert bmap.ranges[-1].end == odd.stat().st_size
-    result = flashing.write_image(odd, loop.device, bmap)
+    result = write.write_image(odd, loop.device, bmap)
     assert result.verified
     size = odd.stat().st_size
     assert read_at(loop.backing, size - 1536, 1536) == b"tail" * 384

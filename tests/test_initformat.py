@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from piimg.builder import initformat
-from piimg.config import InitFormat
+from piimg.build import initformat
 from piimg.errors import ImageError
+from piimg.spec.model import InitFormat
 
 BOOKWORM = b"console=tty1 root=PARTUUID=1-02 rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"
 TRIXIE = b"console=tty1 root=PARTUUID=1-02 rootwait quiet splash\n"

@@ -14,7 +14,7 @@ import pytest
 
 from piimg.manifests import render_addons, render_k3s_config
 from piimg.manifests.bundle import render_bundle
-from piimg.secrets import Secrets
+from piimg.spec.secrets import Secrets
 from tests.manifests_helpers import TEST_TOKEN, make_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "manifests"

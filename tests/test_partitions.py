@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.builder import partitions
 from piimg.errors import ImageError
+from piimg.image import partitions
 from tests.imagegen import make_image, tools_available
 
 needs_tools = pytest.mark.skipif(not tools_available(), reason="dosfstools/mtools/e2fsprogs not installed")

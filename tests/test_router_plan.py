@@ -25,11 +25,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from piimg import config
 from piimg.errors import RouterError
 from piimg.router.dialects import BgpStyle, dialect_for, dialect_from_spec, parse_version, same_family
 from piimg.router.model import desired_state, is_owned, menus_for
 from piimg.router.plan import Plan, make_plan, same_value
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
 
 CASES = sorted((Path(__file__).parent / "data" / "router_plans").glob("*.json"))
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA test@piimg"
@@ -50,11 +51,11 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(overrides: dict[str, Any], env: dict[str, str]) -> config.Spec:
-    return config.parse(merge(BASE, overrides), env=env)
+def build_spec(overrides: dict[str, Any], env: dict[str, str]) -> spec_model.Spec:
+    return spec_load.parse(merge(BASE, overrides), env=env)
 
 
-def converged_rows(spec: config.Spec, version: str, password: str | None) -> dict[str, list[dict[str, Any]]]:
+def converged_rows(spec: spec_model.Spec, version: str, password: str | None) -> dict[str, list[dict[str, Any]]]:
     """The rows a router shows after piimg set it up for ``spec`` (booleans as the API prints them)."""
     rows: dict[str, list[dict[str, Any]]] = {}
     desired = desired_state(spec, dialect_for(version), bgp_password=password)

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from piimg import config
-from piimg.errors import RouterError
+from piimg.errors import ConfigError, RouterError
 from piimg.router import rsc
 from piimg.router.client import connect, router_password
 from piimg.router.dialects import dialect_from_spec
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
 from tests.conftest import TEST_KEY, have
 from tests.routeros_peer import RouterOSPeer, make_self_signed
 
@@ -312,10 +313,10 @@ def test_password_prompt_on_a_terminal(peer: RouterOSPeer, project: Path, piimg:
 
 
 def test_router_password_prompt_and_env() -> None:
-    spec = config.RouterSpec(password_env="X_PW")
+    spec = spec_model.RouterSpec(password_env="X_PW")
     assert router_password(spec, env={"X_PW": "a"}) == "a"
     assert router_password(spec, env={}, prompt=lambda text: "typed") == "typed"
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(ConfigError):
         router_password(spec, env={}, prompt=None)
 
 
@@ -347,7 +348,7 @@ def test_unreachable_router(project: Path, piimg: Any) -> None:
 
 
 def test_tls_against_the_plain_api_port_names_the_mismatch(peer: RouterOSPeer, project: Path) -> None:
-    spec = config.load(write_spec(project, peer, router={"tls": True, "tls_verify": False}))
+    spec = spec_load.load(write_spec(project, peer, router={"tls": True, "tls_verify": False}))
     with pytest.raises(RouterError, match=r": (timed out|TLS handshake failed \(.+\)|connection reset during the TLS handshake)$") as info:
         connect(spec.router, PASSWORD, timeout=0.5)
     assert info.value.hint == f"router.tls is true: is {peer.address[1]} the api-ssl service (/ip service print)?"
@@ -410,7 +411,7 @@ def test_export_with_auto_version_equals_apply(peer: RouterOSPeer, project: Path
     r = piimg("router-setup", "--export", str(out))
     assert r.exit_code == 0, r.output
     assert peer.writes == 0
-    spec = config.load(project / "piimg.yaml")
+    spec = spec_load.load(project / "piimg.yaml")
     api = connect(spec.router, PASSWORD)
     try:
         _replay(api, out.read_text(), BGP_KEY)  # also checks the key is declared and checked
@@ -422,7 +423,7 @@ def test_export_with_auto_version_equals_apply(peer: RouterOSPeer, project: Path
 
 
 def test_export_is_offline_and_renders_each_dialect() -> None:
-    spec = config.parse({"access": {"ssh_authorized_keys": [TEST_KEY]}, "nodes": NODES})
+    spec = spec_load.parse({"access": {"ssh_authorized_keys": [TEST_KEY]}, "nodes": NODES})
     v6 = rsc.render(spec, dialect_from_spec("6"))
     assert "/routing bgp peer\nadd address-families=ip" in v6
     assert "/routing bgp connection" not in v6

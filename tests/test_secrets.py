@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from piimg.errors import PiimgError
-from piimg.secrets import load_or_create
+from piimg.spec.secrets import load_or_create
 
 
 def test_created_once_private_and_reused(tmp_path: Path) -> None:

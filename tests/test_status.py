@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from piimg import config
 from piimg.errors import PiimgError
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
 from piimg.status import kubeconfig as kcfg
 from piimg.status.checks import Options, check_http, check_nodes, run_checks
 from piimg.status.kube import ClusterFacts, check_cluster
@@ -35,8 +36,8 @@ SPEC_DOC = {
 
 
 @pytest.fixture()
-def spec(home: Path) -> config.Spec:
-    return config.parse(SPEC_DOC)
+def spec(home: Path) -> spec_model.Spec:
+    return spec_load.parse(SPEC_DOC)
 
 
 class Ingress:
@@ -94,7 +95,7 @@ def by_name(checks: list[Any]) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_healthy_cluster(spec: config.Spec, kube: FakeKube, tmp_path: Path) -> None:
+def test_healthy_cluster(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path) -> None:
     checks, facts = check_cluster(spec, kube.kubeconfig(tmp_path / "kc"))
     assert [c.state for c in checks] == [State.OK] * 5, checks
     assert facts.lb_ips == [LB_IP]
@@ -102,20 +103,20 @@ def test_healthy_cluster(spec: config.Spec, kube: FakeKube, tmp_path: Path) -> N
 
 
 @pytest.mark.integration
-def test_no_kubeconfig_says_how(spec: config.Spec, tmp_path: Path) -> None:
+def test_no_kubeconfig_says_how(spec: spec_model.Spec, tmp_path: Path) -> None:
     checks, _ = check_cluster(spec, tmp_path / "missing")
     assert checks[0].state is State.FAIL and "piimg kubeconfig" in checks[0].detail
     assert all(c.state is State.SKIPPED for c in checks[1:])
 
 
 @pytest.mark.integration
-def test_bad_token(spec: config.Spec, kube: FakeKube, tmp_path: Path) -> None:
+def test_bad_token(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path) -> None:
     checks, _ = check_cluster(spec, kube.kubeconfig(tmp_path / "kc", token="wrong"))
     assert checks[0].state is State.FAIL and "401" in checks[0].detail
 
 
 @pytest.mark.integration
-def test_api_unreachable(spec: config.Spec, kube: FakeKube, tmp_path: Path) -> None:
+def test_api_unreachable(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path) -> None:
     path = kube.kubeconfig(tmp_path / "kc")
     kube.close()
     checks, _ = check_cluster(spec, path, timeout=2)
@@ -137,7 +138,7 @@ def test_api_unreachable(spec: config.Spec, kube: FakeKube, tmp_path: Path) -> N
         ("no_lb", "loadbalancers", State.FAIL, "no Service of type LoadBalancer"),
     ],
 )
-def test_broken_cluster(spec: config.Spec, kube: FakeKube, tmp_path: Path, breakage: str, check: str, state: State, words: str) -> None:
+def test_broken_cluster(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path, breakage: str, check: str, state: State, words: str) -> None:
     r = kube.responses
     if breakage == "node_not_ready":
         r["/api/v1/nodes"]["items"][0]["status"]["conditions"][0]["status"] = "False"
@@ -191,7 +192,7 @@ def _reader(tables: dict[str, list[dict[str, Any]]]) -> Any:
     return lambda menu: tables.get(menu, [])
 
 
-def test_router_v7_established_and_route(spec: config.Spec) -> None:
+def test_router_v7_established_and_route(spec: spec_model.Spec) -> None:
     tables = {
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "remote.as": "64500", "established": True}],
         "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.2.10", "bgp": True, "active": True}],
@@ -201,14 +202,14 @@ def test_router_v7_established_and_route(spec: config.Spec) -> None:
     assert checks["router routes"].state is State.OK and "via 127.0.2.10" in checks["router routes"].detail
 
 
-def test_router_v6_peer_not_established(spec: config.Spec) -> None:
+def test_router_v6_peer_not_established(spec: spec_model.Spec) -> None:
     tables = {"/routing/bgp/peer": [{"remote-address": "127.0.2.10", "state": "active"}], "/ip/route": []}
     checks = by_name(check_router(spec, _reader(tables), "6.49.17 (long-term)", [LB_IP]))
     assert checks["router bgp"].state is State.FAIL and "active" in checks["router bgp"].detail
     assert checks["router routes"].state is State.FAIL and LB_IP in checks["router routes"].detail
 
 
-def test_router_route_via_wrong_gateway(spec: config.Spec) -> None:
+def test_router_route_via_wrong_gateway(spec: spec_model.Spec) -> None:
     tables = {
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": "true"}],
         "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true"}],
@@ -217,7 +218,7 @@ def test_router_route_via_wrong_gateway(spec: config.Spec) -> None:
     assert checks["router routes"].state is State.FAIL
 
 
-def test_router_unreachable_other_checks_still_run(spec: config.Spec, kube: FakeKube, tmp_path: Path, ingress: Ingress) -> None:
+def test_router_unreachable_other_checks_still_run(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path, ingress: Ingress) -> None:
     def broken() -> Any:
         raise PiimgError("router 127.0.2.1:8729: connection refused")
 
@@ -237,7 +238,7 @@ def test_router_unreachable_other_checks_still_run(spec: config.Spec, kube: Fake
     ({"step": "k3s_install", "state": "failed", "error": "install script exited 1"}, State.FAIL, "install script exited 1"),
     ({"step": "wait_network", "state": "running", "error": None}, State.PENDING, "wait_network"),
 ])
-def test_firstboot_status_over_ssh(spec: config.Spec, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: dict[str, Any], state: State, words: str) -> None:
+def test_firstboot_status_over_ssh(spec: spec_model.Spec, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: dict[str, Any], state: State, words: str) -> None:
     monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
     status_file = tmp_path / "status.json"
     status_file.write_text(json.dumps(content))
@@ -248,7 +249,7 @@ def test_firstboot_status_over_ssh(spec: config.Spec, sshd: Sshd, tmp_path: Path
     assert words in checks["firstboot k8s-master"].detail
 
 
-def _as_root(spec: config.Spec) -> config.Spec:
+def _as_root(spec: spec_model.Spec) -> spec_model.Spec:
     """The test sshd logs in as root (the only account a test may use)."""
     import dataclasses
 
@@ -256,7 +257,7 @@ def _as_root(spec: config.Spec) -> config.Spec:
 
 
 @pytest.mark.integration
-def test_node_unreachable(spec: config.Spec, tmp_path: Path) -> None:
+def test_node_unreachable(spec: spec_model.Spec, tmp_path: Path) -> None:
     opts = Options(kubeconfig=tmp_path / "none", node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=1)
     checks = by_name(check_nodes(spec, opts))
     assert checks["node k8s-master"].state is State.FAIL and "unreachable" in checks["node k8s-master"].detail
@@ -304,7 +305,7 @@ def test_kubeconfig_over_ssh_rewritten_and_private(project: Path, piimg: Any, ss
 
 
 @pytest.mark.integration
-def test_unknown_host_key_is_explained(spec: config.Spec, sshd: Sshd, tmp_path: Path) -> None:
+def test_unknown_host_key_is_explained(spec: spec_model.Spec, sshd: Sshd, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
     cfg.write_text(sshd.client_config.read_text().replace("UserKnownHostsFile", "UserKnownHostsFile /dev/null #"))
     target = SshTarget("127.0.0.1", "root", sshd.port, config_file=str(cfg))
@@ -314,7 +315,7 @@ def test_unknown_host_key_is_explained(spec: config.Spec, sshd: Sshd, tmp_path: 
     assert err.value.hint and "ssh -p" in err.value.hint
 
 
-def test_merge_keeps_other_contexts(tmp_path: Path, spec: config.Spec) -> None:
+def test_merge_keeps_other_contexts(tmp_path: Path, spec: spec_model.Spec) -> None:
     path = tmp_path / "config"
     other = {"apiVersion": "v1", "kind": "Config", "current-context": "work",
              "clusters": [{"name": "work", "cluster": {"server": "https://work:6443"}}],

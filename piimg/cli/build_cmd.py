@@ -21,7 +21,7 @@ def _size(n: int) -> str:
 @pass_app
 def build(app: App, nodes: tuple[str, ...], image: str | None, sha256: str | None, output: Path | None) -> None:
     """Write one customised image per node into build/NODE.img."""
-    from piimg.builder.customise import build_images
+    from piimg.build.images import build_images
 
     spec = app.spec()
     if nodes:

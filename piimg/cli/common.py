@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
-from piimg import config
 from piimg.errors import PiimgError
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
-from piimg.secrets import Secrets, load_or_create
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
+from piimg.spec.secrets import Secrets, load_or_create
 
 
 @dataclass
@@ -23,12 +24,12 @@ class App:
     paths: ProjectPaths
     debug: bool = False
     reporter: ConsoleReporter = field(default_factory=ConsoleReporter)
-    _spec: config.Spec | None = None
+    _spec: spec_model.Spec | None = None
 
-    def spec(self) -> config.Spec:
+    def spec(self) -> spec_model.Spec:
         """The loaded, validated spec (loaded once)."""
         if self._spec is None:
-            self._spec = config.load(self.paths.spec)
+            self._spec = spec_load.load(self.paths.spec)
         return self._spec
 
     def secrets(self) -> Secrets:

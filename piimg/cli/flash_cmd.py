@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from piimg.builder import flash as flashing
-from piimg.builder.devices import Device, for_this_machine, human_size
 from piimg.cli.common import App, confirm, echo, pass_app
+from piimg.flash import verb
+from piimg.flash.devices import Device, for_this_machine, human_size
 
 
 @click.command()
@@ -48,7 +48,7 @@ def flash(
       piimg flash raspios.img /dev/mmcblk0
     """
     if len(args) == 1:
-        image = flashing.image_from_last_build(app.paths.last_build, node)
+        image = verb.image_from_last_build(app.paths.last_build, node)
         target = args[0]
     elif len(args) == 2:
         if node:
@@ -59,7 +59,7 @@ def flash(
 
     def ask(device: Device) -> bool:
         size = Path(image).stat().st_size
-        packed = flashing.compression_of(image)
+        packed = verb.compression_of(image)
         app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
         app.reporter.info(f"target: {device.description}")
         for mount in device.mounted:
@@ -68,7 +68,7 @@ def flash(
             return True
         return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
 
-    result = flashing.flash(
+    result = verb.flash(
         image,
         target,
         devices=for_this_machine(),

@@ -30,18 +30,18 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
 
     The SLUG column is what image.os takes; it names the newest release.
     """
-    from piimg.builder.source import list_catalog
+    from piimg.fetch.source import list_catalog
 
     base_dir: Path | None = None
     if catalog is None:
         # the spec's catalog when there is a spec, the default one otherwise
-        from piimg import config
+        from piimg.spec import model as spec_model
 
         if app.paths.spec.exists():
             spec = app.spec()
             catalog, base_dir = spec.image.catalog, spec.base_dir
         else:
-            catalog = config.DEFAULT_CATALOG
+            catalog = spec_model.DEFAULT_CATALOG
     entries = list_catalog(catalog, base_dir=base_dir, offline=offline, reporter=app.reporter)
     if as_json:
         echo_json([e.to_json() for e in entries])
@@ -69,7 +69,7 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
 @pass_app
 def fetch(app: App, offline: bool, verify: bool, image: str | None, sha256: str | None, as_json: bool) -> None:
     """Download, verify and cache the base image; print its path."""
-    from piimg.builder.source import obtain_base_image
+    from piimg.fetch.source import obtain_base_image
 
     base = obtain_base_image(app.spec(), image=image, sha256=sha256, offline=offline, verify=verify,
                              reporter=app.reporter)

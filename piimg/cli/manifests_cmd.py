@@ -9,7 +9,7 @@ import click
 from piimg.cli.common import App, echo, pass_app
 from piimg.manifests.bundle import render_bundle
 from piimg.manifests.k3s import MASKED
-from piimg.secrets import Secrets
+from piimg.spec.secrets import Secrets
 
 
 @click.command()

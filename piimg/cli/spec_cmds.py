@@ -6,10 +6,10 @@ from importlib import resources
 
 import click
 
-from piimg import config
 from piimg.cli.common import App, echo, echo_json, pass_app
 from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
+from piimg.spec import load as spec_load
 
 
 def default_spec_text() -> str:
@@ -54,7 +54,7 @@ def validate(app: App, as_json: bool) -> None:
         echo_json(data)
         return
     echo(f"{app.paths.spec}: ok")
-    for line in config.summary(spec):
+    for line in spec_load.summary(spec):
         echo(line)
     from piimg.manifests.addons import warnings
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from piimg.config import Ingress, Spec
+from piimg import versions as v
 from piimg.errors import PiimgError
-from piimg.manifests import versions as v
 from piimg.manifests.env import render
 from piimg.manifests.k3s import MASKED, bgp_password
-from piimg.secrets import Secrets
+from piimg.spec.model import Ingress, Spec
+from piimg.spec.secrets import Secrets
 
 METALLB_ADDON: Final = "piimg-metallb.yaml"
 BGP_SECRET_ADDON: Final = "piimg-metallb-bgp-secret.yaml"

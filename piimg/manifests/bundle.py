@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from piimg.config import NodeSpec, Spec
 from piimg.fsutil import write_atomic
 from piimg.manifests.addons import render_addons, warnings
 from piimg.manifests.k3s import render_k3s_config
-from piimg.manifests.versions import K3S_MANIFESTS_DIR
-from piimg.secrets import Secrets
+from piimg.spec.model import NodeSpec, Spec
+from piimg.spec.secrets import Secrets
+from piimg.versions import K3S_MANIFESTS_DIR
 
 K3S_CONFIG_PATH: Final = "/etc/rancher/k3s/config.yaml"
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from piimg import config
-from piimg.config import Ingress, NodeSpec, Role, Spec
 from piimg.errors import ConfigError
 from piimg.manifests.env import render
-from piimg.manifests.versions import K3S_API_PORT
-from piimg.secrets import Secrets
+from piimg.spec import load as spec_load
+from piimg.spec.model import Ingress, NodeSpec, Role, Spec
+from piimg.spec.secrets import Secrets
+from piimg.versions import K3S_API_PORT
 
 #: Placeholder written instead of a secret value when output is for review.
 MASKED: Final = "<hidden>"
@@ -65,7 +65,7 @@ def bgp_password(spec: Spec) -> str | None:
     name = spec.cluster.bgp.password_env
     if name is None:
         return None
-    return config.env_secret("cluster.bgp.password_env", name)
+    return spec_load.env_secret("cluster.bgp.password_env", name)
 
 
 def disabled_components(spec: Spec) -> list[str]:

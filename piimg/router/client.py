@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from piimg.config import RouterSpec
 from piimg.errors import ConfigError, RouterError
 from piimg.router.dialects import detect_version
+from piimg.spec.model import RouterSpec
 
 __all__ = ["connect", "detect_version", "router_password"]
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.config import Spec
 from piimg.router.dialects import BgpStyle, Dialect
+from piimg.spec.model import Spec
 
 MARKER_PREFIX: Final = "piimg: "
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Final
 
 from piimg import __version__
-from piimg.config import Spec
 from piimg.router.dialects import Dialect
 from piimg.router.model import SECRET_FIELDS, desired_state
+from piimg.spec.model import Spec
 
 KEY_VARIABLE: Final = "piimgBgpKey"
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from piimg.config import Spec, env_secret
 from piimg.errors import PiimgError, RouterError
 from piimg.fsutil import write_atomic
 from piimg.progress import QUIET, Reporter
@@ -23,6 +22,8 @@ from piimg.router.client import connect
 from piimg.router.dialects import Dialect, detect_version, dialect_from_spec, same_family
 from piimg.router.model import desired_state
 from piimg.router.plan import Plan, make_plan
+from piimg.spec.load import env_secret
+from piimg.spec.model import Spec
 
 
 def bgp_password(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:

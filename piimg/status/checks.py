@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from piimg.config import Spec
 from piimg.errors import PiimgError
+from piimg.spec.model import Spec
 from piimg.status.kube import ClusterFacts, check_cluster
 from piimg.status.model import Check, State
 from piimg.status.routerchk import MenuReader, check_router

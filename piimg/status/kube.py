@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piimg.config import Spec
+from piimg.spec.model import Spec
 from piimg.status.model import Check, State
 
 METALLB_NS = "metallb-system"

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from piimg.config import Spec
 from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
+from piimg.spec.model import Spec
 from piimg.status.ssh import SshTarget, read_remote_file
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"

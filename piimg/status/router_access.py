@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from piimg.config import Spec
 from piimg.errors import PiimgError, RouterError
+from piimg.spec.model import Spec
 from piimg.status.routerchk import MenuReader
 
 RouterOpener = Callable[[], tuple[MenuReader, str]]

@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from piimg.config import Spec
+from piimg.spec.model import Spec
 from piimg.status.model import Check, State
 
 Rows = list[dict[str, Any]]

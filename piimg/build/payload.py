@@ -1,7 +1,7 @@
 """What piimg writes onto a node's boot partition, as plain bytes by path.
 
 Pure functions of the spec, the node, the secrets and the init format; the
-image code (:mod:`piimg.builder.customise`) only copies the result into the
+image code (:mod:`piimg.build.images`) only copies the result into the
 FAT file system. Layout on the boot partition::
 
     ssh                         empty flag file: sshd enabled at boot
@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import piimg.firstboot
-from piimg.builder import cmdline
-from piimg.config import InitFormat, NodeSpec, Spec, env_secret
+from piimg.build import cmdline
 from piimg.errors import ConfigError
 from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
-from piimg.secrets import Secrets
+from piimg.spec.load import env_secret
+from piimg.spec.model import InitFormat, NodeSpec, Spec
+from piimg.spec.secrets import Secrets
 
 #: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
 #: (the most common reason a k3s node never becomes Ready on a Pi).

@@ -1,8 +1,8 @@
 """Every version piimg pins for the cluster, with where it was confirmed.
 
 One place to bump. The spec keys ``cluster.k3s_version`` and
-``cluster.metallb_version`` take their defaults from here (``piimg.config``
-repeats the two strings; a test keeps them equal). Chart versions are not
+``cluster.metallb_version`` take their defaults from here (``piimg.spec.model``
+imports them). Chart versions are not
 spec keys: they change with piimg releases, after the rendered manifests
 were checked against the chart's values.
 """

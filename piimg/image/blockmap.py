@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from piimg.builder import ext4map
-from piimg.builder.partitions import GPT_FAT_TYPES, MBR_FAT_TYPES, Partition, read_table
 from piimg.errors import ImageError
+from piimg.image import ext4map
+from piimg.image.partitions import GPT_FAT_TYPES, MBR_FAT_TYPES, Partition, read_table
 
 #: Ranges are widened to this alignment, so every write is a whole number of 4 KiB pages.
 ALIGN: Final = 4096
@@ -103,7 +103,7 @@ def _partition_ranges(fh: BinaryIO, part: Partition, kind: str) -> tuple[list[tu
             return whole, "whole (unreadable ext4)"
         return [(part.start + s, n) for s, n in used], "ext4 bitmaps"
     if _is_fat(part, kind):
-        from piimg.builder.fat import FatFS
+        from piimg.image.fat import FatFS
 
         try:
             with FatFS.open(fh, offset=part.start, size=part.size, readonly=True) as fs:

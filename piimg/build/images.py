@@ -1,9 +1,9 @@
 """``piimg build``: one customised image per node, by editing only the boot partition.
 
 The base image (decompressed once, cached) is copied per node with
-:func:`piimg.builder.sparse.sparse_copy` (reflink or data ranges only), then
+:func:`piimg.image.sparse.sparse_copy` (reflink or data ranges only), then
 the FAT boot partition inside the copy is edited in place with
-:class:`piimg.builder.fat.FatFS`: no mount, no loop device, no root, the
+:class:`piimg.image.fat.FatFS`: no mount, no loop device, no root, the
 same on macOS. The root partition's bytes are never written. Each node image
 appears under its final name only when complete.
 """
@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from piimg.builder import initformat, lastbuild
-from piimg.builder.fat import FatFS
-from piimg.builder.partitions import PiLayout, open_layout
-from piimg.builder.payload import BootEdits, boot_edits
-from piimg.builder.source import BaseImage, obtain_base_image
-from piimg.builder.sparse import sparse_copy
-from piimg.config import InitFormat, NodeSpec, Spec
+from piimg.build import initformat, lastbuild
+from piimg.build.payload import BootEdits, boot_edits
 from piimg.errors import ImageError, PiimgError
+from piimg.fetch.source import BaseImage, obtain_base_image
 from piimg.fsutil import atomic_path
+from piimg.image.fat import FatFS
+from piimg.image.partitions import PiLayout, open_layout
+from piimg.image.sparse import sparse_copy
 from piimg.progress import QUIET, Reporter
-from piimg.secrets import Secrets
+from piimg.spec.model import InitFormat, NodeSpec, Spec
+from piimg.spec.secrets import Secrets
 
 CMDLINE: Final = "cmdline.txt"
 

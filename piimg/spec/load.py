@@ -1,227 +1,45 @@
-"""The cluster spec (``piimg.yaml``): typed model, defaults, loading and validation.
+"""Reading ``piimg.yaml``: the YAML loader, typed field readers and section loaders.
 
 Everything is checked once, here, when the file is loaded: a build never
 fails halfway because of a bad value. Each error names the key path and the
 offending value, e.g. ``nodes[1].address: 10.0.5.3 is outside network.subnet
 10.0.2.0/23``.
-
-Why dataclasses and not pydantic: the rules here are mostly cross-field
-network checks whose messages we want to word ourselves, one line each; the
-model is small and frozen; and one dependency less keeps ``pipx install``
-light on a Pi-owner's laptop.
 """
 
 from __future__ import annotations
 
 import difflib
-import enum
-import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import yaml
 
 from piimg.errors import ConfigError
-
-IPv4Address = ipaddress.IPv4Address
-IPv4Network = ipaddress.IPv4Network
-
-DEFAULT_CATALOG: Final = "https://downloads.raspberrypi.com/os_list_imagingutility_v4.json"
-DEFAULT_K3S_VERSION: Final = "v1.36.3+k3s1"
-DEFAULT_METALLB_VERSION: Final = "v0.16.1"
-
-
-class InitFormat(enum.StrEnum):
-    AUTO = "auto"
-    SYSTEMD = "systemd"
-    CLOUDINIT = "cloudinit"
-    CLOUDINIT_RPI = "cloudinit-rpi"
-
-
-class Role(enum.StrEnum):
-    SERVER = "server"
-    AGENT = "agent"
-
-
-class Ingress(enum.StrEnum):
-    NGINX = "nginx"
-    INGRESS_NGINX = "ingress-nginx"
-    TRAEFIK = "traefik"
-    NONE = "none"
-
-
-@dataclass(frozen=True)
-class AddressRange:
-    """An inclusive IPv4 range; written ``a-b`` or as a CIDR block."""
-
-    first: IPv4Address
-    last: IPv4Address
-    text: str
-
-    def __contains__(self, addr: object) -> bool:
-        return isinstance(addr, IPv4Address) and self.first <= addr <= self.last
-
-    def overlaps(self, other: AddressRange) -> bool:
-        return self.first <= other.last and other.first <= self.last
-
-    def within(self, net: IPv4Network) -> bool:
-        return self.first in net and self.last in net
-
-    def touches(self, net: IPv4Network) -> bool:
-        return self.first <= net.broadcast_address and net.network_address <= self.last
-
-    @property
-    def size(self) -> int:
-        return int(self.last) - int(self.first) + 1
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    os: str = "raspios-lite-arm64"
-    catalog: str = DEFAULT_CATALOG
-    url: str | None = None
-    sha256: str | None = None
-    init_format: InitFormat = InitFormat.AUTO
-
-
-@dataclass(frozen=True)
-class AccessSpec:
-    user: str = "pi"
-    ssh_authorized_keys: tuple[str, ...] = ()
-    password_hash: str | None = None
-
-
-@dataclass(frozen=True)
-class LocaleSpec:
-    timezone: str = "Etc/UTC"
-    keymap: str = "us"
-    wifi_country: str | None = None
-
-
-@dataclass(frozen=True)
-class WifiSpec:
-    ssid: str
-    psk_env: str
-    hidden: bool = False
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    subnet: IPv4Network = IPv4Network("10.0.2.0/23")
-    gateway: IPv4Address = IPv4Address("10.0.2.1")
-    dhcp_pool: AddressRange = AddressRange(IPv4Address("10.0.3.1"), IPv4Address("10.0.3.254"), "10.0.3.1-10.0.3.254")
-    dns: tuple[IPv4Address, ...] = (IPv4Address("8.8.8.8"), IPv4Address("8.8.4.4"))
-
-
-@dataclass(frozen=True)
-class RouterSpec:
-    host: str = "10.0.2.1"
-    port: int | None = None
-    tls: bool = True
-    tls_verify: bool = True
-    ca_file: str | None = None
-    username: str = "admin"
-    password_env: str = "PIIMG_ROUTER_PASSWORD"
-    version: str = "auto"
-    asn: int = 65530
-    bridge: str = "bridge2"
-    ports: tuple[str, ...] = ("ether6", "ether7", "ether8", "ether9", "ether10")
-    pool_name: str = "lab-pool"
-    dhcp_server: str = "dhcp2"
-
-    @property
-    def api_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return 8729 if self.tls else 8728
-
-
-@dataclass(frozen=True)
-class BgpSpec:
-    asn: int = 64500
-    password_env: str | None = None
-    allow_ibgp: bool = False
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    name: str
-    addresses: tuple[AddressRange, ...]
-    avoid_buggy_ips: bool = True
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    name: str = "homelab"
-    k3s_version: str = DEFAULT_K3S_VERSION
-    disable: tuple[str, ...] = ("traefik", "servicelb")
-    extra_server_args: tuple[str, ...] = ()
-    bgp: BgpSpec = BgpSpec()
-    pools: tuple[PoolSpec, ...] = (
-        PoolSpec("default", (AddressRange(IPv4Address("10.0.4.0"), IPv4Address("10.0.5.255"), "10.0.4.0/23"),)),
-    )
-    metallb_version: str = DEFAULT_METALLB_VERSION
-    ingress: Ingress = Ingress.NGINX
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    hostname: str
-    role: Role
-    address: IPv4Address
-    mac: str | None = None
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A loaded, validated cluster spec."""
-
-    image: ImageSpec = ImageSpec()
-    access: AccessSpec = AccessSpec()
-    locale: LocaleSpec = LocaleSpec()
-    wifi: WifiSpec | None = None
-    network: NetworkSpec = NetworkSpec()
-    router: RouterSpec = RouterSpec()
-    cluster: ClusterSpec = ClusterSpec()
-    nodes: tuple[NodeSpec, ...] = (NodeSpec("k8s-master", Role.SERVER, IPv4Address("10.0.2.10")),)
-    #: folder of the spec file; relative paths (image.url) are resolved against it
-    base_dir: Path = field(default_factory=Path.cwd, compare=False)
-    source: str = field(default="<defaults>", compare=False)
-
-    @property
-    def servers(self) -> tuple[NodeSpec, ...]:
-        return tuple(n for n in self.nodes if n.role is Role.SERVER)
-
-    @property
-    def initial_server(self) -> NodeSpec:
-        """The first server: it initialises the cluster, the others join it."""
-        return self.servers[0]
-
-    @property
-    def metallb_enabled(self) -> bool:
-        return True
-
-    def node(self, hostname: str) -> NodeSpec:
-        for node in self.nodes:
-            if node.hostname == hostname:
-                return node
-        choices = ", ".join(n.hostname for n in self.nodes)
-        raise ConfigError("nodes", f"no node named {hostname!r} (nodes: {choices})")
-
-    @property
-    def prefixlen(self) -> int:
-        return self.network.subnet.prefixlen
-
-
-# --------------------------------------------------------------------------
-# Loading: raw YAML -> typed objects, every problem named by its key path.
+from piimg.spec.model import (
+    DEFAULT_K3S_VERSION,
+    DEFAULT_METALLB_VERSION,
+    AccessSpec,
+    AddressRange,
+    BgpSpec,
+    ClusterSpec,
+    ImageSpec,
+    Ingress,
+    InitFormat,
+    IPv4Address,
+    IPv4Network,
+    LocaleSpec,
+    NetworkSpec,
+    NodeSpec,
+    PoolSpec,
+    Role,
+    RouterSpec,
+    Spec,
+    WifiSpec,
+)
+from piimg.spec.rules import cross_check
 
 T = TypeVar("T")
 
@@ -635,77 +453,6 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
     return tuple(nodes)
 
 
-def _cross_check(ctx: _Ctx, spec: Spec) -> None:
-    if spec.router.ca_file is not None:
-        ca = Path(spec.router.ca_file).expanduser()
-        ca = ca if ca.is_absolute() else spec.base_dir / ca
-        if not ca.is_file():
-            raise ctx.err("router.ca_file", f"{spec.router.ca_file}: no such file")
-    net = spec.network
-    if spec.wifi is not None and spec.locale.wifi_country is None:
-        # Raspberry Pi OS keeps the WLAN rfkill-blocked until a regulatory country is set
-        raise ctx.err("locale.wifi_country", "required when wifi is set (Wi-Fi stays blocked without it)",
-                      hint="set the two-letter code of the country the Pi is in, e.g. wifi_country: GB")
-    seen_names: dict[str, int] = {}
-    seen_addrs: dict[IPv4Address, int] = {}
-    seen_macs: dict[str, int] = {}
-    for i, node in enumerate(spec.nodes):
-        key = f"nodes[{i}]"
-        if node.hostname in seen_names:
-            raise ctx.err(f"{key}.hostname", f"{node.hostname!r} is already used by nodes[{seen_names[node.hostname]}]")
-        seen_names[node.hostname] = i
-        addr = node.address
-        if addr not in net.subnet:
-            raise ctx.err(f"{key}.address", f"{addr} is outside network.subnet {net.subnet}")
-        if addr in (net.subnet.network_address, net.subnet.broadcast_address):
-            raise ctx.err(f"{key}.address", f"{addr} is the network or broadcast address of network.subnet {net.subnet}")
-        if addr == net.gateway:
-            raise ctx.err(f"{key}.address", f"{addr} is network.gateway, the router's own address")
-        if addr in net.dhcp_pool:
-            raise ctx.err(f"{key}.address", f"{addr} is inside network.dhcp_pool {net.dhcp_pool}; give nodes static addresses outside it")
-        if addr in seen_addrs:
-            raise ctx.err(f"{key}.address", f"{addr} is already used by nodes[{seen_addrs[addr]}]")
-        seen_addrs[addr] = i
-        if node.mac is not None:
-            if node.mac in seen_macs:
-                raise ctx.err(f"{key}.mac", f"{node.mac} is already used by nodes[{seen_macs[node.mac]}]")
-            seen_macs[node.mac] = i
-    if not spec.servers:
-        raise ctx.err("nodes", "needs a node with role: server (the first server initialises the cluster)")
-    if spec.nodes[0].role is not Role.SERVER:
-        raise ctx.err("nodes[0].role", "the first node must be the initial server (role: server)")
-    all_ranges: list[tuple[str, AddressRange]] = []
-    for i, pool in enumerate(spec.cluster.pools):
-        for j, rng in enumerate(pool.addresses):
-            key = f"cluster.pools[{i}].addresses[{j}]"
-            if rng.touches(net.subnet):
-                raise ctx.err(
-                    key,
-                    f"{rng} overlaps network.subnet {net.subnet}",
-                    hint="LoadBalancer pools must lie outside the lab subnet; they are reached through BGP routes",
-                )
-            for other_key, other in all_ranges:
-                if rng.overlaps(other):
-                    raise ctx.err(key, f"{rng} overlaps {other_key} ({other})")
-            all_ranges.append((key, rng))
-    names = [p.name for p in spec.cluster.pools]
-    for i, name in enumerate(names):
-        if names.index(name) != i:
-            raise ctx.err(f"cluster.pools[{i}].name", f"{name!r} is used by another pool")
-    if spec.router.asn == spec.cluster.bgp.asn and not spec.cluster.bgp.allow_ibgp:
-        raise ctx.err(
-            "cluster.bgp.asn",
-            f"{spec.cluster.bgp.asn} equals router.asn; the cluster peers with the router over eBGP",
-            hint="pick another private ASN, or set cluster.bgp.allow_ibgp: true if you really want iBGP",
-        )
-    if not spec.access.ssh_authorized_keys and spec.access.password_hash is None:
-        raise ctx.err(
-            "access.ssh_authorized_keys",
-            "empty, no ~/.ssh/id_*.pub found and no access.password_hash: nobody could log in to the nodes",
-            hint="add your public key, or create one with ssh-keygen -t ed25519",
-        )
-
-
 def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
     """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none."""
     ssh_dir = (home or Path.home()) / ".ssh"
@@ -753,7 +500,7 @@ def parse(
         base_dir=base_dir or Path.cwd(),
         source=file or "<string>",
     )
-    _cross_check(ctx, spec)
+    cross_check(ctx, spec)
     return spec
 
 

@@ -27,15 +27,15 @@ from urllib.parse import urlparse
 
 import requests
 
-from piimg import config
-from piimg.builder import catalog as cat
-from piimg.builder.cache import Cache, CacheEntry
-from piimg.builder.decompress import Format, decompress_to, detect_format
-from piimg.builder.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
-from piimg.builder.download import parse_sha256_file as _parse_sha_file
 from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError
+from piimg.fetch import catalog as cat
+from piimg.fetch.cache import Cache, CacheEntry
+from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
+from piimg.fetch.download import parse_sha256_file as _parse_sha_file
 from piimg.fsutil import write_atomic
+from piimg.image.decompress import Format, decompress_to, detect_format
 from piimg.progress import QUIET, Reporter
+from piimg.spec import model as spec_model
 
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -122,7 +122,7 @@ class Fetcher:
 
     # ------------------------------------------------------------------ resolution
 
-    def wanted(self, spec: config.Spec, image: str | None, sha256: str | None) -> _Wanted:
+    def wanted(self, spec: spec_model.Spec, image: str | None, sha256: str | None) -> _Wanted:
         if sha256 is not None:
             sha256 = sha256.strip().lower()
             if not _SHA_RE.fullmatch(sha256):
@@ -341,7 +341,7 @@ def _file_name(location: str) -> str:
 
 
 def obtain_base_image(
-    spec: config.Spec,
+    spec: spec_model.Spec,
     *,
     image: str | None = None,
     sha256: str | None = None,

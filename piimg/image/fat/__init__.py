@@ -42,6 +42,6 @@ This package is checked against fsck.vfat and mtools (tests/test_fat*.py).
 
 from __future__ import annotations
 
-from piimg.builder.fat.fs import FatFS
+from piimg.image.fat.fs import FatFS
 
 __all__ = ["FatFS"]

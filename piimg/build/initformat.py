@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from piimg.builder import cmdline
-from piimg.config import InitFormat
+from piimg.build import cmdline
 from piimg.errors import ImageError
+from piimg.spec.model import InitFormat
 
 SEED_FILES: Final = ("user-data", "meta-data", "network-config")
 SYS_MODS_FIRSTBOOT: Final = "init=/usr/lib/raspberrypi-sys-mods/firstboot"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from piimg.builder.devices import Device, Devices, human_size
 from piimg.errors import UnsafeTarget
+from piimg.flash.devices import Device, Devices, human_size
 
 
 def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> None:

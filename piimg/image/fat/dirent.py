@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.builder.fat import names
+from piimg.image.fat import names
 
 ENTRY: Final = 32
 ATTR_READ_ONLY: Final = 0x01

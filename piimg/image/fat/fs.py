@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Final
 
-from piimg.builder.fat import dirent, names
-from piimg.builder.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_SIG, Geometry, parse_boot_sector
-from piimg.builder.fat.table import FatTable
 from piimg.errors import ImageError
+from piimg.image.fat import dirent, names
+from piimg.image.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_SIG, Geometry, parse_boot_sector
+from piimg.image.fat.table import FatTable
 
 MAX_DIR_SLOTS: Final = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
 

@@ -1,0 +1,2 @@
+"""Getting the base image: the Raspberry Pi Imager catalog, resumable verified
+downloads, and the cache."""

@@ -1,0 +1,152 @@
+"""The flash verb: check the image and the target, ask, unmount, write, verify, eject."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from piimg.errors import ImageError, PiimgError, UnsafeTarget
+from piimg.flash import safety
+from piimg.flash.devices import Device, Devices
+from piimg.flash.write import FlashResult, write_image
+from piimg.image import blockmap, decompress, partitions
+from piimg.progress import QUIET, Reporter
+
+
+def compression_of(path: str | os.PathLike[str]) -> str | None:
+    """The compression format of ``path`` from its magic bytes, or None for a raw image."""
+    fmt = decompress.detect_format(path)
+    return None if fmt is decompress.Format.RAW else fmt.value
+
+
+def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
+    """The image path recorded by ``piimg build`` in ``build/last.json`` (contract: schema 1)."""
+    import json
+
+    path = os.fspath(last_json)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise PiimgError(
+            f"{path}: no such file: nothing built yet, and no IMAGE given",
+            hint="run piimg build first, or give the image: piimg flash IMAGE DEVICE",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise PiimgError(f"{path}: unreadable ({exc})", hint="run piimg build again") from None
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, dict) or not nodes:
+        raise PiimgError(f"{path}: lists no built node images", hint="run piimg build again")
+    names = sorted(nodes)
+    if node is None:
+        if len(names) > 1:
+            raise PiimgError(
+                f"several node images were built ({', '.join(names)}); choose one with --node NAME",
+                hint=f"piimg flash --node {names[0]} DEVICE",
+            )
+        node = names[0]
+    if node not in nodes:
+        raise PiimgError(f"--node {node}: not in the last build (built: {', '.join(names)})")
+    entry = nodes[node]
+    image = entry.get("image") if isinstance(entry, dict) else None
+    if not isinstance(image, str):
+        raise PiimgError(f"{path}: node {node} has no image path", hint="run piimg build again")
+    return image
+
+
+def check_image(path: str, *, name: str | None = None) -> None:
+    """Refuse an empty image, or one whose partition table reaches past its end
+    (a truncated download: the card would not boot). Images without a partition
+    table are written as they are, like bmaptool does."""
+    name = name or path
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{name}: is empty; nothing to write")
+    with open(path, "rb") as fh:
+        try:
+            partitions.read_table(fh)
+        except ImageError as exc:
+            if "truncated" in (exc.hint or ""):
+                raise ImageError(f"{name}: {exc.message}", hint=exc.hint) from None
+
+
+def flash(
+    image: str | os.PathLike[str],
+    target: str,
+    *,
+    devices: Devices,
+    confirm: Callable[[Device], bool],
+    verify: bool = True,
+    force: bool = False,
+    eject: bool = True,
+    bmap: str | os.PathLike[str] | None = None,
+    reporter: Reporter = QUIET,
+    dev_root: str = "/dev",
+    after_write: Callable[[], None] | None = None,
+) -> FlashResult:
+    """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
+
+    ``confirm`` gets the device as found and returns whether to go on (the
+    CLI asks the user, or answers yes for ``--yes``). A compressed image is
+    decompressed into the cache after the confirmation (the block map needs
+    random access) and the target is checked again against its real size.
+    """
+    image = os.fspath(image)
+    if not os.path.isfile(image):
+        raise ImageError(f"{image}: no such image file")
+    compressed = compression_of(image)
+    if not compressed:
+        check_image(image)
+    image_size = os.path.getsize(image)
+    device = devices.discover(target)
+    # The size of a compressed image is known only after decompressing; checked again then.
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
+    if device.kind == "file" and os.path.samefile(device.write_path, image):
+        raise UnsafeTarget(f"{target}: is the image itself")
+    if not confirm(device):
+        raise PiimgError(f"{target}: not confirmed; nothing was written")
+    if not compressed:
+        return _flash_checked(
+            image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+    import tempfile
+
+    from piimg.paths import user_cache_dir
+
+    cache = user_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
+        raw = os.path.join(tmp, "image.img")
+        # no checksum here: the read-back compares the card with this very file
+        decompress.decompress_to(image, raw, reporter, checksum=False)
+        check_image(raw, name=image)
+        return _flash_checked(
+            raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
+            dev_root=dev_root, after_write=after_write,
+        )
+
+
+def _flash_checked(
+    image: str,
+    device: Device,
+    devices: Devices,
+    *,
+    verify: bool,
+    force: bool,
+    eject: bool,
+    bmap: str | os.PathLike[str] | None,
+    reporter: Reporter,
+    dev_root: str,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    image_size = os.path.getsize(image)
+    device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+    block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+    reporter.info(
+        f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
+        f"(block map from {block_map.source}) to {device.write_path}"
+    )
+    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    if eject and device.kind == "block" and device.platform == "darwin":
+        devices.eject(device)
+    return result
