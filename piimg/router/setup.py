@@ -8,7 +8,7 @@ the plan), prints the plan, asks, then calls :meth:`Session.apply`; or
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,7 @@ from piimg.router.client import connect
 from piimg.router.dialects import Dialect, detect_version, dialect_from_spec, same_family
 from piimg.router.model import desired_state
 from piimg.router.plan import Plan, make_plan
-from piimg.spec.load import env_secret
 from piimg.spec.model import Spec
-
-
-def bgp_password(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:
-    """The BGP TCP-MD5 key from ``cluster.bgp.password_env`` (None when not configured)."""
-    name = spec.cluster.bgp.password_env
-    return env_secret("cluster.bgp.password_env", name, env) if name else None
 
 
 def resolve_dialect(spec: Spec, api: Any) -> Dialect:
@@ -61,7 +54,7 @@ class Session:
 @contextlib.contextmanager
 def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
     """Connect, read the router and plan; the connection closes when the block ends."""
-    key = bgp_password(spec)
+    key = spec.env_secrets.bgp_password
     api = connect(spec.router, password, base_dir=spec.base_dir)
     try:
         dialect = resolve_dialect(spec, api)
