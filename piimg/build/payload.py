@@ -28,7 +28,6 @@ from piimg.build import cmdline
 from piimg.errors import ConfigError
 from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
-from piimg.spec.load import env_secret
 from piimg.spec.model import InitFormat, NodeSpec, Spec
 from piimg.spec.secrets import Secrets
 
@@ -141,9 +140,9 @@ def wifi_psk(ssid: str, passphrase: str) -> str:
 def _wifi(spec: Spec, node: NodeSpec) -> dict[str, Any] | None:
     if spec.wifi is None:
         return None
-    passphrase = env_secret("wifi.psk_env", spec.wifi.psk_env)
-    if not 8 <= len(passphrase) <= 63:
-        raise ConfigError("wifi.psk_env", f"the passphrase in ${spec.wifi.psk_env} must be 8 to 63 characters (WPA2)")
+    passphrase = spec.env_secrets.wifi_passphrase
+    if passphrase is None:  # a Spec built by hand, not loaded: load() always reads it
+        raise ConfigError("wifi.psk_env", f"environment variable {spec.wifi.psk_env} was not read when the spec was loaded")
     return {
         "ssid": spec.wifi.ssid,
         "psk": wifi_psk(spec.wifi.ssid, passphrase),
