@@ -14,7 +14,7 @@ from piimg.cli import cli
 
 COMMANDS = [
     ["init"], ["validate"], ["os", "list"], ["fetch"], ["build"], ["flash"], ["router-setup"],
-    ["manifests"], ["kubeconfig"], ["status"],
+    ["manifests"], ["kubeconfig"], ["status"], ["export"],
 ]
 
 
@@ -42,6 +42,7 @@ def test_flash_examples_are_their_own_paragraph(piimg) -> None:
 def test_registered_commands_match_spec() -> None:
     assert set(cli.commands) == {
         "init", "validate", "os", "fetch", "build", "flash", "router-setup", "manifests", "kubeconfig", "status",
+        "export",  # issue 18: full images from overlays, for other flashers
     }
 
 

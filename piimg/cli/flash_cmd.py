@@ -11,6 +11,7 @@ from piimg.cli.common import App, as_root_command, confirm, echo, pass_app
 from piimg.errors import NeedsRoot
 from piimg.flash import verb
 from piimg.flash.devices import Device, for_this_machine, human_size
+from piimg.image import overlay
 
 
 @click.command()
@@ -60,9 +61,14 @@ def flash(
         raise click.UsageError("expected [IMAGE] DEVICE")
 
     def ask(device: Device) -> bool:
-        size = Path(image).stat().st_size
-        packed = verb.compression_of(image)
-        app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
+        if overlay.is_overlay(image):
+            header, _ = overlay.read_header(image)
+            app.reporter.info(f"image:  {header.node or 'a node'}'s overlay on {Path(header.base.path).name} "
+                              f"({human_size(header.image_size)}; {image})")
+        else:
+            size = Path(image).stat().st_size
+            packed = verb.compression_of(image)
+            app.reporter.info(f"image:  {image} ({human_size(size)}{f', {packed}-compressed' if packed else ''})")
         app.reporter.info(f"target: {device.description}")
         for mount in device.mounted:
             app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")

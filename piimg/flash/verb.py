@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
 from piimg.flash import safety
 from piimg.flash.devices import Device, Devices
 from piimg.flash.write import FlashResult, write_image
-from piimg.image import blockmap, decompress, partitions
+from piimg.image import blockmap, decompress, overlay, partitions
+from piimg.image.overlay import ComposedImage
 from piimg.progress import QUIET, Reporter
 
 
@@ -54,14 +56,17 @@ def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -
     return image
 
 
-def check_image(path: str, *, name: str | None = None) -> None:
+def check_image(path: str | ComposedImage, *, name: str | None = None) -> None:
     """Refuse an empty image, or one whose partition table reaches past its end
     (a truncated download: the card would not boot). Images without a partition
     table are written as they are, like bmaptool does."""
-    name = name or path
-    if os.path.getsize(path) == 0:
+    if isinstance(path, ComposedImage):
+        name, size = name or path.name, path.size
+    else:
+        name, size = name or path, os.path.getsize(path)
+    if size == 0:
         raise ImageError(f"{name}: is empty; nothing to write")
-    with open(path, "rb") as fh:
+    with path.fileobj() if isinstance(path, ComposedImage) else open(path, "rb") as fh:
         try:
             partitions.read_table(fh)
         except ImageError as exc:
@@ -102,6 +107,17 @@ def flash(
     image = os.fspath(image)
     if not os.path.isfile(image):
         raise ImageError(f"{image}: no such image file")
+    if overlay.is_overlay(image):
+        if bmap:
+            raise ImageError(f"--bmap: {image} is a piimg overlay; its block map is computed from base + overlay")
+        from piimg.build.compose import open_composed
+
+        with open_composed(image, reporter=reporter) as composed:  # the base is checked before anything is asked
+            check_image(composed)
+            return _flash_source(
+                composed, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
+                reporter=reporter, dev_root=dev_root, after_write=after_write,
+            )
     compressed = compression_of(image)
     if not compressed:
         check_image(image)
@@ -136,8 +152,36 @@ def flash(
         )
 
 
+def _flash_source(
+    composed: ComposedImage,
+    target: str,
+    *,
+    devices: Devices,
+    confirm: Callable[[Device], bool],
+    verify: bool,
+    force: bool,
+    eject: bool,
+    reporter: Reporter,
+    dev_root: str,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    device = devices.discover(target)
+    safety.check(device, composed.size, force=force, dev_root=dev_root)
+    if device.kind == "file":
+        for path in (composed.overlay_path, composed.base_path):
+            if os.path.samefile(device.write_path, path):
+                raise UnsafeTarget(f"{target}: is the {'overlay' if path == composed.overlay_path else 'base image'} itself")
+    check_writable(device)
+    if not confirm(device):
+        raise PiimgError(f"{target}: not confirmed; nothing was written")
+    return _flash_checked(
+        composed, device, devices, verify=verify, force=force, eject=eject, bmap=None, reporter=reporter,
+        dev_root=dev_root, after_write=after_write,
+    )
+
+
 def _flash_checked(
-    image: str,
+    image: str | ComposedImage,
     device: Device,
     devices: Devices,
     *,
@@ -149,12 +193,20 @@ def _flash_checked(
     dev_root: str,
     after_write: Callable[[], None] | None,
 ) -> FlashResult:
-    image_size = os.path.getsize(image)
-    device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
-    block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+    if isinstance(image, ComposedImage):
+        image_size = image.size
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+        with image.fileobj() as fh:
+            block_map = blockmap.compute(fh, image_size)  # type: ignore[arg-type]
+        source = f"{block_map.source}: base {Path(image.base_path).name} + overlay"
+    else:
+        image_size = os.path.getsize(image)
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+        block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+        source = block_map.source
     reporter.info(
         f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
-        f"(block map from {block_map.source}) to {device.write_path}"
+        f"(block map from {source}) to {device.write_path}"
     )
     result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
     if eject and device.kind == "block" and device.platform == "darwin":

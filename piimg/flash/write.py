@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
 from piimg.image.blockmap import BlockMap, Range
@@ -64,6 +64,32 @@ class VerifyFailed(PiimgError):
             + (f" ({why})" if why else ""),
             hint="the card may be faulty or counterfeit; try another card or reader",
         )
+
+
+class Source(Protocol):
+    """What is written: a plain image file, or a base + overlay composed on the fly
+    (:class:`piimg.image.overlay.ComposedImage`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        """Fill ``view`` from ``offset``; returns the byte count (short only at the end)."""
+
+
+class FileSource:
+    """An image file read with ``preadv``."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+        self.size = os.fstat(fd).st_size
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        return _pread_full(self.fd, view, offset)
 
 
 @dataclass(frozen=True)
@@ -204,7 +230,7 @@ def _pipeline(
 
 
 def write_image(
-    image: str | os.PathLike[str],
+    image: str | os.PathLike[str] | Source,
     target: str | os.PathLike[str],
     block_map: BlockMap,
     *,
@@ -214,36 +240,53 @@ def write_image(
 ) -> FlashResult:
     """Write the mapped ranges of ``image`` to ``target`` and (by default) verify them.
 
+    ``image`` is a path or an open :class:`Source` (a composed overlay).
     ``target`` must already have passed :mod:`piimg.flash.safety`. A regular
     file target is extended to the image size if it is shorter.
     ``after_write`` is a test hook, run after the final fsync and before the
     read-back (tests use it to corrupt the device below the page cache).
     """
-    image, target = os.fspath(image), os.fspath(target)
+    target = os.fspath(target)
+    if not isinstance(image, (str, os.PathLike)):
+        return _write_source(image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    image = os.fspath(image)
     try:
-        src = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ImageError(f"{image}: cannot open: {exc.strerror}") from None
+        raise ImageError(f"{image}: cannot open: {exc.strerror or exc}") from None
     try:
-        image_size = os.fstat(src).st_size
-        if image_size != block_map.image_size:
-            raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
         if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        created = not os.path.lexists(target)
-        try:
-            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
-        except BaseException:
-            if created:  # a file flash made itself: no half-written card image stays behind (error or Ctrl-C)
-                with contextlib.suppress(OSError):
-                    os.unlink(target)
-            raise
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return _write_source(FileSource(fd, image), target, block_map, verify=verify, reporter=reporter,
+                             after_write=after_write)
     finally:
-        os.close(src)
+        os.close(fd)
+
+
+def _write_source(
+    src: Source,
+    target: str,
+    block_map: BlockMap,
+    *,
+    verify: bool,
+    reporter: Reporter,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    image = src.name
+    if src.size != block_map.image_size:
+        raise ImageError(f"{image}: has {src.size} bytes, the block map expects {block_map.image_size}")
+    created = not os.path.lexists(target)
+    try:
+        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    except BaseException:
+        if created:  # a file flash made itself: no half-written card image stays behind (error or Ctrl-C)
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        raise
 
 
 def _write_and_verify(
-    src: int,
+    src: Source,
     image: str,
     target: str,
     block_map: BlockMap,
@@ -269,7 +312,7 @@ def _write_and_verify(
 
     def read_source(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
         view = memoryview(buf)[: chunk.length]
-        if _pread_full(src, view, chunk.start) != chunk.length:
+        if src.pread_into(view, chunk.start) != chunk.length:
             raise ImageError(f"{image}: short read at byte {chunk.start} (was the image truncated?)")
         return hashlib.sha256(view).digest() if verify else None
 
@@ -322,7 +365,7 @@ def _sync(target: str, *fds: int) -> None:
 
 
 def _verify(
-    target: str, chunks: list[_Chunk], digests: list[bytes], src: int, *, block_device: bool, reporter: Reporter
+    target: str, chunks: list[_Chunk], digests: list[bytes], src: Source, *, block_device: bool, reporter: Reporter
 ) -> None:
     fd, direct = _open_target(target, exclusive=False, direct=True, write=False)
     buffered = -1
@@ -355,9 +398,10 @@ def _verify(
         os.close(fd)
 
 
-def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
+def _first_difference(src: Source, chunk: _Chunk, device_data: memoryview) -> int:
     """Offset within ``chunk`` of the first byte that differs from the source."""
-    expected = os.pread(src, chunk.length, chunk.start)
+    buf = bytearray(chunk.length)
+    expected = bytes(buf[: src.pread_into(memoryview(buf), chunk.start)])
     got = bytes(device_data)
     if len(expected) != len(got):
         return min(len(expected), len(got))
