@@ -32,8 +32,9 @@ def resolve_dialect(spec: Spec, api: Any) -> Dialect:
         wanted = dialect_from_spec(spec.router.version)
         if not same_family(wanted, detected):
             raise RouterError(
-                f"router.version is {spec.router.version} ({wanted.name}), but the router runs RouterOS {detected.text}",
-                hint="set router.version: auto, or the version the router runs",
+                f"router.version is {spec.router.version} ({wanted.span}), but the router runs RouterOS {detected.text}",
+                hint=f"set router.version: auto, or {detected.version[0]}.{detected.version[1]} "
+                "(6 = 6.x, 7 = 7.0-7.18, 7.19, 7.20, 7.21, 7.22 = 7.22 and later)",
             )
     return detected
 
