@@ -81,9 +81,9 @@ def build(
                 "or piimg build --full-images"
             )
     if len(built) == 1:
-        next_step(f"{app.cmd('flash')}   (lists the cards it can write; or name one: piimg flash /dev/sdX)")
+        next_step(f"{app.cmd('flash')} DEVICE   (the card's whole disk, e.g. /dev/sdb; Linux: lsblk, macOS: diskutil list)")
     else:
-        next_step(f"{app.cmd('flash --all')}   (one card after another; or piimg flash --node {built[0].hostname} DEVICE)")
+        next_step(f"{app.cmd('flash')} --node {built[0].hostname} DEVICE, then the other nodes the same way")
 
 
 def build_json(built: list[BuiltNode], last_build: Path) -> dict[str, object]:
