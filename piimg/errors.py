@@ -113,16 +113,20 @@ _OS_HINTS: Final = {
 }
 
 
+def os_hint(exc: OSError) -> str | None:
+    """What to do about ``exc``, when there is something to say."""
+    import errno
+
+    return _OS_HINTS.get(errno.errorcode.get(exc.errno or 0, ""))
+
+
 def from_os_error(exc: OSError, name: str | os.PathLike[str] | None = None) -> PiimgError:
     """One line for an :class:`OSError`: the file it concerns (``name`` if the
     caller knows it better than the exception does) and the cause in words."""
-    import errno
-
     file = os.fspath(name) if name is not None else exc.filename
     cause = exc.strerror or str(exc)
     if exc.filename2 is not None and name is None:
         what = f"{os.fsdecode(exc.filename)} -> {os.fsdecode(exc.filename2)}"
     else:
         what = os.fsdecode(file) if file is not None else ""
-    code = errno.errorcode.get(exc.errno or 0, "")
-    return PiimgError(f"{what}: {cause}" if what else cause, hint=_OS_HINTS.get(code))
+    return PiimgError(f"{what}: {cause}" if what else cause, hint=os_hint(exc))

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from piimg.errors import PiimgError, from_os_error
+
 #: mkstemp/mkdtemp put 8 characters of this alphabet between prefix and suffix (CPython tempfile).
 _RANDOM = r"[a-z0-9_]{8}"
 
@@ -104,16 +106,35 @@ def atomic_path(dest: str | os.PathLike[str], *, suffix: str = ".part") -> Itera
     dest.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{dest.name}."
     remove_stale(dest.parent, prefix, suffix)
-    fd, tmp_path = _new_claimed_file(dest.parent, prefix, suffix)
+    try:
+        fd, tmp_path = _new_claimed_file(dest.parent, prefix, suffix)
+    except OSError as exc:
+        raise _about(exc, dest, None) from None
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError):
+            raise _about(exc, dest, tmp_path) from None
+        if isinstance(exc, PiimgError) and str(tmp_path) in exc.message:
+            # the temporary is gone: a message naming it would send the user looking for it
+            exc.message = exc.message.replace(str(tmp_path), str(dest))
+            exc.args = (exc.message,)
         raise
     finally:
         os.close(fd)
+
+
+def _about(exc: OSError, dest: Path, tmp: Path | None) -> BaseException:
+    """An OSError while making ``dest`` names ``dest`` (which the user knows), not the
+    temporary (which is gone); an error about another file is left as it is."""
+    if exc.filename is None or tmp is None or os.fsdecode(exc.filename) == str(tmp):
+        err = from_os_error(exc, dest)
+        err.message += " (nothing was written under this name)"
+        return err
+    return exc
 
 
 @contextlib.contextmanager

@@ -166,7 +166,7 @@ def test_ctrl_c_says_what_state_the_card_is_in(image: GeneratedImage, tmp_path: 
     assert info.value.signum == signal.SIGINT
     assert "is incomplete" in info.value.state and "flash again" in info.value.state
     assert not has_partition_table(card)
-    assert open(card, "rb").read(MiB) == bytes(MiB)  # the whole first MiB, not only sector 0
+    assert card.read_bytes()[:MiB] == bytes(MiB)  # the whole first MiB, not only sector 0
     # free space after the first MiB was not touched by the clearing
     free = blockmap.compute_for(image.path).free_ranges()[-1]
     with open(card, "rb") as fh:
@@ -190,7 +190,7 @@ def test_ctrl_c_before_the_first_write_says_the_card_is_unchanged(image: Generat
     finally:
         write._clear_head = orig
     assert info.value.state == f"nothing was written to {card}"
-    assert open(card, "rb").read(len(PATTERN)) == PATTERN
+    assert card.read_bytes()[: len(PATTERN)] == PATTERN
 
 
 # ---------------------------------------------------------------- build

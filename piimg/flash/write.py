@@ -45,7 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Final
 
-from piimg.errors import ImageError, Interrupted, PiimgError, UnsafeTarget
+from piimg.errors import ImageError, Interrupted, PiimgError, UnsafeTarget, os_hint
 from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
@@ -334,8 +334,8 @@ def _write_and_verify(
                         _pwrite_full(fd, view, chunk.start)
                 except OSError as exc:
                     raise PiimgError(
-                        f"{target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
-                        hint="was the card removed? the card is incomplete: flash it again",
+                        f"{progress.target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
+                        hint=os_hint(exc) if block_device is False else "was the card removed? the card is incomplete: flash it again",
                     ) from None
                 if digest is not None:
                     digests.append(digest)
