@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from piimg import versions as v
-from piimg.errors import ConfigError, PiimgError
+from piimg.errors import PiimgError
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render_addons, render_k3s_config
 from piimg.manifests.addons import addon_name, check_addon_names, warnings
 from piimg.manifests.k3s import MASKED
@@ -333,20 +333,8 @@ def test_extra_server_args_merged() -> None:
     assert "flannel-backend" not in agent
 
 
-def test_extra_server_args_cannot_disable_chosen_traefik() -> None:
-    spec = make_spec(cluster={"ingress": "traefik", "extra_server_args": ["--disable=traefik"]})
-    with pytest.raises(ConfigError, match="traefik"):
-        render_k3s_config(spec, spec.initial_server, SECRETS)
-
-
-@pytest.mark.parametrize(
-    "arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init", "--disable=piimg-metallb"]
-)
-def test_extra_server_args_cannot_override_managed_keys(arg: str) -> None:
-    spec = make_spec(cluster={"extra_server_args": ["--secrets-encryption", arg]})
-    with pytest.raises(ConfigError) as err:
-        render_k3s_config(spec, spec.initial_server, SECRETS)
-    assert err.value.key == "cluster.extra_server_args[1]"
+# The refusals of extra_server_args (managed keys, --disable=piimg-*, traefik)
+# are spec rules now: tests/test_config_validation.py and test_spec_verdicts.py.
 
 
 @pytest.mark.parametrize("token", ["1e10", "true", "0777", "null", "a: b", "#x", "K10abc::server:def"])

@@ -57,6 +57,7 @@ def validate(app: App, as_json: bool) -> None:
 
         data = asdict(spec)
         data.pop("base_dir", None)
+        data.pop("env_secrets", None)  # values, never printed; the *_env names stay
         echo_json(data)
         return
     echo(f"{app.paths.spec}: ok")
