@@ -30,7 +30,7 @@ from typing import Final
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits
 from piimg.errors import ImageError, PiimgError
-from piimg.fetch.source import BaseImage, obtain_base_image
+from piimg.fetch.source import BaseImage, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
 from piimg.image import overlay
 from piimg.image.fat import FatFS
@@ -124,7 +124,10 @@ def _build_node(
 ) -> BuiltNode:
     start = time.monotonic()
     with overlay.CowImage(base.path) as cow:
-        with FatFS.open(cow, layout.boot.start, layout.boot.size) as fs:  # type: ignore[arg-type]
+        # what the boot partition holds came from the base image: a problem found
+        # in it is named after that image
+        with FatFS.open(cow, layout.boot.start, layout.boot.size,  # type: ignore[arg-type]
+                        name=f"{base.path} (boot partition)") as fs:
             written = apply_edits(fs, edits)
         changes = cow.changed_extents()
     # The output holds the k3s token: mkstemp's 0600 stays on the final file.
@@ -220,7 +223,7 @@ def build_images(
     named ones); record them in ``build/last.json``."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
-    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter)
+    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
     fmt = _inspect_base(base, layout, spec, reporter)
     reporter.info(
