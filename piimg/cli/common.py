@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from piimg.errors import PiimgError
+from piimg.identity.store import NodeName
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
 from piimg.spec import load as spec_load
@@ -33,7 +34,10 @@ class App:
         return self._spec
 
     def secrets(self) -> Secrets:
-        return load_or_create(self.paths.secrets)
+        """secrets.yaml plus the cluster identity (CA, host keys, node passwords), made once."""
+        spec = self.spec()
+        nodes = [NodeName(n.hostname, str(n.address)) for n in spec.nodes]
+        return load_or_create(self.paths.secrets).with_identity(self.paths.state_dir, nodes)
 
 
 pass_app = click.make_pass_decorator(App)
