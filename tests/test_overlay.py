@@ -164,7 +164,7 @@ def test_a_changed_base_is_never_composed(base: Path, tmp_path: Path) -> None:
     with open(base, "r+b") as fh:
         fh.seek(100)
         fh.write(b"changed")
-    with pytest.raises(ImageError, match="base image base .* is gone or changed"):
+    with pytest.raises(ImageError, match=r"base image base .* is gone or changed"):
         open_composed(ovl, cache=cache)
     base.unlink()
     with pytest.raises(ImageError, match="gone or changed") as info:
