@@ -71,6 +71,10 @@ class UnsafeTarget(PiimgError):
     exit_code = EXIT_UNSAFE
 
 
+class NeedsRoot(UnsafeTarget):
+    """The target is not writable by this user; the CLI adds how to run piimg as root."""
+
+
 class RouterError(PiimgError):
     """The RouterOS API refused, failed or is unreachable."""
 

@@ -1,7 +1,9 @@
 """Generate realistic Raspberry-Pi-OS-layout images for tests, the demo and benchmarks.
 
-MBR (or GPT), partition 1 FAT32 ``bootfs`` with ``config.txt`` and
-``cmdline.txt`` (Bookworm or Trixie flavour), partition 2 ext4 ``rootfs``
+MBR (or GPT), partition 1 FAT32 ``bootfs`` with the real ``config.txt``,
+``cmdline.txt`` and cloud-init seed files of a Raspberry Pi OS release
+(:mod:`tests.piosfacts`: Bookworm, Trixie 2025-10-01, current Trixie, each
+from pi-gen at a cited commit), partition 2 ext4 ``rootfs``
 with ``/etc/os-release``; partitions aligned at 4 or 8 MiB like the real
 images. Made with dosfstools, mtools and e2fsprogs, no loop devices, no root.
 """
@@ -17,43 +19,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import piosfacts
+
 MiB = 1024 * 1024
 
-BOOKWORM_CMDLINE = (
-    "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 fsck.repair=yes rootwait "
-    "quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"
-)
-TRIXIE_CMDLINE = (
-    "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 fsck.repair=yes rootwait "
-    "quiet splash plymouth.ignore-serial-consoles cfg80211.ieee80211_regdom=GB\n"
-)
-CONFIG_TXT = """# For more options and information see
-# http://rptl.io/configtxt
-dtparam=audio=on
-camera_auto_detect=1
-display_auto_detect=1
-auto_initramfs=1
-dtoverlay=vc4-kms-v3d
-max_framebuffers=2
-arm_64bit=1
-
-[all]
-enable_uart=1
-"""
 OS_RELEASE = {
     "bookworm": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
     'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n',
     "trixie": 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\n'
     'VERSION="13 (trixie)"\nVERSION_CODENAME=trixie\nID=debian\n',
 }
-# Trixie cloud-init images ship placeholder seed files on the boot partition.
-TRIXIE_SEED = {
-    "user-data": "#cloud-config\n# This is the user-data configuration file for cloud-init.\n",
-    "meta-data": "# This is the meta-data configuration file for cloud-init.\ninstance-id: rpios-image\n",
-    "network-config": "# This is the network-config configuration file for cloud-init.\nnetwork:\n  version: 2\n",
-}
-
-
 @dataclass(frozen=True)
 class GeneratedImage:
     path: Path
@@ -102,8 +77,9 @@ def make_image(
 ) -> GeneratedImage:
     """Write a Pi-OS-layout image to ``path`` and describe it.
 
-    ``flavour``: ``bookworm`` (systemd first-run) or ``trixie`` (cloud-init
-    seed files on the boot partition). ``root_fill_mib`` adds that much
+    ``flavour``: one of :data:`tests.piosfacts.FLAVOURS`: ``bookworm``
+    (systemd first-run), ``trixie-2025-10-01`` (cloud-init, no seed files,
+    no ``init=``) or ``trixie`` (cloud-init seed files on the boot partition). ``root_fill_mib`` adds that much
     incompressible data to the root filesystem, for flash benchmarks.
     """
     path = Path(path)
@@ -134,14 +110,11 @@ def make_image(
     )
     partuuid = f"{disk_id:08x}"
     files: dict[str, bytes] = {
-        "config.txt": CONFIG_TXT.encode(),
-        "cmdline.txt": (BOOKWORM_CMDLINE if flavour == "bookworm" else TRIXIE_CMDLINE).format(partuuid=partuuid).encode(),
+        **{name: text.encode() for name, text in piosfacts.boot_files(flavour, partuuid).items()},
         "issue.txt": f"Raspberry Pi reference 2025-10-01 ({flavour})\n".encode(),
         "kernel8.img": random.Random(seed).randbytes(300 * 1024),
         "bcm2712-rpi-5-b.dtb": random.Random(seed + 1).randbytes(70 * 1024),
     }
-    if flavour == "trixie":
-        files.update({k: v.encode() for k, v in TRIXIE_SEED.items()})
     files.update(boot_extra or {})
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
@@ -150,7 +123,7 @@ def make_image(
             _run(["mcopy", "-o", "-i", f"{path}@@{boot_off}", str(src), f"::{name}"])
         rootdir = Path(tmp) / "root"
         (rootdir / "etc").mkdir(parents=True)
-        (rootdir / "etc" / "os-release").write_text(OS_RELEASE.get(flavour, OS_RELEASE["bookworm"]))
+        (rootdir / "etc" / "os-release").write_text(OS_RELEASE.get(flavour.partition("-")[0], OS_RELEASE["bookworm"]))
         (rootdir / "etc" / "hostname").write_text("raspberrypi\n")
         (rootdir / "boot" / "firmware").mkdir(parents=True)
         if root_fill_mib:

@@ -5,8 +5,12 @@ manual): length-prefixed words, sentences ended by an empty word, replies
 ``!re`` / ``!done`` / ``!trap`` / ``!fatal`` and, like RouterOS 7.18 and
 later, ``!empty`` for a print without rows; ``.tag``; ``=.proplist=``;
 stack-based ``?`` queries; the post-6.43 ``/login`` with name and password.
-Menus and their fields follow the RouterOS release given (6.x, 7.0-7.19,
-7.20+); bad input gets the kind of ``!trap`` RouterOS sends.
+Menus follow the RouterOS release given (6.x, 7.0-7.19, 7.20+), and their
+argument names come from that release's real command dump
+(tests/data/routeros/args.json, see the README there): an argument the release
+does not have gets ``unknown parameter X``, like on a real router; other bad
+input gets the kind of ``!trap`` RouterOS sends. ``defconf=True`` starts from a
+home router's factory configuration (LAN/WAN lists and the defconf firewall).
 
 Usage (also by the ``piimg status`` tests)::
 
@@ -30,7 +34,9 @@ TLS: ``RouterOSPeer(tls=(certfile, keyfile))`` wraps every connection
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
+import json
 import re
 import socket
 import ssl
@@ -39,7 +45,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 # --------------------------------------------------------------------------
 # wire protocol
@@ -128,75 +134,124 @@ class MenuDef:
     #: field -> menu whose "name" (or interface name) it must reference
     refs: dict[str, str] = field(default_factory=dict)
     readonly: bool = False
+    #: RouterOS's own value description per field (from the inspect dumps), e.g. "0..4294967295"
+    descs: dict[str, str] = field(default_factory=dict)
 
+
+#: Which arguments each release accepts: derived from real RouterOS command
+#: dumps (tests/data/routeros/README.md names the source of every version).
+ARGS_TABLE: Final = Path(__file__).parent / "data" / "routeros" / "args.json"
 
 _BOOL_FIELDS = {"disabled", "vlan-filtering", "multihop", "passive", "connect", "listen", "authoritative", "auto-mac"}
-_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+#: RouterOS's MAC description: "AB[:|-|.]CD[:|-|.]EF[:|-|.]GH[:|-|.]IJ[:|-|.]KL (MAC address)"
+_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:.-][0-9A-Fa-f]{2}){5}$")
+#: help.mikrotik.com "routing bgp" (7.22+): "multipath (integer [0..4294967295])"; the
+#: dump gives it no description, so the documented range is added here.
+_EXTRA_DESCS = {"/routing/bgp/instance": {"multipath": "0..4294967295"}}
 
 
-def _menus(version: tuple[int, int]) -> dict[str, MenuDef]:
+@functools.cache
+def _args_table() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ARGS_TABLE.read_text())["versions"]
+    return data
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def args_for(version: tuple[int, ...]) -> tuple[str, dict[str, dict[str, str]]]:
+    """The dump for a release: the newest one in the table not newer than ``version``.
+
+    6.x always gets the 6.49 data (the only 6.x source); a 7.x older than the
+    oldest dump (7.9) gets the oldest one.
+    """
+    table = _args_table()
+    if version[0] == 6:
+        return "6.49", table["6.49"]["menus"]
+    sevens = sorted((v for v in table if not v.startswith("6")), key=_version_key)
+    chosen = sevens[0]
+    for v in sevens:
+        if _version_key(v) <= tuple(version):
+            chosen = v
+    return chosen, table[chosen]["menus"]
+
+
+def _menus(version: tuple[int, ...]) -> dict[str, MenuDef]:
+    """The menus of one release: argument names from the dumps, behaviour below."""
     v6 = version[0] == 6
+    _, args = args_for(version)
+
+    def menu(path: str, **kw: Any) -> MenuDef:
+        descs = {**args[path], **_EXTRA_DESCS.get(path, {})}
+        descs = {k: v for k, v in descs.items() if k in args[path]}
+        return MenuDef(set(args[path]), descs=descs, **kw)
+
     menus: dict[str, MenuDef] = {
         "/interface": MenuDef(set(), readonly=True),
         "/interface/ethernet": MenuDef(set(), readonly=True),
-        "/interface/bridge": MenuDef(
-            {"name", "comment", "disabled", "protocol-mode", "vlan-filtering", "mtu", "admin-mac", "auto-mac", "arp"},
+        "/interface/bridge": menu(
+            "/interface/bridge",
             defaults={"protocol-mode": "rstp", "disabled": "false", "vlan-filtering": "false", "mtu": "auto", "auto-mac": "true"},
             unique=("name", "failure: already have interface with such name"),
         ),
-        "/interface/bridge/port": MenuDef(
-            {"bridge", "interface", "comment", "disabled", "pvid", "hw", "edge", "horizon"},
+        "/interface/bridge/port": menu(
+            "/interface/bridge/port",
             required={"bridge", "interface"},
             defaults={"disabled": "false", "pvid": "1", "hw": "true"},
             unique=("interface", "failure: device already added as bridge port"),
             refs={"bridge": "/interface/bridge", "interface": "/interface"},
         ),
-        "/ip/address": MenuDef(
-            {"address", "interface", "comment", "disabled", "network"},
+        "/interface/list": menu(
+            "/interface/list", required={"name"}, defaults={"include": "", "exclude": ""},
+            unique=("name", "failure: list with such name already exists"),
+        ),
+        "/interface/list/member": menu(
+            "/interface/list/member", required={"interface", "list"}, defaults={"disabled": "false", "dynamic": "false"},
+            refs={"interface": "/interface", "list": "/interface/list"},
+        ),
+        "/ip/address": menu(
+            "/ip/address",
             required={"address", "interface"},
             defaults={"disabled": "false", "dynamic": "false", "invalid": "false"},
             refs={"interface": "/interface"},
         ),
-        "/ip/pool": MenuDef(
-            {"name", "ranges", "comment", "next-pool"},
+        "/ip/pool": menu(
+            "/ip/pool",
             required={"ranges"},
             unique=("name", "failure: pool with such name exists"),
         ),
-        "/ip/dhcp-server": MenuDef(
-            {"name", "interface", "address-pool", "disabled", "lease-time", "comment", "authoritative", "lease-script"},
+        "/ip/dhcp-server": menu(
+            "/ip/dhcp-server",
             required={"interface"},
             # RouterOS adds a DHCP server disabled unless told otherwise.
             defaults={"disabled": "true", "lease-time": "10m" if v6 else "30m", "authoritative": "true", "address-pool": "static-only"},
             unique=("name", "failure: server with such name already exists"),
             refs={"interface": "/interface", "address-pool": "/ip/pool"},
         ),
-        "/ip/dhcp-server/network": MenuDef(
-            {"address", "gateway", "dns-server", "comment", "netmask", "domain", "ntp-server"},
-            required={"address"},
-        ),
-        "/ip/dhcp-server/lease": MenuDef(
-            {"address", "mac-address", "server", "comment", "disabled", "client-id", "lease-time"},
+        "/ip/dhcp-server/network": menu("/ip/dhcp-server/network", required={"address"}),
+        "/ip/dhcp-server/lease": menu(
+            "/ip/dhcp-server/lease",
             required={"address"},
             defaults={"disabled": "false", "dynamic": "false", "status": "waiting", "server": "all"},
             refs={"server": "/ip/dhcp-server"},
         ),
         "/ip/route": MenuDef({"dst-address", "gateway", "distance", "comment", "disabled", "routing-table"}),
+        "/ip/firewall/filter": MenuDef(set(), readonly=True),
         "/file": MenuDef(set(), readonly=True),
         "/system/resource": MenuDef(set(), readonly=True),
         "/system/identity": MenuDef(set(), readonly=True),
     }
     if v6:
-        menus["/routing/bgp/instance"] = MenuDef(
-            {"name", "as", "router-id", "comment", "disabled", "redistribute-connected", "redistribute-static",
-             "client-to-client-reflection", "routing-table", "out-filter"},
+        menus["/routing/bgp/instance"] = menu(
+            "/routing/bgp/instance",
             required={"name", "as"},
             defaults={"router-id": "0.0.0.0", "disabled": "false", "redistribute-connected": "false",
                       "redistribute-static": "false", "client-to-client-reflection": "true"},
             unique=("name", "failure: instance with such name already exists"),
         )
-        menus["/routing/bgp/peer"] = MenuDef(
-            {"name", "instance", "remote-address", "remote-as", "ttl", "tcp-md5-key", "address-families", "multihop",
-             "comment", "disabled", "hold-time", "passive", "in-filter", "out-filter", "update-source"},
+        menus["/routing/bgp/peer"] = menu(
+            "/routing/bgp/peer",
             required={"remote-address", "remote-as"},
             defaults={"instance": "default", "ttl": "default", "address-families": "ip", "multihop": "false",
                       "tcp-md5-key": "", "hold-time": "3m", "disabled": "false", "passive": "false", "state": "idle",
@@ -205,32 +260,28 @@ def _menus(version: tuple[int, int]) -> dict[str, MenuDef]:
             refs={"instance": "/routing/bgp/instance"},
         )
         return menus
-    afi = "afi" if version >= (7, 19) else "address-families"
-    conn_fields = {"name", "as", "remote.address", "remote.as", "local.role", "local.address", "tcp-md5-key", afi,
-                   "comment", "disabled", "templates", "multihop", "connect", "listen", "hold-time", "routing-table",
-                   "input.filter", "output.filter-chain", "output.redistribute", "router-id"}
-    conn = MenuDef(
-        conn_fields,
+    afi = "afi" if "afi" in args["/routing/bgp/connection"] else "address-families"
+    conn = menu(
+        "/routing/bgp/connection",
         required={"local.role", "as"},
         defaults={"connect": "true", "listen": "true", "templates": "default", "multihop": "false", "disabled": "false",
                   afi: "ip", "inactive": "false"},
         unique=("name", "failure: connection with such name already exists"),
     )
-    if version >= (7, 20):
-        # 7.20: router-id moved to the instance; a connection must name its instance.
-        conn.fields -= {"router-id"}
+    if "/routing/bgp/instance" in args:
+        # 7.20: a connection must name its instance (ansible community.routeros
+        # PR #404); as/router-id come from it.
         conn.required = {"local.role", "instance"}
-        conn.fields.add("instance")
         conn.refs["instance"] = "/routing/bgp/instance"
-        menus["/routing/bgp/instance"] = MenuDef(
-            {"name", "as", "router-id", "multipath", "comment", "disabled", "vrf", "routing-table", "cluster-id",
-             "ignore-as-path-len"},
+        menus["/routing/bgp/instance"] = menu(
+            "/routing/bgp/instance",
             required={"as"},
             defaults={"vrf": "main", "disabled": "false", "ignore-as-path-len": "false", "inactive": "false"},
             unique=("name", "failure: instance with such name already exists"),
         )
     menus["/routing/bgp/connection"] = conn
-    menus["/routing/bgp/template"] = MenuDef({"name", "as", "comment", "disabled"}, unique=("name", "failure: template with such name already exists"))
+    menus["/routing/bgp/template"] = menu(
+        "/routing/bgp/template", unique=("name", "failure: template with such name already exists"))
     menus["/routing/bgp/session"] = MenuDef(set(), readonly=True)
     return menus
 
@@ -302,15 +353,19 @@ class RouterOSPeer:
         tls: tuple[str | Path, str | Path] | None = None,
         ports: int = 10,
         identity: str = "MikroTik",
+        defconf: bool = False,
     ) -> None:
         self.version_text = _version_text(version)
-        m = re.match(r"(\d+)\.(\d+)", self.version_text)
+        m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", self.version_text)
         assert m, version
         self.version = (int(m.group(1)), int(m.group(2)))
+        full = (*self.version, int(m.group(3) or 0))
+        #: which command dump (tests/data/routeros/args.json) this peer plays
+        self.dump_version, _ = args_for(full)
         self.users = dict(users if users is not None else {"admin": "secret"})
         self.tls = tls
         self.identity = identity
-        self.menus = _menus(self.version)
+        self.menus = _menus(full)
         self.state: dict[str, list[dict[str, str]]] = {path: [] for path in self.menus}
         self.writes = 0
         self.commands: list[str] = []
@@ -333,6 +388,48 @@ class RouterOSPeer:
                                                    "client-to-client-reflection": "true"})
         else:
             self._insert("/routing/bgp/template", {"name": "default", "as": "65530", "default": "true"})
+        # the built-in interface lists (help.mikrotik.com "Interface Lists": all, none, dynamic, static)
+        for name in ("all", "none", "dynamic", "static"):
+            self._insert("/interface/list", {"name": name, "builtin": "true", "include": "", "exclude": ""})
+        if defconf:
+            self._defconf()
+
+    def _defconf(self) -> None:
+        """The factory configuration of a home router (RouterOS "defconf").
+
+        As exported from a RouterOS 6.48.3 router with its default configuration
+        (kaihendry/mikrotik-configs@3001d1a150d48e925d0a0b152842e150682e3b59:default.cfg.rsc):
+        bridge "bridge" with ether2-ether5, lists WAN (ether1) and LAN (bridge),
+        192.168.88.1/24 on the bridge, and the defconf firewall whose input
+        chain ends in "drop all not coming from LAN".
+        """
+        mark = "defconf"
+        self._insert("/interface/bridge", {**self.menus["/interface/bridge"].defaults, "name": "bridge", "comment": mark})
+        for i in range(2, 6):
+            self._insert("/interface/bridge/port", {**self.menus["/interface/bridge/port"].defaults, "bridge": "bridge",
+                                                    "interface": f"ether{i}", "comment": mark})
+        for name in ("WAN", "LAN"):
+            self._insert("/interface/list", {"name": name, "comment": mark, "include": "", "exclude": ""})
+        for iface, lst in (("bridge", "LAN"), ("ether1", "WAN")):
+            self._insert("/interface/list/member", {"interface": iface, "list": lst, "comment": mark,
+                                                    "disabled": "false", "dynamic": "false"})
+        self._insert("/ip/address", {"address": "192.168.88.1/24", "interface": "bridge", "network": "192.168.88.0",
+                                     "comment": mark, "disabled": "false", "dynamic": "false", "invalid": "false"})
+        rules = [
+            {"chain": "input", "action": "accept", "connection-state": "established,related,untracked",
+             "comment": "defconf: accept established,related,untracked"},
+            {"chain": "input", "action": "drop", "connection-state": "invalid", "comment": "defconf: drop invalid"},
+            {"chain": "input", "action": "accept", "protocol": "icmp", "comment": "defconf: accept ICMP"},
+            {"chain": "input", "action": "accept", "dst-address": "127.0.0.1",
+             "comment": "defconf: accept to local loopback (for CAPsMAN)"},
+            {"chain": "input", "action": "drop", "in-interface-list": "!LAN",
+             "comment": "defconf: drop all not coming from LAN"},
+            {"chain": "forward", "action": "accept", "ipsec-policy": "in,ipsec", "comment": "defconf: accept in ipsec policy"},
+            {"chain": "forward", "action": "drop", "connection-nat-state": "!dstnat", "connection-state": "new",
+             "in-interface-list": "WAN", "comment": "defconf: drop all from WAN not DSTNATed"},
+        ]
+        for rule in rules:
+            self._insert("/ip/firewall/filter", {**rule, "disabled": "false", "invalid": "false", "dynamic": "false"})
 
     # -- helpers for tests ------------------------------------------------
 
@@ -642,14 +739,23 @@ class RouterOSPeer:
         if path == "/ip/dhcp-server/lease" and "mac-address" in clean:
             if not _MAC_RE.match(clean["mac-address"]):
                 raise Trap("invalid value for argument mac-address", 1)
-            clean["mac-address"] = clean["mac-address"].upper()
+            # printed upper-case with colons, whichever separator was sent
+            clean["mac-address"] = re.sub(r"[.-]", ":", clean["mac-address"]).upper()
+        for name, value in clean.items():
+            desc = menu.descs.get(name, "")
+            bounds = re.fullmatch(r"(\d+)\.\.(\d+)", desc)
+            if bounds and not (value.isdigit() and int(bounds.group(1)) <= int(value) <= int(bounds.group(2))):
+                raise Trap(f"invalid value for argument {name}", 1)
+            longest = re.fullmatch(r"string value, max length (\d+)", desc)
+            if longest and len(value) > int(longest.group(1)):
+                raise Trap(f"invalid value for argument {name}: string too long", 1)
         for name in ("address", "gateway", "remote-address", "remote.address", "router-id"):
             if name in clean and path != "/ip/address":
                 try:
                     (ipaddress.ip_network if "/" in clean[name] else ipaddress.ip_address)(clean[name])
                 except ValueError:
                     raise Trap(f"invalid value for argument {name}", 1) from None
-        for name in ("as", "remote-as", "remote.as", "multipath"):
+        for name in ("as", "remote-as", "remote.as"):  # 6.x data has no descriptions
             if name in clean and not clean[name].isdigit():
                 raise Trap(f"invalid value for argument {name}", 1)
         if "local.role" in clean and clean["local.role"] not in ("ebgp", "ibgp", "ebgp-peer", "ibgp-rr", "ibgp-rr-client"):

@@ -54,7 +54,7 @@ def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> Publish
 
 
 HOOK = (
-    "systemd.run=/boot/firstrun.sh",
+    "systemd.run=/boot/firmware/firstrun.sh",
     "systemd.run_success_action=reboot",
     "systemd.unit=kernel-command-line.target",
 )
@@ -217,8 +217,11 @@ def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str
         user = yaml.safe_load(files["user-data"])
         assert files["user-data"].startswith(b"#cloud-config\n")
         assert user["hostname"] == hostname and user["manage_etc_hosts"] is True
-        assert user["timezone"] == "Europe/Berlin" and user["keyboard"]["layout"] == "de"
-        (u,) = user["users"]
+        assert user["timezone"] == "Europe/Berlin" and "keyboard" not in user
+        assert any(c[-1] == "de" and "set_keymap" in c[2] for c in user["runcmd"])
+        u = user["user"]  # singular: renames the image's default user (uid 1000)
+        assert "users" not in user
+        assert user["runcmd"][0][-1] == "admin" and "cancel-rename" in user["runcmd"][0][2]
         assert u["name"] == "admin" and u["ssh_authorized_keys"] == [TEST_KEY] and u["lock_passwd"] is True
         assert "passwd" not in u and user["ssh_pwauth"] is False
         cmds = [" ".join(c) for c in user["runcmd"]]
@@ -230,7 +233,8 @@ def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str
         assert meta["local-hostname"] == hostname
         net = yaml.safe_load(files["network-config"])["network"]
         assert net["version"] == 2
-        (eth,) = net["ethernets"].values()
+        assert list(net["ethernets"]) == ["eth0"] and "match" not in net["ethernets"]["eth0"]
+        eth = net["ethernets"]["eth0"]
         assert eth["addresses"] == [f"{address}/23"]
         assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "10.0.2.1"}]
         assert eth["nameservers"]["addresses"] == ["8.8.8.8", "8.8.4.4"]
@@ -342,7 +346,7 @@ def test_init_format_contradicting_the_image_warns(piimg: Any, project: Path, ba
 
 
 def test_undetectable_init_format_suggests_setting(piimg: Any, project: Path, tmp_path: Path) -> None:
-    # a Trixie-style cmdline without seed files: neither format can be recognised
+    # no seed files, no init=, no Trixie resize word: neither format can be recognised
     base = make_image(tmp_path / "odd.img", flavour="bookworm", boot_mib=48, root_mib=24,
                       boot_extra={"cmdline.txt": b"console=tty1 root=PARTUUID=5e3da0c1-02 rootwait\n"})
     (project / "piimg.yaml").write_text(SPEC)
@@ -351,11 +355,41 @@ def test_undetectable_init_format_suggests_setting(piimg: Any, project: Path, tm
     assert "image.init_format" in r.stderr
     assert not (project / "build" / "k8s-master.img").exists()
     # stating the format in the spec makes it build
-    (project / "piimg.yaml").write_text(SPEC + "  init_format: systemd\n")
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: cloudinit\n")
     r = piimg("build", "--image", str(base.path), "--node", "k8s-master")
     assert r.exit_code == 0, r
     words = _cmdline_words(_mtype(project / "build" / "k8s-master.img", base.boot_offset, "cmdline.txt"))
-    assert words.count(HOOK[0]) == 1
+    assert sum(w.startswith("ds=nocloud;i=") for w in words) == 1
+
+
+def test_first_trixie_release_builds_with_cloudinit(piimg: Any, project: Path, tmp_path: Path) -> None:
+    """Trixie 2025-10-01: no seed files, no init=: auto picks cloud-init and writes the seed."""
+    base = make_image(tmp_path / "t1.img", flavour="trixie-2025-10-01", boot_mib=48, root_mib=24)
+    r = _build(piimg, project, base, "--node", "k8s-master")
+    assert "init format cloudinit" in r.stdout
+    files = _check_common(project / "build" / "k8s-master.img", base, tmp_path, "k8s-master")
+    assert {"user-data", "meta-data", "network-config"} <= set(files) and "firstrun.sh" not in files
+    words = _cmdline_words(files["cmdline.txt"])
+    assert words[-4:-1] == ["resize", *CGROUP] and words[-1].startswith("ds=nocloud;i=")
+
+
+@pytest.mark.parametrize("flavour", ["trixie-2025-10-01", "trixie"])
+def test_systemd_format_on_trixie_is_refused(piimg: Any, project: Path, tmp_path: Path, flavour: str) -> None:
+    base = make_image(tmp_path / "t.img", flavour=flavour, boot_mib=48, root_mib=24)
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: systemd\n")
+    r = piimg("build", "--image", str(base.path))
+    assert r.exit_code != 0
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: image.init_format: systemd needs an image whose first boot is init="), r.stderr
+    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
+
+
+def test_bullseye_is_refused(piimg: Any, project: Path, tmp_path: Path) -> None:
+    base = make_image(tmp_path / "b.img", flavour="bullseye", boot_mib=48, root_mib=24)
+    (project / "piimg.yaml").write_text(SPEC)
+    r = piimg("build", "--image", str(base.path))
+    assert r.exit_code != 0 and "Bullseye or older" in r.stderr and "Bookworm and later" in r.stderr, r.stderr
+    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
 
 
 @pytest.mark.skipif(not have("setpriv"), reason="needs setpriv (util-linux)")
@@ -471,7 +505,10 @@ def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int],
 def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIIMG_TEST_WIFI", "short")
-    (project / "piimg.yaml").write_text(SPEC + "wifi: {ssid: lab, psk_env: PIIMG_TEST_WIFI}\n")
+    # the rest is valid (wifi_country set), so only the passphrase can fail
+    (project / "piimg.yaml").write_text(
+        SPEC.replace("keymap: de\n", "keymap: de\n  wifi_country: GB\n") + "wifi: {ssid: lab, psk_env: PIIMG_TEST_WIFI}\n"
+    )
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path))
     assert r.exit_code != 0 and "wifi.psk_env" in r.stderr and "short" not in r.stderr
     assert not (project / "build").exists() or not list((project / "build").glob("*.img"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -172,7 +174,7 @@ def test_systemd_edits() -> None:
     assert "firstrun.sh" in edits.files and "user-data" not in edits.files
     line = edits.apply_cmdline(b"root=PARTUUID=x-02 rootwait systemd.run=/boot/old.sh\n").decode()
     assert line == (
-        "root=PARTUUID=x-02 rootwait cgroup_memory=1 cgroup_enable=memory systemd.run=/boot/firstrun.sh "
+        "root=PARTUUID=x-02 rootwait cgroup_memory=1 cgroup_enable=memory systemd.run=/boot/firmware/firstrun.sh "
         "systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n"
     )
     assert edits.apply_cmdline(line.encode()).decode() == line
@@ -183,7 +185,8 @@ def test_cloudinit_edits_parse_as_yaml() -> None:
                  network={"dns": ["1.1.1.1"]})
     edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT_RPI, instance_id="iid-1")
     user = yaml.safe_load(edits.files["user-data"])
-    (u,) = user["users"]
+    u = user["user"]
+    assert "users" not in user and "keyboard" not in user
     assert u["lock_passwd"] is False and u["passwd"] == "$6$salt$" + "a" * 86 and user["ssh_pwauth"] is True
     assert yaml.safe_load(edits.files["meta-data"]) == {"instance-id": "iid-1", "local-hostname": "w1"}
     net = yaml.safe_load(edits.files["network-config"])["network"]
@@ -232,13 +235,26 @@ def test_wifi_in_both_formats(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"set_wlan -h 'Lab Net' '{psk}' 'DE'" in script and f"psk={psk}" in script
     for edits in (ci, sd):
         assert not any(b"correct horse" in data for data in edits.files.values())
+        # the regulatory domain on the kernel command line, as rpi-imager puts it; once, even on a rebuild
+        line = edits.apply_cmdline(b"root=x rootwait cfg80211.ieee80211_regdom=GB\n").decode()
+        assert line.split().count("cfg80211.ieee80211_regdom=DE") == 1 and "regdom=GB" not in line
+    # the radio is switched on in both formats
+    assert "rfkill unblock wifi" in script and "WirelessEnabled=true" in script
+    radio = [c for c in yaml.safe_load(ci.files["user-data"])["runcmd"] if "rfkill unblock wifi" in " ".join(c)]
+    assert radio and "nmcli radio wifi on" in radio[0][2]
 
 
 def test_no_wifi_no_wifi_config() -> None:
     spec = _spec()
     ci = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT)
     assert "wifis" not in yaml.safe_load(ci.files["network-config"])["network"]
-    assert b"set_wlan" not in payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD).files["firstrun.sh"]
+    sd = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    assert b"set_wlan" not in sd.files["firstrun.sh"] and b"rfkill" not in sd.files["firstrun.sh"]
+    assert b"rfkill" not in ci.files["user-data"]
+    for edits in (ci, sd):
+        assert not any(w.startswith("cfg80211.") for w in edits.cmdline_add)
+        # a rebuild keeps a regdom someone put there by hand: piimg only owns what it sets
+        assert "cfg80211.ieee80211_regdom=GB" in edits.apply_cmdline(b"root=x cfg80211.ieee80211_regdom=GB\n").decode()
 
 
 def test_firstrun_with_a_password_hash() -> None:
@@ -248,3 +264,18 @@ def test_firstrun_with_a_password_hash() -> None:
     assert f"PASSWORD_HASH='{pw}'" in text
     assert "PasswordAuthentication yes" in text and "PasswordAuthentication no" not in text
     assert "enable_ssh -k" not in text and "authorized_keys" not in text
+
+
+def test_cloudinit_runcmd_scripts_pass_shellcheck(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PIIMG_WIFI", "correct horse battery")
+    spec = _spec(env={"PIIMG_WIFI": "x" * 10}, wifi={"ssid": "lab", "psk_env": "PIIMG_WIFI"}, locale={"wifi_country": "GB"})
+    user = yaml.safe_load(payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.CLOUDINIT).files["user-data"])
+    scripts = [c[2] for c in user["runcmd"] if c[:2] == ["sh", "-c"]]
+    assert len(scripts) == 4  # cancel-rename, keymap, radio, payload copy
+    for i, script in enumerate(scripts):
+        path = tmp_path / f"runcmd{i}.sh"
+        path.write_text(script + "\n")
+        subprocess.run(["sh", "-n", str(path)], check=True)
+        if shutil.which("shellcheck"):
+            proc = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout

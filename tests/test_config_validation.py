@@ -100,6 +100,21 @@ CASES: list[tuple[str, object, str, str]] = [
     ("dhcp pool has broadcast", _with("network.dhcp_pool", "10.0.3.1-10.0.3.255"), "network.dhcp_pool", "broadcast address"),
     ("unknown time zone", _with("locale.timezone", "Europe/Berln"), "locale.timezone", "not a known time zone"),
     ("top level is a list", ["image", "nodes"], "piimg.yaml", "expected a mapping of sections"),
+    # k3s flags: docs.k3s.io "Configuration File" (flag names without --, repeatable flags as lists)
+    ("extra arg without dashes", _with("cluster.extra_server_args", ["token=abc"]), "cluster.extra_server_args[0]", "not a k3s server flag"),
+    ("extra arg empty flag", _with("cluster.extra_server_args", ["--=abc"]), "cluster.extra_server_args[0]", "not a k3s flag"),
+    ("extra arg sets token", _with("cluster.extra_server_args", ["--token=abc"]), "cluster.extra_server_args[0]", "sets token, which piimg manages"),
+    ("extra arg sets server", _with("cluster.extra_server_args", ["--tls-san=a", "--server=https://x:6443"]), "cluster.extra_server_args[1]", "sets server"),
+    ("extra arg sets node-ip", _with("cluster.extra_server_args", ["--node-ip=1.2.3.4"]), "cluster.extra_server_args[0]", "sets node-ip"),
+    ("extra arg sets node-name", _with("cluster.extra_server_args", ["--node-name=x"]), "cluster.extra_server_args[0]", "sets node-name"),
+    ("extra arg cluster-init", _with("cluster.extra_server_args", ["--cluster-init"]), "cluster.extra_server_args[0]", "sets cluster-init"),
+    ("extra arg disables an addon of ours", _with("cluster.extra_server_args", ["--disable=metrics-server,piimg-metallb"]), "cluster.extra_server_args[0]", "disables piimg-metallb, which piimg deploys"),
+    ("extra arg disables chosen traefik", {**_with("cluster.ingress", "traefik"), "cluster": {"ingress": "traefik", "disable": ["servicelb"], "extra_server_args": ["--disable=traefik"]}}, "cluster.extra_server_args[0]", "cluster.ingress is traefik"),
+    ("extra list flag without value", _with("cluster.extra_server_args", ["--tls-san"]), "cluster.extra_server_args[0]", "--tls-san needs a value"),
+    ("extra disable with empty item", _with("cluster.extra_server_args", ["--disable=metrics-server,"]), "cluster.extra_server_args[0]", "--disable needs a value"),
+    ("wifi without country", {**BASE, "wifi": {"ssid": "lab", "psk_env": "PIIMG_TEST_UNSET_WIFI"}}, "locale.wifi_country", "required when wifi is set"),
+    ("router ca file missing", _with("router.ca_file", "missing-ca.pem"), "router.ca_file", "no such file"),
+    ("wifi passphrase env unset", {**_with("locale.wifi_country", "GB"), "wifi": {"ssid": "lab", "psk_env": "PIIMG_TEST_UNSET_WIFI"}}, "wifi.psk_env", "not set"),
 ]
 
 SYNTAX_CASES = [
@@ -230,3 +245,17 @@ def test_validate_warns_about_retired_ingress_nginx(project: Path, piimg) -> Non
     (project / "piimg.yaml").write_text(yaml.safe_dump(_with("cluster.ingress", "ingress-nginx")))
     r = piimg("validate")
     assert r.exit_code == 0 and "warning:" in r.stderr and "retired" in r.stderr
+
+
+def test_secrets_from_env_are_read_once_and_never_printed(project: Path, piimg, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = _with("cluster.bgp.password_env", "PIIMG_TEST_BGP_KEY")
+    monkeypatch.setenv("PIIMG_TEST_BGP_KEY", "s3cret-md5-key")
+    spec = spec_load.parse(doc)
+    assert spec.env_secrets.bgp_password == "s3cret-md5-key"
+    assert "s3cret" not in repr(spec) and "s3cret" not in repr(spec.env_secrets)
+    (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
+    r = piimg("validate", "--json")
+    assert r.exit_code == 0, r
+    assert "s3cret" not in r.output and "PIIMG_TEST_BGP_KEY" in r.stdout
+    monkeypatch.setenv("PIIMG_TEST_BGP_KEY", "changed-after-load")
+    assert spec.env_secrets.bgp_password == "s3cret-md5-key"  # the renderers see what was checked

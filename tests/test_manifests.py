@@ -10,14 +10,22 @@ import pytest
 import yaml
 
 from piimg import versions as v
-from piimg.errors import ConfigError, PiimgError
+from piimg.errors import PiimgError
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render_addons, render_k3s_config
 from piimg.manifests.addons import addon_name, check_addon_names, warnings
 from piimg.manifests.k3s import MASKED
 from piimg.spec import model as spec_model
 from piimg.spec.model import Role
 from piimg.spec.secrets import Secrets
-from tests.manifests_helpers import INGRESSES, TEST_TOKEN, TOPOLOGIES, documents, make_spec, validate_object
+from tests.manifests_helpers import (
+    INGRESSES,
+    TEST_TOKEN,
+    TOPOLOGIES,
+    documents,
+    make_spec,
+    validate_object,
+    validate_values,
+)
 
 SECRETS = Secrets(k3s_token=TEST_TOKEN)
 K3S_PACKAGED = ("coredns", "traefik", "local-storage", "metrics-server", "ccm", "rolebindings")
@@ -110,15 +118,27 @@ def check_cross_references(spec: spec_model.Spec, files: dict[str, str]) -> None
 # -- every topology x every ingress -----------------------------------------------
 
 
+@pytest.mark.parametrize("password", [None, "s3cr3t:pw"], ids=["no-password", "password"])
 @pytest.mark.parametrize("ingress", INGRESSES)
 @pytest.mark.parametrize("topology", list(TOPOLOGIES))
-def test_every_object_validates(topology: str, ingress: str) -> None:
-    spec = make_spec(nodes=TOPOLOGIES[topology], cluster={"ingress": ingress})
+def test_every_object_validates(topology: str, ingress: str, password: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every object against its upstream schema, every values block against its chart's (tests/schemas/SOURCES.json)."""
+    cluster: dict[str, Any] = {"ingress": ingress}
+    env = {}
+    if password is not None:
+        cluster["bgp"] = {"password_env": "BGP_KEY"}
+        env["BGP_KEY"] = password
+        monkeypatch.setenv("BGP_KEY", password)
+    spec = make_spec(nodes=TOPOLOGIES[topology], cluster=cluster, env=env)
     files = render_addons(spec, SECRETS)
     objs = all_objects(files)
     assert objs
     for obj in objs:
         validate_object(obj)
+    charts = by_kind(objs, "HelmChart")
+    assert charts
+    for chart in charts:
+        validate_values(chart["spec"]["chart"], yaml.safe_load(chart["spec"]["valuesContent"]))
     check_cross_references(spec, files)
     for node in spec.nodes:
         assert isinstance(yaml.safe_load(render_k3s_config(spec, node, SECRETS)), dict)
@@ -314,20 +334,8 @@ def test_extra_server_args_merged() -> None:
     assert "flannel-backend" not in agent
 
 
-def test_extra_server_args_cannot_disable_chosen_traefik() -> None:
-    spec = make_spec(cluster={"ingress": "traefik", "extra_server_args": ["--disable=traefik"]})
-    with pytest.raises(ConfigError, match="traefik"):
-        render_k3s_config(spec, spec.initial_server, SECRETS)
-
-
-@pytest.mark.parametrize(
-    "arg", ["--token=abc", "--server=https://x:6443", "--node-ip=1.2.3.4", "--cluster-init", "--disable=piimg-metallb"]
-)
-def test_extra_server_args_cannot_override_managed_keys(arg: str) -> None:
-    spec = make_spec(cluster={"extra_server_args": ["--secrets-encryption", arg]})
-    with pytest.raises(ConfigError) as err:
-        render_k3s_config(spec, spec.initial_server, SECRETS)
-    assert err.value.key == "cluster.extra_server_args[1]"
+# The refusals of extra_server_args (managed keys, --disable=piimg-*, traefik)
+# are spec rules now: tests/test_config_validation.py and test_spec_verdicts.py.
 
 
 @pytest.mark.parametrize("token", ["1e10", "true", "0777", "null", "a: b", "#x", "K10abc::server:def"])
@@ -362,14 +370,15 @@ def test_versions_consistent() -> None:
 
 
 def test_schemas_reject_mistakes() -> None:
-    """The schema subsets are not rubber stamps: typical slips are caught."""
+    """The upstream schemas are not rubber stamps: typical slips are caught."""
     spec = make_spec()
     objs = all_objects(render_addons(spec, SECRETS))
     (peer,) = by_kind(objs, "BGPPeer")
     for mutate in (
         lambda o: o["spec"].update(peerAsn=1),  # wrong case
         lambda o: o["spec"].update(myASN="64500"),  # string
-        lambda o: o["spec"].pop("peerAddress"),
+        lambda o: o["spec"].pop("myASN"),  # required
+        lambda o: o["spec"].update(peerPort=70000),  # maximum 16384
         lambda o: o["spec"].update(passwordSecret="name"),  # must be a reference object
         lambda o: o.update(apiVersion="metallb.io/v1beta1"),
     ):
@@ -378,15 +387,35 @@ def test_schemas_reject_mistakes() -> None:
         with pytest.raises((jsonschema.ValidationError, kubernetes_validate.SchemaNotFoundError)):
             validate_object(broken)
     (chart,) = [c for c in by_kind(objs, "HelmChart") if c["metadata"]["name"] == "metallb"]
-    broken = yaml.safe_load(yaml.safe_dump(chart))
-    broken["spec"]["values"] = {"a": 1}  # HelmChart has valuesContent, not values
-    with pytest.raises(jsonschema.ValidationError):
-        validate_object(broken)
+    for mutate in (
+        lambda o: o["spec"].update(valuesContent={"a": 1}),  # a YAML string, not a mapping
+        lambda o: o["spec"].update(chartVersion="0.16.1"),  # the field is "version"
+    ):
+        broken = yaml.safe_load(yaml.safe_dump(chart))
+        mutate(broken)
+        with pytest.raises(jsonschema.ValidationError):
+            validate_object(broken)
     (ns,) = [o for o in by_kind(objs, "Namespace") if o["metadata"]["name"] == "metallb-system"]
     broken = yaml.safe_load(yaml.safe_dump(ns))
     broken["metadata"]["labelz"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_object(broken)
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "error"),
+    [
+        ("metallb", {"speaker": {"frr": {"enabled": "false"}}}, jsonschema.ValidationError),  # boolean
+        ("metallb", {"frrk8": {"enabled": False}}, AssertionError),  # typo: not in values.yaml
+        ("oci://ghcr.io/nginx/charts/nginx-ingress", {"controller": {"kind": "Deployment"}}, jsonschema.ValidationError),
+        # ServiceSpec.type from the Kubernetes definitions the chart refers to
+        ("oci://ghcr.io/nginx/charts/nginx-ingress", {"controller": {"service": {"type": 1}}}, jsonschema.ValidationError),
+        ("ingress-nginx", {"controller": {"servce": {"type": "LoadBalancer"}}}, AssertionError),
+    ],
+)
+def test_values_schemas_reject_mistakes(chart: str, values: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        validate_values(chart, values)
 
 
 def test_masking_changes_only_the_secrets() -> None:

@@ -5,6 +5,7 @@ Checked with raw sockets (the bytes RouterOS would send) and with librouteros.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -14,10 +15,13 @@ from librouteros.exceptions import ConnectionClosed, FatalError, TrapError
 from librouteros.protocol import decode_length, encode_length
 from librouteros.query import Key, Or
 
-from tests.routeros_peer import RouterOSPeer, encode_sentence, read_sentence
+from tests.routeros_peer import ARGS_TABLE, RouterOSPeer, encode_sentence, read_sentence
 from tests.routeros_peer import encode_length as peer_encode_length
 
 pytestmark = pytest.mark.integration
+
+#: the restraml commit tests/data/routeros/args.json was derived from
+RESTRAML = "676c4bdfe211d51e8d48785b2ae2b72f838d20c8"
 
 
 @pytest.mark.parametrize("n", [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 0xFFFFFFF])
@@ -152,4 +156,61 @@ def test_bgp_session_on_routeros_6() -> None:
         assert state == {"10.0.2.10": ("established", True), "10.0.2.11": ("active", False)}
         [route] = api.path("ip", "route")
         assert (route["dst-address"], route["gateway"], route["bgp"]) == ("10.0.4.1/32", "10.0.2.10", True)
+        api.close()
+
+
+@pytest.mark.parametrize(("version", "dump"), [("7.20.4", "7.20.4"), ("7.21.3", "7.21"), ("7.21.5", "7.21.5")])
+def test_no_multipath_before_7_22(version: str, dump: str) -> None:
+    """restraml docs/7.20*/ and 7.21*/inspect.json: /routing/bgp/instance/add has no multipath."""
+    with RouterOSPeer(version=version, users={"admin": "pw"}) as peer:
+        assert peer.dump_version == dump
+        api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
+        inst = api.path("routing", "bgp", "instance")
+        with pytest.raises(TrapError, match="unknown parameter multipath"):
+            inst.add(name="i", multipath=2, **{"as": 65530, "router-id": "10.0.2.1"})
+        inst.add(name="i", **{"as": 65530, "router-id": "10.0.2.1"})
+        api.close()
+
+
+def test_multipath_is_a_number_from_7_22() -> None:
+    """7.22 dump has multipath; MikroTik documents it as integer [0..4294967295]."""
+    with RouterOSPeer(version="7.22.1", users={"admin": "pw"}) as peer:
+        api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
+        inst = api.path("routing", "bgp", "instance")
+        with pytest.raises(TrapError, match="invalid value for argument multipath"):
+            inst.add(name="i", multipath="yes", **{"as": 65530})
+        inst.add(name="i", multipath=3, **{"as": 65530})
+        assert peer.rows("/routing/bgp/instance")[0]["multipath"] == "3"
+        # tcp-md5-key: "string value, max length 80" in every 7.x dump
+        with pytest.raises(TrapError, match="tcp-md5-key"):
+            api.path("routing", "bgp", "connection").add(instance="i", **{"tcp-md5-key": "k" * 81, "local.role": "ebgp"})
+        api.close()
+
+
+def test_argument_table_comes_from_the_dumps() -> None:
+    table = json.loads(ARGS_TABLE.read_text())["versions"]
+    for version in ("6.49", "7.16", "7.19", "7.20", "7.21", "7.22"):
+        assert version in table
+    assert table["6.49"]["source"].startswith("ansible-collections/community.routeros@")
+    assert table["7.20"]["source"] == f"tikoci/restraml@{RESTRAML}:docs/7.20/inspect.json"
+    conn = {v: set(table[v]["menus"]["/routing/bgp/connection"]) for v in ("7.16", "7.19", "7.20")}
+    assert "address-families" in conn["7.16"] and "afi" not in conn["7.16"]
+    assert "afi" in conn["7.19"] and "router-id" in conn["7.19"]
+    assert "router-id" not in conn["7.20"] and "instance" in conn["7.20"]
+    assert "/routing/bgp/connection" not in table["6.49"]["menus"]
+    with RouterOSPeer(version="6.49.10", users={"admin": "pw"}) as peer:
+        api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
+        with pytest.raises(TrapError, match="unknown parameter afi"):
+            api.path("routing", "bgp", "peer").add(afi="ip", **{"remote-address": "10.0.2.10", "remote-as": 64500})
+        api.close()
+
+
+def test_dash_and_dot_separated_macs_are_accepted() -> None:
+    """The lease mac-address description: AB[:|-|.]CD[:|-|.]EF... (printed with colons)."""
+    with RouterOSPeer(version="7.19.4", users={"admin": "pw"}) as peer:
+        api = librouteros.connect(*peer.address[:1], "admin", "pw", port=peer.address[1])
+        leases = api.path("ip", "dhcp-server", "lease")
+        leases.add(address="10.0.2.10", **{"mac-address": "dc-a6-32-01-02-03"})
+        leases.add(address="10.0.2.11", **{"mac-address": "dc.a6.32.01.02.04"})
+        assert [r["mac-address"] for r in peer.rows("/ip/dhcp-server/lease")] == ["DC:A6:32:01:02:03", "DC:A6:32:01:02:04"]
         api.close()

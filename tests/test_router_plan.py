@@ -122,6 +122,7 @@ def test_cases_exist() -> None:
         ("7.19.4 (stable)", (7, 19), BgpStyle.V7, "afi"),
         ("7.20.1 (stable)", (7, 20), BgpStyle.V7_20, "afi"),
         ("7.21beta2 (testing)", (7, 21), BgpStyle.V7_20, "afi"),
+        ("7.22.1 (stable)", (7, 22), BgpStyle.V7_20, "afi"),
     ],
 )
 def test_dialects(text: str, version: tuple[int, int], style: BgpStyle, afi: str) -> None:
@@ -129,7 +130,8 @@ def test_dialects(text: str, version: tuple[int, int], style: BgpStyle, afi: str
     assert d.version == version == parse_version(text)
     assert d.bgp is style
     assert d.afi_field == afi
-    assert d.has_multipath == (style is BgpStyle.V7_20)
+    # multipath: restraml docs/7.22/inspect.json is the first dump that has it
+    assert d.has_multipath == (version >= (7, 22))
     assert d.empty_reply == (version >= (7, 18))
 
 
@@ -145,6 +147,9 @@ def test_spec_versions() -> None:
     assert dialect_from_spec("7.20").bgp is BgpStyle.V7_20
     assert same_family(dialect_from_spec("7"), dialect_for("7.15.3"))
     assert not same_family(dialect_from_spec("7"), dialect_for("7.19.1"))
+    assert same_family(dialect_from_spec("7.20"), dialect_for("7.21.5"))
+    assert not same_family(dialect_from_spec("7.20"), dialect_for("7.22.1"))  # multipath
+    assert same_family(dialect_from_spec("7.22"), dialect_for("7.24"))
     with pytest.raises(RouterError):
         dialect_from_spec("auto")
 
@@ -191,7 +196,7 @@ node_st = st.fixed_dictionaries(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    version=st.sampled_from(["6.49.10", "7.15.3", "7.19.4", "7.20.1"]),
+    version=st.sampled_from(["6.49.10", "7.15.3", "7.19.4", "7.20.1", "7.22.1"]),
     old_nodes=st.lists(node_st, min_size=1, max_size=4, unique_by=(lambda n: n["address"])),
     new_nodes=st.lists(node_st, min_size=1, max_size=4, unique_by=(lambda n: n["address"])),
     junk=st.lists(st.sampled_from(["pool", "lease", "dup"]), max_size=3),

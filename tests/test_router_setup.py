@@ -30,7 +30,9 @@ NODES = [
     {"hostname": "k8s-master", "role": "server", "address": "10.0.2.10", "mac": "dc:a6:32:01:02:03"},
     {"hostname": "k8s-w1", "role": "agent", "address": "10.0.2.11", "mac": "dc:a6:32:01:02:04"},
 ]
-VERSIONS = ["6.49.10", "7.15.3", "7.19.4", "7.20.1"]
+#: one release per BGP dialect and per multipath/afi boundary; the peer plays each
+#: with that release's argument names (tests/data/routeros/args.json)
+VERSIONS = ["6.49.10", "7.15.3", "7.16.1", "7.19.4", "7.20.1", "7.21.5", "7.22.1"]
 
 
 @pytest.fixture()
@@ -109,9 +111,14 @@ def test_fresh_router_full_config_then_no_changes(peer: RouterOSPeer, project: P
         assert "no BGP multipath" in r.stdout
     else:
         inst = peer.rows("/routing/bgp/instance", name="piimg-homelab")[0]
-        assert (inst["as"], inst["router-id"], inst["multipath"]) == ("65530", "10.0.2.1", "2")
+        assert (inst["as"], inst["router-id"]) == ("65530", "10.0.2.1")
         assert all(p["instance"] == "piimg-homelab" and "router-id" not in p for p in peers)
-        assert "no BGP multipath" not in r.stdout
+        if peer.version >= (7, 22):  # ECMP over both nodes
+            assert inst["multipath"] == "2"
+            assert "no BGP multipath" not in r.stdout
+        else:  # 7.20 and 7.21 have no multipath argument at all
+            assert "multipath" not in inst
+            assert "no BGP multipath" in r.stdout and "ECMP needs RouterOS 7.22" in r.stdout
     backups = [f["name"] for f in peer.rows("/file")]
     assert len(backups) == 1 and backups[0].startswith("piimg-homelab-") and backups[0].endswith(".backup")
 
@@ -329,12 +336,17 @@ def test_unsupported_version(peer: RouterOSPeer, project: Path, piimg: Any) -> N
     assert peer.writes == 0
 
 
-@pytest.mark.parametrize("peer", ["7.20.1"], indirect=True)
-def test_spec_version_must_match_router(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
-    write_spec(project, peer, router={"version": "7"})
+@pytest.mark.parametrize(("peer", "version", "span"), [
+    ("7.20.1", "7", "RouterOS 7.0-7.18"),
+    ("7.19.4", "7", "RouterOS 7.0-7.18"),  # 7 renders address-families, which 7.19 rejects
+    ("7.21.5", "7.22", "RouterOS 7.22 and later"),  # multipath, which 7.21 rejects
+], indirect=["peer"])
+def test_spec_version_must_match_router(peer: RouterOSPeer, version: str, span: str, project: Path, piimg: Any) -> None:
+    write_spec(project, peer, router={"version": version})
     r = piimg("router-setup", "--dry-run")
     assert r.exit_code == 1
-    assert "router.version is 7 (RouterOS 7.0-7.19), but the router runs RouterOS 7.20.1 (stable)" in r.stderr
+    assert f"router.version is {version} ({span}), but the router runs RouterOS {peer.version_text}" in r.stderr
+    assert f"hint: set router.version: auto, or {peer.version[0]}.{peer.version[1]}" in r.stderr
 
 
 def test_unreachable_router(project: Path, piimg: Any) -> None:
@@ -364,7 +376,7 @@ def test_export_into_missing_folder_is_refused(project: Path, piimg: Any) -> Non
     assert not (project / "no").exists()
 
 
-@pytest.mark.parametrize("version", ["6", "7", "7.19", "7.20"])
+@pytest.mark.parametrize("version", ["6", "7", "7.19", "7.20", "7.21", "7.22"])
 def test_export_matches_golden(version: str, project: Path, piimg: Any) -> None:
     write_spec(project, None, router={"version": version, "host": "10.0.2.1"})
     out = project / "router.rsc"
@@ -428,5 +440,8 @@ def test_export_is_offline_and_renders_each_dialect() -> None:
     assert "/routing bgp peer\nadd address-families=ip" in v6
     assert "/routing bgp connection" not in v6
     v720 = rsc.render(spec, dialect_from_spec("7.20"))
-    assert "/routing bgp instance\nadd as=65530 comment=\"piimg: homelab\" multipath=2 name=piimg-homelab router-id=10.0.2.1" in v720
+    assert "/routing bgp instance\nadd as=65530 comment=\"piimg: homelab\" name=piimg-homelab router-id=10.0.2.1\n" in v720
+    assert "multipath" not in v720.replace("no BGP multipath", "")
     assert "tcp-md5-key" not in v720  # no BGP password configured
+    v722 = rsc.render(spec, dialect_from_spec("7.22"))
+    assert "/routing bgp instance\nadd as=65530 comment=\"piimg: homelab\" multipath=2 name=piimg-homelab router-id=10.0.2.1" in v722

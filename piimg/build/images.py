@@ -31,6 +31,7 @@ from piimg.spec.model import InitFormat, NodeSpec, Spec
 from piimg.spec.secrets import Secrets
 
 CMDLINE: Final = "cmdline.txt"
+CONFIG: Final = "config.txt"
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,18 @@ def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Repor
     with FatFS.open(base.path, layout.boot.start, layout.boot.size, readonly=True) as fs:
         names = fs.listdir("")
         text = fs.read_file(CMDLINE) if fs.exists(CMDLINE) else None
+        config = fs.read_file(CONFIG) if fs.exists(CONFIG) else None
     if text is None:
         raise ImageError(f"{base.path}: the boot partition has no cmdline.txt: not a Raspberry Pi OS image")
+    initformat.refuse_unsupported(text, config, image_name=str(base.path))
     chosen = spec.image.init_format
-    if chosen is not InitFormat.AUTO:
+    if chosen not in (InitFormat.AUTO, InitFormat.SYSTEMD):
         # An explicit choice wins, but one that contradicts the image gives a card that never configures itself.
         try:
             seen = initformat.detect(names, text)
         except ImageError:
             seen = None
-        if seen is not None and (seen is InitFormat.SYSTEMD) != (chosen is InitFormat.SYSTEMD):
+        if seen is InitFormat.SYSTEMD:
             reporter.warn(
                 f"image.init_format is {chosen.value}, but {base.path} looks like a {seen.value} image; "
                 "the nodes may not configure themselves (image.init_format: auto detects it)"

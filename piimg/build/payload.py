@@ -44,7 +44,6 @@ from piimg.firstboot.nodeconf import (
     NodeConfig,
 )
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
-from piimg.spec.load import env_secret
 from piimg.spec.model import InitFormat, NodeSpec, Spec
 from piimg.spec.secrets import Secrets
 
@@ -54,14 +53,26 @@ if TYPE_CHECKING:
 #: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
 #: (the most common reason a k3s node never becomes Ready on a Pi).
 CGROUP_WORDS: Final = ("cgroup_memory=1", "cgroup_enable=memory")
-#: rpi-imager's first-run hook (imagewriter.cpp): run the script instead of the
-#: normal boot target, then reboot. firstrun.sh removes these words again.
+#: rpi-imager's first-run hook (rpi-imager@72ad1179:src/downloadthread.cpp:2590):
+#: run the script instead of the normal boot target, then reboot. firstrun.sh
+#: removes these words again. The path is where the FAT is mounted on Bookworm
+#: and later (/boot/firmware), not Imager's /boot/firstrun.sh: that one works
+#: only because Bookworm's first boot is init=.../firstboot and the initramfs
+#: imager_fixup rewrites it on the card (raspberrypi-sys-mods@3af395f6:
+#: initramfs-tools/scripts/local-bottom/imager_fixup:13,26); on an image whose
+#: first boot is a systemd boot it names a missing file, kernel-command-line.service
+#: fails and its FailureAction=exit shuts the Pi down. The fixup's grep does not
+#: match this spelling, so it leaves cmdline.txt and firstrun.sh alone.
 SYSTEMD_RUN_WORDS: Final = (
-    "systemd.run=/boot/firstrun.sh",
+    "systemd.run=/boot/firmware/firstrun.sh",
     "systemd.run_success_action=reboot",
     "systemd.unit=kernel-command-line.target",
 )
 SYSTEMD_RUN_KEYS: Final = ("systemd.run", "systemd.run_success_action", "systemd.unit")
+#: The Wi-Fi regulatory domain as rpi-imager sets it (rpi-imager@72ad1179:
+#: src/imagewriter.cpp:3891-3897): the kernel allows the country's channels
+#: from the first moment, before any user-space tool runs.
+REGDOM_KEY: Final = "cfg80211.ieee80211_regdom"
 SEED_FILES: Final = ("user-data", "meta-data", "network-config")
 FIRSTBOOT_DIR: Final = Path(piimg.firstboot.__file__).parent
 
@@ -193,9 +204,9 @@ def wifi_psk(ssid: str, passphrase: str) -> str:
 def _wifi(spec: Spec, node: NodeSpec) -> dict[str, Any] | None:
     if spec.wifi is None:
         return None
-    passphrase = env_secret("wifi.psk_env", spec.wifi.psk_env)
-    if not 8 <= len(passphrase) <= 63:
-        raise ConfigError("wifi.psk_env", f"the passphrase in ${spec.wifi.psk_env} must be 8 to 63 characters (WPA2)")
+    passphrase = spec.env_secrets.wifi_passphrase
+    if passphrase is None:  # a Spec built by hand, not loaded: load() always reads it
+        raise ConfigError("wifi.psk_env", f"environment variable {spec.wifi.psk_env} was not read when the spec was loaded")
     return {
         "ssid": spec.wifi.ssid,
         "psk": wifi_psk(spec.wifi.ssid, passphrase),
@@ -219,6 +230,7 @@ def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
         "ssh_keys": list(spec.access.ssh_authorized_keys),
         "timezone": spec.locale.timezone,
         "keymap": spec.locale.keymap,
+        "wifi_country": (spec.locale.wifi_country or "").upper(),
         "payload_dir": PAYLOAD_DIR,
         "install_dir": INSTALL_DIR,
         "unit": UNIT_NAME,
@@ -228,15 +240,36 @@ def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
 def _cloudinit_install_cmd() -> str:
     d, p = INSTALL_DIR, PAYLOAD_DIR
     return (
-        f'B=/boot/firmware; [ -d "$B/{p}" ] || B=/boot; '
-        f"if [ ! -f {d}/.installed ]; then install -d -m 0700 -o root -g root {d} && "
+        f"B=/boot/firmware; if [ ! -f {d}/.installed ]; then install -d -m 0700 -o root -g root {d} && "
         f'cp -R "$B/{p}/." {d}/ && chown -R root:root {d} && chmod -R go-rwx {d} && touch {d}/.installed; fi'
     )
+
+
+#: cloud-init runcmd: the keymap through imager_custom where the image has it,
+#: else straight into /etc/default/keyboard; never a failing command.
+KEYMAP_CMD: Final = (
+    "IC=/usr/lib/raspberrypi-sys-mods/imager_custom; "
+    'if [ -x "$IC" ]; then "$IC" set_keymap "$1" || true; '
+    "elif [ -f /etc/default/keyboard ]; then "
+    "sed -i \"s/^XKBLAYOUT=.*/XKBLAYOUT=\\\"$1\\\"/\" /etc/default/keyboard; fi"
+)
+#: cloud-init runcmd: the Wi-Fi radio on, as rpi-imager's runcmd does
+#: (customization_generator.cpp:790-792), plus NetworkManager's radio switch.
+RADIO_CMD: Final = (
+    "rfkill unblock wifi 2>/dev/null; "
+    'for f in /var/lib/systemd/rfkill/*:wlan; do if [ -f "$f" ]; then echo 0 >"$f"; fi; done; '
+    "nmcli radio wifi on 2>/dev/null; true"
+)
 
 
 def new_instance_id(node: NodeSpec) -> str:
     """Unique per build: cloud-init runs its once-per-instance modules again after a re-flash."""
     return f"piimg-{node.hostname}-{_random.token_hex(6)}"
+
+
+def _regdom_words(spec: Spec) -> tuple[str, ...]:
+    country = spec.locale.wifi_country
+    return (f"{REGDOM_KEY}={country.upper()}",) if country else ()
 
 
 def boot_edits(
@@ -252,11 +285,17 @@ def boot_edits(
     ctx = _context(spec, node)
     files: dict[str, bytes | Path] = {"ssh": b""}
     files.update(payload_files(spec, node, secrets, fmt, artifacts))
+    regdom = _regdom_words(spec)
+    drop = ("ds", *SYSTEMD_RUN_KEYS, *((REGDOM_KEY,) if regdom else ()))
     if fmt is InitFormat.SYSTEMD:
         files["firstrun.sh"] = render("firstrun.sh.j2", **ctx).encode()
-        return BootEdits(files, (*CGROUP_WORDS, *SYSTEMD_RUN_WORDS), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR,))
+        return BootEdits(files, (*CGROUP_WORDS, *regdom, *SYSTEMD_RUN_WORDS), drop, remove=(PAYLOAD_DIR,))
     iid = instance_id or new_instance_id(node)
-    files["user-data"] = render("user-data.j2", install_cmd=_cloudinit_install_cmd(), **ctx).encode()
+    files["user-data"] = render(
+        "user-data.j2", install_cmd=_cloudinit_install_cmd(), keymap_cmd=KEYMAP_CMD, radio_cmd=RADIO_CMD, **ctx
+    ).encode()
     files["meta-data"] = render("meta-data.j2", instance_id=iid, **ctx).encode()
     files["network-config"] = render("network-config.j2", **ctx).encode()
-    return BootEdits(files, (*CGROUP_WORDS, f"ds=nocloud;i={iid}"), ("ds", *SYSTEMD_RUN_KEYS), remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid)
+    return BootEdits(
+        files, (*CGROUP_WORDS, *regdom, f"ds=nocloud;i={iid}"), drop, remove=(PAYLOAD_DIR, "firstrun.sh"), instance_id=iid
+    )

@@ -27,7 +27,14 @@ log = logging.getLogger("piimg")
     help="Cluster spec to use (default: ./piimg.yaml).",
 )
 @click.option("--debug", is_flag=True, help="Log every step and external command; show tracebacks.")
-@click.version_option(__version__, prog_name="piimg")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show piimg's version and the versions it pins (k3s, MetalLB, ingress charts), then exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     """Flash-and-forget Kubernetes on Raspberry Pis, announced to a MikroTik router over BGP.
@@ -47,6 +54,28 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
         stream=sys.stderr,
     )
     ctx.obj = App(paths=ProjectPaths.for_spec(config_file), debug=debug)
+
+
+def version_lines() -> list[str]:
+    """``piimg --version``: what a bug report needs (the pins come from :mod:`piimg.versions`)."""
+    import platform
+
+    from piimg import versions as v
+
+    return [
+        f"piimg, version {__version__}",
+        f"k3s {v.K3S_VERSION} (default cluster.k3s_version)",
+        f"MetalLB {v.METALLB_VERSION} (default cluster.metallb_version; chart "
+        f"{v.metallb_chart_version(v.METALLB_VERSION)})",
+        f"NGINX Ingress Controller chart {v.NGINX_INGRESS_CHART_VERSION} ({v.NGINX_INGRESS_CHART})",
+        f"ingress-nginx chart {v.INGRESS_NGINX_CHART_VERSION} (retired; cluster.ingress: ingress-nginx)",
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}",
+    ]
+
+
+def _print_version(ctx: click.Context) -> None:
+    click.echo("\n".join(version_lines()))
+    ctx.exit(0)
 
 
 def _register() -> None:
@@ -69,7 +98,10 @@ def _report(exc: PiimgError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``piimg`` console script."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    from piimg.cli import common
+
+    common.invocation[:] = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in common.invocation
     try:
         rv = cli.main(args=argv, prog_name="piimg", standalone_mode=False)
     except PiimgError as exc:

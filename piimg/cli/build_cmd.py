@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, echo, pass_app
+from piimg.cli.common import App, echo, next_step, pass_app
 
 
 def _size(n: int) -> str:
@@ -45,6 +45,10 @@ def build(app: App, nodes: tuple[str, ...], image: str | None, sha256: str | Non
              f"piimg/ ({sum(1 for w in b.written if '/' in w)} files)")
         echo(f"  cmdline.txt: + {' '.join(b.cmdline_added)}")
     echo(f"recorded in {app.paths.last_build}")
+    if len(built) == 1:
+        next_step(f"{app.cmd('flash')} DEVICE   (the card's whole disk, e.g. /dev/sdb; Linux: lsblk, macOS: diskutil list)")
+    else:
+        next_step(f"{app.cmd('flash')} --node {built[0].hostname} DEVICE, then the other nodes the same way")
 
 
 COMMANDS = [build]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,6 +38,13 @@ class App:
     def secrets(self) -> Secrets:
         return load_or_create(self.paths.secrets)
 
+    def cmd(self, rest: str = "") -> str:
+        """``piimg [-c FILE] REST``: a command line to suggest, with the spec this run used."""
+        from piimg.paths import SPEC_NAME
+
+        spec = "" if self.paths.spec == Path(SPEC_NAME) else f" -c {shlex.quote(str(self.paths.spec))}"
+        return f"piimg{spec}" + (f" {rest}" if rest else "")
+
 
 pass_app = click.make_pass_decorator(App)
 
@@ -46,6 +56,33 @@ def echo(message: str = "") -> None:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def next_step(text: str) -> None:
+    """The command to run next, on stderr (stdout stays the command's result, e.g. JSON)."""
+    click.echo(f"next: {text}", err=True)
+
+
+#: The argv of this invocation (set by :func:`piimg.cli.main`), for hints that repeat the command.
+invocation: list[str] = []
+
+
+def self_command() -> str:
+    """How to run this very piimg by absolute path.
+
+    ``sudo piimg`` fails for pipx and venv installs: sudo's ``secure_path``
+    does not contain ``~/.local/bin`` or ``.venv/bin``.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "piimg" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(sys.executable)} -m piimg"
+
+
+def as_root_command() -> str:
+    """This command again under sudo, with piimg named by absolute path."""
+    args = " ".join(shlex.quote(a) for a in invocation)
+    return f"sudo {self_command()}" + (f" {args}" if args else "")
 
 
 def is_tty() -> bool:

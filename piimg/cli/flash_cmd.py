@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, confirm, echo, pass_app
+from piimg.cli.common import App, as_root_command, confirm, echo, pass_app
+from piimg.errors import NeedsRoot
 from piimg.flash import verb
 from piimg.flash.devices import Device, for_this_machine, human_size
 
@@ -68,17 +70,22 @@ def flash(
             return True
         return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
 
-    result = verb.flash(
-        image,
-        target,
-        devices=for_this_machine(),
-        confirm=ask,
-        verify=not no_verify,
-        force=force,
-        eject=not no_eject,
-        bmap=bmap,
-        reporter=app.reporter,
-    )
+    try:
+        result = verb.flash(
+            image,
+            target,
+            devices=for_this_machine(),
+            confirm=ask,
+            verify=not no_verify,
+            force=force,
+            eject=not no_eject,
+            bmap=bmap,
+            reporter=app.reporter,
+        )
+    except NeedsRoot as exc:
+        if os.geteuid() == 0:
+            raise
+        raise NeedsRoot(exc.message, hint=f"run it as root: {as_root_command()}   (or add yourself to the disk group)") from None
     echo(result.summary())
 
 

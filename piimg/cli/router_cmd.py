@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, confirm, echo, pass_app
+from piimg.cli.common import App, confirm, echo, next_step, pass_app
 from piimg.errors import RouterError
 
 
@@ -46,6 +46,7 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     if export is not None:
         dialect = export_script(spec, export, password=lambda: router_password(spec.router, prompt=prompt))
         echo(f"wrote {export} for {dialect}")
+        next_step(f"upload {export.name} to the router (Files) and run there: /import file-name={export.name}")
         return
     password = router_password(spec.router, prompt=prompt)
     with open_session(spec, password, reporter=app.reporter) as session:
@@ -58,9 +59,11 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
                 hint="fix them as shown after 'to fix:', then run piimg router-setup again",
             )
         if plan.empty:
+            next_step(app.cmd("status --watch") + "   (once the nodes are flashed and booted)")
             return
         if dry_run:
             echo("dry run: nothing was changed")
+            next_step(app.cmd("router-setup") + "   (applies this plan, after a backup on the router)")
             return
         if not yes and not confirm("apply these changes to the router?", nothing_done="nothing was changed"):
             echo("nothing was changed")
@@ -68,6 +71,7 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         result = session.apply(backup=not no_backup, reporter=app.reporter)
         saved = f" (backup {result.backup}.backup saved on the router first)" if result.backup else ""
         echo(f"applied {len(result.done)} change(s){saved}")
+        next_step(app.cmd("status --watch") + "   (once the nodes are flashed and booted)")
 
 
 COMMANDS = [router_setup]

@@ -6,7 +6,7 @@ from importlib import resources
 
 import click
 
-from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.cli.common import App, echo, echo_json, next_step, pass_app
 from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
 from piimg.spec import load as spec_load
@@ -33,6 +33,12 @@ def init(app: App, force: bool) -> None:
         raise PiimgError(f"{path}: already exists", hint="use --force to overwrite it")
     write_atomic(path, default_spec_text(), mode=0o644)
     echo(f"wrote {path}")
+    if not spec_load.default_ssh_keys():
+        app.reporter.warn(
+            "no ~/.ssh/id_*.pub found: put your public key into access.ssh_authorized_keys, "
+            "or create one with: ssh-keygen -t ed25519"
+        )
+    next_step(f"edit {path} (nodes, network, router), then: {app.cmd('validate')}")
 
 
 @click.command()
@@ -51,6 +57,7 @@ def validate(app: App, as_json: bool) -> None:
 
         data = asdict(spec)
         data.pop("base_dir", None)
+        data.pop("env_secrets", None)  # values, never printed; the *_env names stay
         echo_json(data)
         return
     echo(f"{app.paths.spec}: ok")
@@ -60,6 +67,8 @@ def validate(app: App, as_json: bool) -> None:
 
     for warning in warnings(spec):
         app.reporter.warn(warning)
+    many = f"   (all {len(spec.nodes)} nodes; --node NAME for one)" if len(spec.nodes) > 1 else ""
+    next_step(app.cmd("build") + many)
 
 
 COMMANDS = [init, validate]

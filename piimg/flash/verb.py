@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from piimg.errors import ImageError, PiimgError, UnsafeTarget
+from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
 from piimg.flash import safety
 from piimg.flash.devices import Device, Devices
 from piimg.flash.write import FlashResult, write_image
@@ -69,6 +69,15 @@ def check_image(path: str, *, name: str | None = None) -> None:
                 raise ImageError(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
+def check_writable(device: Device) -> None:
+    """Refuse before the prompt, not after it, when this user may not write the target."""
+    if device.kind in ("block", "file") and not os.access(device.write_path, os.W_OK):
+        what = "writing a disk needs root, or membership of its group" if device.kind == "block" else "not writable"
+        raise NeedsRoot(f"{device.path}: permission denied ({what})")
+    if device.kind == "missing" and not os.access(os.path.dirname(os.path.abspath(device.path)), os.W_OK):
+        raise NeedsRoot(f"{device.path}: permission denied (its folder is not writable)")
+
+
 def flash(
     image: str | os.PathLike[str],
     target: str,
@@ -102,6 +111,7 @@ def flash(
     safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
     if device.kind == "file" and os.path.samefile(device.write_path, image):
         raise UnsafeTarget(f"{target}: is the image itself")
+    check_writable(device)
     if not confirm(device):
         raise PiimgError(f"{target}: not confirmed; nothing was written")
     if not compressed:

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from piimg.errors import ImageError, PiimgError, UnsafeTarget
+from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
 
@@ -141,7 +141,7 @@ def _open_target(path: str, *, exclusive: bool, direct: bool, write: bool) -> tu
                 hint="unmount its partitions and close programs using it",
             ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise UnsafeTarget(f"{path}: permission denied", hint="run piimg flash with sudo") from None
+            raise NeedsRoot(f"{path}: permission denied (writing a disk needs root)") from None
         if exc.errno == errno.EROFS:
             raise UnsafeTarget(f"{path}: device is read-only (write-protect switch?)") from None
         raise UnsafeTarget(f"{path}: cannot open: {exc.strerror}") from None

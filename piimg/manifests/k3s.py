@@ -22,37 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from piimg.errors import ConfigError
 from piimg.manifests.env import render
-from piimg.spec import load as spec_load
+from piimg.spec import k3sflags
 from piimg.spec.model import Ingress, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
 from piimg.versions import K3S_API_PORT
 
 #: Placeholder written instead of a secret value when output is for review.
 MASKED: Final = "<hidden>"
-
-#: Keys piimg sets itself; ``extra_server_args`` may not override them, since
-#: a wrong token or server URL would silently split the cluster.
-_MANAGED_KEYS: Final = frozenset({"token", "server", "node-name", "node-ip", "cluster-init"})
-
-#: k3s flags that may be given several times; in the config file they are lists.
-_LIST_FLAGS: Final = frozenset(
-    {
-        "disable",
-        "tls-san",
-        "node-label",
-        "node-taint",
-        "kube-apiserver-arg",
-        "kube-controller-manager-arg",
-        "kube-scheduler-arg",
-        "kube-cloud-controller-manager-arg",
-        "kubelet-arg",
-        "kube-proxy-arg",
-        "etcd-arg",
-        "helm-controller-arg",
-    }
-)
 
 
 def k3s_server_url(spec: Spec) -> str:
@@ -61,11 +38,8 @@ def k3s_server_url(spec: Spec) -> str:
 
 
 def bgp_password(spec: Spec) -> str | None:
-    """The BGP TCP-MD5 key from the variable named by ``cluster.bgp.password_env``, if any."""
-    name = spec.cluster.bgp.password_env
-    if name is None:
-        return None
-    return spec_load.env_secret("cluster.bgp.password_env", name)
+    """The BGP TCP-MD5 key (``cluster.bgp.password_env``, read when the spec was loaded), if any."""
+    return spec.env_secrets.bgp_password
 
 
 def disabled_components(spec: Spec) -> list[str]:
@@ -85,38 +59,18 @@ def disabled_components(spec: Spec) -> list[str]:
     return items
 
 
-def _parse_extra_args(args: Iterable[str]) -> list[tuple[int, str, Any]]:
-    """``--flag=value`` / ``--flag`` -> (index, key, value); a bare flag means true."""
-    parsed = []
-    for i, arg in enumerate(args):
-        body = arg.removeprefix("--")
-        key, sep, value = body.partition("=")
-        parsed.append((i, key, value if sep else True))
-    return parsed
-
-
-def _merge_extra_args(settings: dict[str, Any], args: Iterable[str], *, ingress: Ingress) -> None:
-    for i, key, value in _parse_extra_args(args):
-        where = f"cluster.extra_server_args[{i}]"
-        if key in _MANAGED_KEYS:
-            raise ConfigError(where, f"sets {key}, which piimg manages itself")
-        if not key:
-            raise ConfigError(where, "is not a k3s flag (--name or --name=value)")
-        if key in _LIST_FLAGS:
-            current = settings.setdefault(key, [])
-            items = value.split(",") if key == "disable" and isinstance(value, str) else [value]
-            for item in items:
-                if key == "disable" and isinstance(item, str) and item.startswith("piimg-"):
-                    # --disable NAME deletes the addon file NAME: ours must stay.
-                    raise ConfigError(where, f"disables {item}, which piimg deploys")
-                if key == "disable" and item == "traefik" and ingress is Ingress.TRAEFIK:
-                    raise ConfigError(where, "disables traefik, but cluster.ingress is traefik")
+def _merge_extra_args(settings: dict[str, Any], args: Iterable[str]) -> None:
+    """Merge ``cluster.extra_server_args`` (checked at load by :mod:`piimg.spec.rules`)."""
+    for arg in k3sflags.parse_extra_args(args):
+        if arg.key in k3sflags.LIST_FLAGS:
+            current = settings.setdefault(arg.key, [])
+            for item in arg.items():
                 if item not in current:
                     current.append(item)
         else:
             # A scalar flag (given twice: the last one wins, as on the k3s
             # command line). write-kubeconfig-mode may be relaxed here on purpose.
-            settings[key] = value
+            settings[arg.key] = arg.value
 
 
 def k3s_settings(spec: Spec, node: NodeSpec, secrets: Secrets, *, mask_secrets: bool = False) -> dict[str, Any]:
@@ -135,7 +89,7 @@ def k3s_settings(spec: Spec, node: NodeSpec, secrets: Secrets, *, mask_secrets: 
         settings["tls-san"] = [str(node.address)]
         settings["write-kubeconfig-mode"] = "0600"
         settings["disable"] = disabled_components(spec)
-        _merge_extra_args(settings, spec.cluster.extra_server_args, ingress=spec.cluster.ingress)
+        _merge_extra_args(settings, spec.cluster.extra_server_args)
     return settings
 
 

@@ -15,10 +15,16 @@ Three BGP dialects matter here:
 * **RouterOS 7.20 and later**: ``/routing/bgp/instance`` is back (7.20
   changelog; ddelnano/terraform-provider-mikrotik PR #243): it holds ``as``
   and ``router-id`` (moved off the connection) and every connection must name
-  its ``instance=`` (ansible-collections/community.routeros PR #404). The
-  instance has ``multipath`` (help.mikrotik.com "routing bgp": "BGP will pick
-  configured amount of routes with similar attributes and install ECMP
-  routes"); older releases document "Multipath is not supported".
+  its ``instance=`` (ansible-collections/community.routeros PR #404).
+* **RouterOS 7.22 and later** add ``multipath`` to that instance: an integer,
+  the number of equal paths to install (help.mikrotik.com "routing bgp":
+  "multipath (integer [0..4294967295]) BGP will pick configured amount of
+  routes with similar attributes and install ECMP routes"; it first appears in
+  the 7.22 ``/console/inspect`` dump, tikoci/restraml docs/7.22/inspect.json,
+  and not in 7.20.x or 7.21.x; ansible community.routeros PR #457 ">= 7.22").
+  The 7.22.2+ dumps complete every yes/no argument with ``yes``/``no`` but
+  not ``multipath``, so it is not a boolean. RouterOS 6 and 7.0-7.21 document
+  "Multipath is not supported": no ECMP there.
 
 Since 7.18 the API answers a print with no rows with ``!empty`` before
 ``!done`` (MikroTik API manual; jaov/mikrotik-java v3.0.8 "Fix of !empty
@@ -36,6 +42,8 @@ from piimg.errors import RouterError
 
 #: The oldest RouterOS piimg talks to: the first with the post-6.43 API login.
 MIN_VERSION: Final = (6, 43)
+#: The first RouterOS with BGP multipath (ECMP) on /routing/bgp/instance.
+MULTIPATH_VERSION: Final = (7, 22)
 
 _VERSION_RE: Final = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 
@@ -68,6 +76,15 @@ class Dialect:
         return {BgpStyle.V6: "RouterOS 6", BgpStyle.V7: "RouterOS 7.0-7.19", BgpStyle.V7_20: "RouterOS 7.20+"}[self.bgp]
 
     @property
+    def span(self) -> str:
+        """The releases that render the same commands as this one, e.g. ``RouterOS 7.0-7.18``."""
+        if self.bgp is BgpStyle.V6:
+            return "RouterOS 6"
+        if self.bgp is BgpStyle.V7:
+            return "RouterOS 7.0-7.18" if self.afi_field == "address-families" else "RouterOS 7.19"
+        return "RouterOS 7.22 and later" if self.has_multipath else "RouterOS 7.20-7.21"
+
+    @property
     def bgp_peer_menu(self) -> str:
         return "/routing/bgp/peer" if self.bgp is BgpStyle.V6 else "/routing/bgp/connection"
 
@@ -89,9 +106,9 @@ class Dialect:
 
     @property
     def has_multipath(self) -> bool:
-        # Only the 7.20 instance menu has `multipath`; RouterOS 6 and 7.0-7.19
-        # document "Multipath is not supported" for BGP.
-        return self.bgp is BgpStyle.V7_20
+        # `multipath` exists on the instance from 7.22 on (7.20 and 7.21 trap
+        # "unknown parameter multipath"; see the module docstring).
+        return self.bgp is BgpStyle.V7_20 and self.version >= MULTIPATH_VERSION
 
     @property
     def empty_reply(self) -> bool:
@@ -148,4 +165,4 @@ def detect_version(api: Any) -> Dialect:
 
 def same_family(a: Dialect, b: Dialect) -> bool:
     """Whether two dialects render the same commands (used to check ``router.version``)."""
-    return a.bgp is b.bgp and a.afi_field == b.afi_field
+    return a.span == b.span

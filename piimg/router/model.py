@@ -227,8 +227,8 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
         items.append(Item(BGP_INSTANCE, inst))
     if several and not dialect.has_multipath:
         notes.append(
-            f"{dialect.name} has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node at a time "
-            "(RouterOS 7.20 and later spread it over all nodes)"
+            f"RouterOS {dialect.text} has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node "
+            "at a time (ECMP needs RouterOS 7.22 or later, which spreads it over all nodes)"
         )
     for node in spec.nodes:
         comment = node_marker(cluster, node.hostname)

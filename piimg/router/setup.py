@@ -8,7 +8,7 @@ the plan), prints the plan, asks, then calls :meth:`Session.apply`; or
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,7 @@ from piimg.router.client import connect
 from piimg.router.dialects import Dialect, detect_version, dialect_from_spec, same_family
 from piimg.router.model import desired_state
 from piimg.router.plan import Plan, make_plan
-from piimg.spec.load import env_secret
 from piimg.spec.model import Spec
-
-
-def bgp_password(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:
-    """The BGP TCP-MD5 key from ``cluster.bgp.password_env`` (None when not configured)."""
-    name = spec.cluster.bgp.password_env
-    return env_secret("cluster.bgp.password_env", name, env) if name else None
 
 
 def resolve_dialect(spec: Spec, api: Any) -> Dialect:
@@ -39,8 +32,9 @@ def resolve_dialect(spec: Spec, api: Any) -> Dialect:
         wanted = dialect_from_spec(spec.router.version)
         if not same_family(wanted, detected):
             raise RouterError(
-                f"router.version is {spec.router.version} ({wanted.name}), but the router runs RouterOS {detected.text}",
-                hint="set router.version: auto, or the version the router runs",
+                f"router.version is {spec.router.version} ({wanted.span}), but the router runs RouterOS {detected.text}",
+                hint=f"set router.version: auto, or {detected.version[0]}.{detected.version[1]} "
+                "(6 = 6.x, 7 = 7.0-7.18, 7.19, 7.20, 7.21, 7.22 = 7.22 and later)",
             )
     return detected
 
@@ -60,7 +54,7 @@ class Session:
 @contextlib.contextmanager
 def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
     """Connect, read the router and plan; the connection closes when the block ends."""
-    key = bgp_password(spec)
+    key = spec.env_secrets.bgp_password
     api = connect(spec.router, password, base_dir=spec.base_dir)
     try:
         dialect = resolve_dialect(spec, api)

@@ -8,13 +8,14 @@ offending value, e.g. ``nodes[1].address: 10.0.5.3 is outside network.subnet
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 import yaml
@@ -42,7 +43,7 @@ from piimg.spec.model import (
     Spec,
     WifiSpec,
 )
-from piimg.spec.rules import cross_check
+from piimg.spec.rules import cross_check, resolve_env_secrets
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ def _type_name(value: object) -> str:
     )
 
 
-def _mapping(ctx: _Ctx, key: str, value: object, allowed: Iterable[str]) -> dict[str, Any]:
+def _mapping(ctx: _Ctx, key: str, value: object, allowed: Iterable[str]) -> dict[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -95,7 +96,11 @@ def _mapping(ctx: _Ctx, key: str, value: object, allowed: Iterable[str]) -> dict
     return dict(value)
 
 
-def _str(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
+@overload
+def _str(ctx: _Ctx, key: str, value: object) -> str: ...
+@overload
+def _str(ctx: _Ctx, key: str, value: object, *, optional: Literal[True]) -> str | None: ...
+def _str(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
@@ -109,7 +114,11 @@ def _bool(ctx: _Ctx, key: str, value: object) -> bool:
     return value
 
 
-def _int(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
+@overload
+def _int(ctx: _Ctx, key: str, value: object) -> int: ...
+@overload
+def _int(ctx: _Ctx, key: str, value: object, *, optional: Literal[True]) -> int | None: ...
+def _int(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -117,7 +126,7 @@ def _int(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
     return value
 
 
-def _list(ctx: _Ctx, key: str, value: object) -> list[Any]:
+def _list(ctx: _Ctx, key: str, value: object) -> list[object]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -178,8 +187,12 @@ def _asn(ctx: _Ctx, key: str, value: object) -> int:
     return int(asn)
 
 
-def _env_name(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> Any:
-    name = _str(ctx, key, value, optional=optional)
+@overload
+def _env_name(ctx: _Ctx, key: str, value: object) -> str: ...
+@overload
+def _env_name(ctx: _Ctx, key: str, value: object, *, optional: Literal[True]) -> str | None: ...
+def _env_name(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> str | None:
+    name = _str(ctx, key, value, optional=True) if optional else _str(ctx, key, value)
     if name is not None and not _ENV_RE.match(name):
         raise ctx.err(key, f"{name!r} is not an environment variable name")
     return name
@@ -264,7 +277,7 @@ def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
     return LocaleSpec(timezone=tz, keymap=keymap, wifi_country=country)
 
 
-def _load_wifi(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> WifiSpec | None:
+def _load_wifi(ctx: _Ctx, raw: object) -> WifiSpec | None:
     if raw is None:
         return None
     d = _mapping(ctx, "wifi", raw, WifiSpec.__dataclass_fields__)
@@ -273,10 +286,6 @@ def _load_wifi(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> WifiSpec | Non
     if "psk_env" not in d:
         raise ctx.err("wifi.psk_env", "required when wifi is set (the passphrase is read from this environment variable)")
     psk_env = _env_name(ctx, "wifi.psk_env", d["psk_env"])
-    if psk_env not in env:
-        raise ctx.err("wifi.psk_env", f"environment variable {psk_env} is not set")
-    if not 8 <= len(env[psk_env]) <= 63:
-        raise ctx.err("wifi.psk_env", f"the passphrase in ${psk_env} must be 8 to 63 characters (WPA2)")
     return WifiSpec(
         ssid=_str(ctx, "wifi.ssid", d["ssid"]),
         psk_env=psk_env,
@@ -368,7 +377,7 @@ def _load_pools(ctx: _Ctx, raw: object) -> tuple[PoolSpec, ...]:
     return tuple(pools)
 
 
-def _load_cluster(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> ClusterSpec:
+def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
     d = _mapping(ctx, "cluster", raw, ClusterSpec.__dataclass_fields__)
     base = ClusterSpec()
     name = _str(ctx, "cluster.name", d.get("name", base.name))
@@ -391,26 +400,14 @@ def _load_cluster(ctx: _Ctx, raw: object, env: Mapping[str, str]) -> ClusterSpec
         _str(ctx, f"cluster.extra_server_args[{i}]", v)
         for i, v in enumerate(_list(ctx, "cluster.extra_server_args", d.get("extra_server_args")))
     )
-    for i, arg in enumerate(extra):
-        if not arg.startswith("--"):
-            raise ctx.err(f"cluster.extra_server_args[{i}]", f"{arg!r} is not a k3s server flag (--name or --name=value)")
     ingress = _enum(ctx, "cluster.ingress", d.get("ingress", base.ingress.value), Ingress)
     bgp_raw = _mapping(ctx, "cluster.bgp", d.get("bgp"), BgpSpec.__dataclass_fields__)
     bgp_pw = _env_name(ctx, "cluster.bgp.password_env", bgp_raw.get("password_env"), optional=True)
-    if bgp_pw is not None and not env.get(bgp_pw):
-        raise ctx.err("cluster.bgp.password_env", f"environment variable {bgp_pw} is not set")
     bgp = BgpSpec(
         asn=_asn(ctx, "cluster.bgp.asn", bgp_raw.get("asn", BgpSpec().asn)),
         password_env=bgp_pw,
         allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", False)),
     )
-    if "servicelb" not in disable:
-        raise ctx.err(
-            "cluster.disable",
-            "must include servicelb: k3s's ServiceLB would answer for LoadBalancer services instead of MetalLB",
-        )
-    if ingress is Ingress.TRAEFIK and "traefik" in disable:
-        raise ctx.err("cluster.disable", "disables traefik, but cluster.ingress is traefik")
     install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
     if install_sha is not None:
         install_sha = install_sha.lower()
@@ -537,16 +534,16 @@ def parse(
         image=_load_image(ctx, top.get("image")),
         access=access,
         locale=_load_locale(ctx, top.get("locale")),
-        wifi=_load_wifi(ctx, top.get("wifi"), env),
+        wifi=_load_wifi(ctx, top.get("wifi")),
         network=_load_network(ctx, top.get("network")),
         router=_load_router(ctx, top.get("router")),
-        cluster=_load_cluster(ctx, top.get("cluster"), env),
+        cluster=_load_cluster(ctx, top.get("cluster")),
         nodes=_load_nodes(ctx, top.get("nodes")),
         base_dir=base_dir or Path.cwd(),
         source=file or "<string>",
     )
     cross_check(ctx, spec)
-    return spec
+    return dataclasses.replace(spec, env_secrets=resolve_env_secrets(ctx, spec, env))
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -566,7 +563,15 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
-def loads(text: str, *, file: str | None = None, **kwargs: Any) -> Spec:
+def loads(
+    text: str,
+    *,
+    file: str | None = None,
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Spec:
+    """Parse and validate spec text (``file`` names it in messages)."""
     try:
         raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
@@ -575,10 +580,16 @@ def loads(text: str, *, file: str | None = None, **kwargs: Any) -> Spec:
         raise ConfigError("", f"{where}: YAML syntax error: {exc.problem}", file=file) from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{file or '<string>'}: YAML error: {exc}", file=file) from None
-    return parse(raw, file=file, **kwargs)
+    return parse(raw, file=file, base_dir=base_dir, env=env, home=home)
 
 
-def load(path: str | os.PathLike[str], **kwargs: Any) -> Spec:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Spec:
     """Load and validate the spec file at ``path``."""
     path = Path(path)
     try:
@@ -587,17 +598,7 @@ def load(path: str | os.PathLike[str], **kwargs: Any) -> Spec:
         raise ConfigError("", f"{path}: no such file", hint="create one with: piimg init") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"{path}: cannot read: {exc}") from None
-    kwargs.setdefault("base_dir", path.resolve().parent)
-    return loads(text, file=str(path), **kwargs)
-
-
-def env_secret(spec_key: str, env_name: str, env: Mapping[str, str] | None = None) -> str:
-    """The value of a secret named by ``*_env`` in the spec, or a ConfigError."""
-    env = os.environ if env is None else env
-    value = env.get(env_name)
-    if not value:
-        raise ConfigError(spec_key, f"environment variable {env_name} is not set")
-    return value
+    return loads(text, file=str(path), base_dir=base_dir or path.resolve().parent, env=env, home=home)
 
 
 def summary(spec: Spec) -> list[str]:

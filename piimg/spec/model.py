@@ -20,6 +20,7 @@ from typing import Final
 
 from piimg import versions
 from piimg.errors import ConfigError
+from piimg.spec.secrets import EnvSecrets
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
@@ -203,6 +204,8 @@ class Spec:
     #: folder of the spec file; relative paths (image.url) are resolved against it
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
     source: str = field(default="<defaults>", compare=False)
+    #: secrets from the environment variables named by ``*_env`` keys, read once at load
+    env_secrets: EnvSecrets = field(default_factory=EnvSecrets, compare=False, repr=False)
 
     @property
     def servers(self) -> tuple[NodeSpec, ...]:
@@ -212,10 +215,6 @@ class Spec:
     def initial_server(self) -> NodeSpec:
         """The first server: it initialises the cluster, the others join it."""
         return self.servers[0]
-
-    @property
-    def metallb_enabled(self) -> bool:
-        return True
 
     def node(self, hostname: str) -> NodeSpec:
         for node in self.nodes:
@@ -228,6 +227,3 @@ class Spec:
     def prefixlen(self) -> int:
         return self.network.subnet.prefixlen
 
-
-# --------------------------------------------------------------------------
-# Loading: raw YAML -> typed objects, every problem named by its key path.

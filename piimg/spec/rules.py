@@ -1,30 +1,64 @@
-"""The cross-field rules of the spec: addresses, pools, ASNs, roles, access.
+"""Every cross-field rule of the spec, checked once, when the file is loaded.
 
-Run by :func:`piimg.spec.load.parse` once every section has been read.
+``piimg validate`` rejects exactly what ``piimg build``, ``piimg manifests``
+and first boot would reject: no renderer, template or build step checks a
+spec value again (they may assume a loaded :class:`~piimg.spec.model.Spec` is
+valid). ``tests/test_spec_verdicts.py`` holds that promise: it feeds every
+rule to ``validate`` and to ``build`` and wants the same verdict.
+
+Where a check belongs:
+
+* the shape of one value (a type, a pattern, a range): the section loader in
+  :mod:`piimg.spec.load` that reads the key;
+* anything that relates two keys, or needs domain knowledge beyond one value
+  (k3s flags, pools vs subnet, secrets from the environment): a rule here.
+
+To add a rule: write ``def _rule_name(ctx: _Ctx, spec: Spec) -> None`` that
+raises ``ctx.err("the.key[i]", "what is wrong", hint=...)`` (the key path of
+the offending value; one line, no trailing period), append it to
+:data:`RULES`, and add one broken spec to the ``CASES`` table in
+``tests/test_config_validation.py`` (and to ``VERDICTS`` in
+``tests/test_spec_verdicts.py`` if a later command used to catch it). Rules
+run in the order of :data:`RULES`; the first problem is reported.
+
+Secrets the spec names by environment variable are read here too, once
+(:func:`resolve_env_secrets`), and travel with the spec as
+``spec.env_secrets``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from piimg.spec.model import AddressRange, IPv4Address, Role, Spec
+from piimg.spec import k3sflags
+from piimg.spec.model import AddressRange, Ingress, IPv4Address, Role, Spec
+from piimg.spec.secrets import EnvSecrets
 
 if TYPE_CHECKING:
     from piimg.spec.load import _Ctx
 
+Rule = Callable[["_Ctx", Spec], None]
 
-def cross_check(ctx: _Ctx, spec: Spec) -> None:
+
+def _router_ca_file(ctx: _Ctx, spec: Spec) -> None:
     if spec.router.ca_file is not None:
         ca = Path(spec.router.ca_file).expanduser()
         ca = ca if ca.is_absolute() else spec.base_dir / ca
         if not ca.is_file():
             raise ctx.err("router.ca_file", f"{spec.router.ca_file}: no such file")
-    net = spec.network
+
+
+def _wifi_country(ctx: _Ctx, spec: Spec) -> None:
     if spec.wifi is not None and spec.locale.wifi_country is None:
         # Raspberry Pi OS keeps the WLAN rfkill-blocked until a regulatory country is set
         raise ctx.err("locale.wifi_country", "required when wifi is set (Wi-Fi stays blocked without it)",
                       hint="set the two-letter code of the country the Pi is in, e.g. wifi_country: GB")
+
+
+def _node_addresses(ctx: _Ctx, spec: Spec) -> None:
+    net = spec.network
     seen_names: dict[str, int] = {}
     seen_addrs: dict[IPv4Address, int] = {}
     seen_macs: dict[str, int] = {}
@@ -49,10 +83,17 @@ def cross_check(ctx: _Ctx, spec: Spec) -> None:
             if node.mac in seen_macs:
                 raise ctx.err(f"{key}.mac", f"{node.mac} is already used by nodes[{seen_macs[node.mac]}]")
             seen_macs[node.mac] = i
+
+
+def _node_roles(ctx: _Ctx, spec: Spec) -> None:
     if not spec.servers:
         raise ctx.err("nodes", "needs a node with role: server (the first server initialises the cluster)")
     if spec.nodes[0].role is not Role.SERVER:
         raise ctx.err("nodes[0].role", "the first node must be the initial server (role: server)")
+
+
+def _lb_pools(ctx: _Ctx, spec: Spec) -> None:
+    net = spec.network
     all_ranges: list[tuple[str, AddressRange]] = []
     for i, pool in enumerate(spec.cluster.pools):
         for j, rng in enumerate(pool.addresses):
@@ -71,15 +112,95 @@ def cross_check(ctx: _Ctx, spec: Spec) -> None:
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise ctx.err(f"cluster.pools[{i}].name", f"{name!r} is used by another pool")
+
+
+def _bgp_asn(ctx: _Ctx, spec: Spec) -> None:
     if spec.router.asn == spec.cluster.bgp.asn and not spec.cluster.bgp.allow_ibgp:
         raise ctx.err(
             "cluster.bgp.asn",
             f"{spec.cluster.bgp.asn} equals router.asn; the cluster peers with the router over eBGP",
             hint="pick another private ASN, or set cluster.bgp.allow_ibgp: true if you really want iBGP",
         )
+
+
+def _login_possible(ctx: _Ctx, spec: Spec) -> None:
     if not spec.access.ssh_authorized_keys and spec.access.password_hash is None:
         raise ctx.err(
             "access.ssh_authorized_keys",
             "empty, no ~/.ssh/id_*.pub found and no access.password_hash: nobody could log in to the nodes",
             hint="add your public key, or create one with ssh-keygen -t ed25519",
         )
+
+
+def _disabled_components(ctx: _Ctx, spec: Spec) -> None:
+    disable = spec.cluster.disable
+    if "servicelb" not in disable:
+        raise ctx.err(
+            "cluster.disable",
+            "must include servicelb: k3s's ServiceLB would answer for LoadBalancer services instead of MetalLB",
+        )
+    if spec.cluster.ingress is Ingress.TRAEFIK and "traefik" in disable:
+        raise ctx.err("cluster.disable", "disables traefik, but cluster.ingress is traefik")
+
+
+def _k3s_extra_server_args(ctx: _Ctx, spec: Spec) -> None:
+    """Flags merged into every server's k3s config file (:mod:`piimg.spec.k3sflags`)."""
+    raw = spec.cluster.extra_server_args
+    for arg in k3sflags.parse_extra_args(raw):
+        where = arg.where
+        if not raw[arg.index].startswith("--"):
+            raise ctx.err(where, f"{raw[arg.index]!r} is not a k3s server flag (--name or --name=value)")
+        if not arg.key:
+            raise ctx.err(where, "is not a k3s flag (--name or --name=value)")
+        if arg.key in k3sflags.MANAGED_KEYS:
+            raise ctx.err(where, f"sets {arg.key}, which piimg manages itself")
+        if arg.key not in k3sflags.LIST_FLAGS:
+            continue
+        for item in arg.items():
+            if not isinstance(item, str) or not item:
+                # a bare --tls-san (or --disable=a,,b) would write true or "" into the list
+                raise ctx.err(where, f"--{arg.key} needs a value (--{arg.key}=VALUE)")
+            if arg.key == "disable" and item.startswith(k3sflags.PIIMG_ADDON_PREFIX):
+                # --disable NAME deletes the addon file NAME: ours must stay.
+                raise ctx.err(where, f"disables {item}, which piimg deploys")
+            if arg.key == "disable" and item == "traefik" and spec.cluster.ingress is Ingress.TRAEFIK:
+                raise ctx.err(where, "disables traefik, but cluster.ingress is traefik")
+
+
+#: Every cross-field rule, in the order they run. Append new rules here.
+RULES: Final[tuple[Rule, ...]] = (
+    _router_ca_file,
+    _wifi_country,
+    _node_addresses,
+    _node_roles,
+    _lb_pools,
+    _bgp_asn,
+    _login_possible,
+    _disabled_components,
+    _k3s_extra_server_args,
+)
+
+
+def resolve_env_secrets(ctx: _Ctx, spec: Spec, env: Mapping[str, str]) -> EnvSecrets:
+    """Read the secrets the spec names by environment variable, once; refuse missing or bad ones."""
+    wifi = None
+    if spec.wifi is not None:
+        name = spec.wifi.psk_env
+        if name not in env:
+            raise ctx.err("wifi.psk_env", f"environment variable {name} is not set")
+        wifi = env[name]
+        if not 8 <= len(wifi) <= 63:
+            raise ctx.err("wifi.psk_env", f"the passphrase in ${name} must be 8 to 63 characters (WPA2)")
+    bgp = None
+    if spec.cluster.bgp.password_env is not None:
+        name = spec.cluster.bgp.password_env
+        bgp = env.get(name)
+        if not bgp:
+            raise ctx.err("cluster.bgp.password_env", f"environment variable {name} is not set")
+    return EnvSecrets(wifi_passphrase=wifi, bgp_password=bgp)
+
+
+def cross_check(ctx: _Ctx, spec: Spec) -> None:
+    """Run :data:`RULES` on a spec whose sections are loaded; raise the first problem."""
+    for rule in RULES:
+        rule(ctx, spec)

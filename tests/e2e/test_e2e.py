@@ -281,7 +281,7 @@ def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Cal
     base = base_image("systemd")
     run = run_factory(base, "auto")  # detected: sys-mods firstboot on cmdline.txt
     cmdline = run.fat.read_text("cmdline.txt")
-    assert "systemd.run=/boot/firstrun.sh" in cmdline and SYS_MODS_INIT in cmdline, cmdline
+    assert "systemd.run=/boot/firmware/firstrun.sh" in cmdline and SYS_MODS_INIT in cmdline, cmdline
     assert "cgroup_memory=1" in cmdline and "cgroup_enable=memory" in cmdline
     assert run.fat.exists("ssh") and run.fat.exists("firstrun.sh")
     secrets = _secrets(run)

@@ -5,6 +5,7 @@
 #   :global piimgBgpKey "..."
 :global piimgBgpKey
 :if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }
+# note: RouterOS 7.20 has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node at a time (ECMP needs RouterOS 7.22 or later, which spreads it over all nodes)
 /interface bridge
 add comment="piimg: homelab" name=bridge2
 /interface bridge port
@@ -25,7 +26,7 @@ add address=10.0.2.0/23 comment="piimg: homelab" dns-server=8.8.8.8,8.8.4.4 gate
 add address=10.0.2.10 comment="piimg: homelab node k8s-master" mac-address=DC:A6:32:01:02:03 server=dhcp2
 add address=10.0.2.11 comment="piimg: homelab node k8s-w1" mac-address=DC:A6:32:01:02:04 server=dhcp2
 /routing bgp instance
-add as=65530 comment="piimg: homelab" multipath=2 name=piimg-homelab router-id=10.0.2.1
+add as=65530 comment="piimg: homelab" name=piimg-homelab router-id=10.0.2.1
 /routing bgp connection
 add afi=ip comment="piimg: homelab node k8s-master" instance=piimg-homelab local.role=ebgp name=piimg-k8s-master remote.address=10.0.2.10 remote.as=64500 tcp-md5-key=$piimgBgpKey
 add afi=ip comment="piimg: homelab node k8s-w1" instance=piimg-homelab local.role=ebgp name=piimg-k8s-w1 remote.address=10.0.2.11 remote.as=64500 tcp-md5-key=$piimgBgpKey

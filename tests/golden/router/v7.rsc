@@ -5,7 +5,7 @@
 #   :global piimgBgpKey "..."
 :global piimgBgpKey
 :if ([:len $piimgBgpKey] = 0) do={ :error "set the BGP key first: :global piimgBgpKey KEY" }
-# note: RouterOS 7.0-7.19 has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node at a time (RouterOS 7.20 and later spread it over all nodes)
+# note: RouterOS 7 has no BGP multipath (ECMP): each LoadBalancer IP is routed to one node at a time (ECMP needs RouterOS 7.22 or later, which spreads it over all nodes)
 /interface bridge
 add comment="piimg: homelab" name=bridge2
 /interface bridge port
