@@ -20,7 +20,8 @@ from tests.firstboot.fakepi import BGP_PASSWORD, BINARY, TOKEN, VERSION, FakePi,
 pytestmark = pytest.mark.integration
 
 SERVER_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "cluster", "scrub", "finish"]
-AGENT_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "scrub", "finish"]
+# the fake payload carries a BGP password, so agents probe TCP-MD5 support ("bgp")
+AGENT_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "bgp", "scrub", "finish"]
 
 
 @pytest.fixture()

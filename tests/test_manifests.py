@@ -258,10 +258,9 @@ def test_nginx_is_f5_controller_behind_loadbalancer() -> None:
     spec = make_spec()
     files = render_addons(spec, SECRETS)
     (chart,) = [c for c in by_kind(all_objects(files), "HelmChart") if c["metadata"]["name"] == "nginx-ingress"]
-    # without fetched archives (a preview): NGINX's Helm repository, where the pinned archive lives
-    assert chart["spec"]["chart"] == "nginx-ingress" and chart["spec"]["repo"] == "https://helm.nginx.com/stable"
+    assert chart["spec"]["chart"] == "oci://ghcr.io/nginx/charts/nginx-ingress"
+    assert "repo" not in chart["spec"]
     assert chart["spec"]["version"] == v.NGINX_INGRESS_CHART_VERSION
-    assert v.NGINX_INGRESS_CHART_PIN.url == f"{chart['spec']['repo']}/nginx-ingress-{chart['spec']['version']}.tgz"
     values = yaml.safe_load(chart["spec"]["valuesContent"])
     assert values["controller"]["service"]["type"] == "LoadBalancer"
     assert values["controller"]["ingressClass"]["name"] == "nginx"
