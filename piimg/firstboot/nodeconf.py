@@ -3,8 +3,10 @@
 The builder writes it into the payload (``/boot/firmware/piimg/node.json``);
 first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
 
-Secret-bearing parts of the payload: ``secrets`` in node.json and every file
-under ``manifests/`` (a BGP password Secret). First boot removes them from the
+Secret-bearing parts of the payload: ``secrets`` in node.json (the k3s
+token, BGP password, k3s node password, the node's SSH host key and, on
+servers, the k3s CA files as ``k3s_tls/<path>``) and every file under
+``manifests/`` (a BGP password Secret). First boot removes them from the
 boot partition once they are in root-only files.
 """
 
@@ -47,7 +49,9 @@ class NodeConfig:
     user: str
     init_format: str  # "systemd" | "cloudinit" | "cloudinit-rpi"
     k3s: K3sConfig
-    secrets: Dict[str, str] = field(default_factory=dict)  # k3s_token, bgp_password
+    # k3s_token, bgp_password, node_password, ssh_host_ed25519_key, k3s_tls/<path below server/tls>
+    secrets: Dict[str, str] = field(default_factory=dict)
+    ssh_host_public_key: Optional[str] = None  # "ssh-ed25519 AAAA... root@host", the public half of the above
     manifests: List[str] = field(default_factory=list)  # file names under manifests/
     ingress: Optional[IngressRef] = None  # server only: Service to wait for
     metallb_namespace: str = "metallb-system"
