@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 # fixtures `images` and `srv` (a catalog on 127.0.0.1) for the catalog and fetch tests;
 # modules with a fixture of the same name (test_download's `srv`) keep their own
-pytest_plugins = ["tests.catalogserver"]
+# `k3s_release` (a generated k3s release and charts behind a mirror on 127.0.0.1)
+pytest_plugins = ["tests.catalogserver", "tests.releaseserver"]
 
 # A real public key: `ssh-keygen -t ed25519 -C test@piimg` (OpenSSH 9.2p1); the private half was discarded.
 TEST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKG/9VkN1xCggDUtUiRPJkbbpvUF/EMKs8xOJGdlRBom test@piimg"

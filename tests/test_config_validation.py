@@ -202,6 +202,24 @@ def test_bgp_password_env_set(home: Path) -> None:
     assert spec.cluster.bgp.password_env == "BGP_KEY"
 
 
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        # restraml docs/7.*/inspect.json: tcp-md5-key "string value, max length 80"
+        ("k" * 81, "has 81 characters; RouterOS takes at most 80"),
+        ("schlüssel", "printable ASCII"),  # librouteros encodes API words as ASCII
+        ("tab\tkey", "printable ASCII"),
+    ],
+)
+def test_bgp_key_checked_at_load(home: Path, key: str, words: str) -> None:
+    doc = _with("cluster.bgp.password_env", "BGP_KEY")
+    with pytest.raises(ConfigError) as info:
+        spec_load.parse(doc, env={"BGP_KEY": key})
+    assert info.value.key == "cluster.bgp.password_env"
+    assert words in str(info.value) and key not in str(info.value)
+    assert spec_load.parse(doc, env={"BGP_KEY": "k" * 80}).env_secrets.bgp_password == "k" * 80
+
+
 def test_multi_node_and_ranges(home: Path) -> None:
     doc = _with("nodes", [BASE["nodes"][0], AGENT, {**AGENT, "hostname": "k8s-agent-2", "address": "10.0.2.12", "mac": "dc-a6-32-01-02-03"}])
     doc["cluster"]["pools"] = [{"name": "web", "addresses": ["10.0.4.10-10.0.4.20", "10.0.6.0/24"]}]

@@ -168,6 +168,9 @@ def test_value_comparison() -> None:
     assert same_value("remote.address", "10.0.2.10", "10.0.2.10/32")
     assert not same_value("remote.address", "10.0.2.10", "10.0.2.11")
     assert same_value("tcp-md5-key", "x", None)  # hidden by the router: not comparable
+    assert same_value("tcp-md5-key", "x", "*****")  # masked: not comparable either
+    assert not same_value("tcp-md5-key", "x", "")  # no key on the router: set it
+    assert not same_value("tcp-md5-key", "x", "y")
     assert not same_value("comment", "piimg: homelab", None)
 
 

@@ -8,15 +8,26 @@ k3s's own (coredns, traefik, local-storage, metrics-server, ccm, rolebindings,
 ...): k3s rewrites those files at every start, and ``--disable NAME``
 deletes the file of that name.
 
-Order (k3s applies them independently and retries failures, but this is
-the order a reader should see them): MetalLB, its BGP password Secret,
-its configuration, the ingress controller.
+Order: :func:`render_addons` lists them as a reader follows them (MetalLB,
+its BGP password Secret, its configuration, the ingress controller), but k3s
+applies the folder in sorted path order (k3s pkg/deploy/controller.go,
+``listFilesIn``: ``sort.Strings(keys)``), which for these names is
+piimg-ingress-nginx, piimg-metallb-bgp-secret, piimg-metallb-config,
+piimg-metallb, piimg-nginx-ingress (``-`` sorts before ``.``). So on the first
+pass the Secret and the MetalLB configuration fail: their namespace, CRDs and
+webhook come with piimg-metallb.yaml. Nothing is lost: a file whose apply
+fails keeps the controller in "force" mode, and every file is applied again
+every 15 s until all succeed (``start``: ``time.After(15 * time.Second)``;
+the checksum is recorded only after a successful apply). Only the wait grows
+by a pass or two. :data:`K3S_APPLY_ORDER_NOTE` is checked against the names
+by the tests.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 from piimg import versions as v
 from piimg.errors import PiimgError
@@ -24,6 +35,9 @@ from piimg.manifests.env import render
 from piimg.manifests.k3s import MASKED, bgp_password
 from piimg.spec.model import Ingress, Spec
 from piimg.spec.secrets import Secrets
+
+if TYPE_CHECKING:
+    from piimg.fetch.artifacts import ChartArchive
 
 METALLB_ADDON: Final = "piimg-metallb.yaml"
 BGP_SECRET_ADDON: Final = "piimg-metallb-bgp-secret.yaml"
@@ -37,9 +51,15 @@ BGP_SECRET_NAME: Final = "piimg-bgp-password"
 BGP_PEER_NAME: Final = "router"
 BGP_ADVERTISEMENT_NAME: Final = "piimg-pools"
 
-#: What ``metadata.name`` of an Addon must match (Kubernetes object names:
-#: lowercase RFC 1123 subdomain), as k3s reports for a bad file name.
-_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: What an Addon name (``metadata.name``) must match: k3s cuts the file name
+#: at its first dot, so the name itself never has one (a lowercase RFC 1123
+#: label, at most 63 characters here).
+_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+#: The order k3s applies piimg's files in (sorted paths), as the module docstring says.
+K3S_APPLY_ORDER_NOTE: Final = (
+    "piimg-ingress-nginx", "piimg-metallb-bgp-secret", "piimg-metallb-config", "piimg-metallb", "piimg-nginx-ingress",
+)
 
 INGRESS_NGINX_WARNING: Final = (
     "cluster.ingress: ingress-nginx was retired in March 2026 and gets no more security fixes; its final "
@@ -68,11 +88,12 @@ def bgp_password_warning(spec: Spec) -> str | None:
 
 
 def addon_name(file_name: str) -> str:
-    """The Addon name k3s derives from a manifest file name (its base name)."""
-    for ext in (".yaml", ".yml", ".json"):
-        if file_name.endswith(ext):
-            return file_name[: -len(ext)]
-    return file_name
+    """The Addon name k3s derives from a manifest file name: everything before the first dot.
+
+    k3s pkg/deploy/controller.go ``basename``: ``strings.SplitN(name, ".", 2)[0]``,
+    so ``a.b.yaml`` is Addon ``a``, like ``a.yaml``.
+    """
+    return file_name.split(".", 1)[0]
 
 
 def check_addon_names(file_names: list[str]) -> None:
@@ -80,7 +101,7 @@ def check_addon_names(file_names: list[str]) -> None:
     seen: set[str] = set()
     for file_name in file_names:
         name = addon_name(file_name)
-        if not _ADDON_NAME_RE.match(name) or len(name) > 253:
+        if not _ADDON_NAME_RE.match(name):
             raise PiimgError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
         if name in v.K3S_RESERVED_ADDONS:
             raise PiimgError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")
@@ -134,7 +155,17 @@ def warnings(spec: Spec) -> list[str]:
     return out
 
 
-def _metallb(spec: Spec) -> str:
+def _content(charts: Mapping[str, ChartArchive] | None, name: str) -> dict[str, str | None]:
+    """Template values that embed the fetched archive of chart ``name`` (none without ``charts``)."""
+    if charts is None:
+        return {"chart_content": None, "chart_sha256": None}
+    archive = charts.get(name)
+    if archive is None:
+        raise PiimgError(f"chart {name}: not among the fetched chart archives ({', '.join(sorted(charts))})")
+    return {"chart_content": archive.content_base64(), "chart_sha256": archive.file.sha256}
+
+
+def _metallb(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str:
     return render(
         "metallb.yaml.j2",
         version=spec.cluster.metallb_version,
@@ -142,6 +173,7 @@ def _metallb(spec: Spec) -> str:
         repo=v.METALLB_CHART_REPO,
         chart=v.METALLB_CHART,
         chart_version=v.metallb_chart_version(spec.cluster.metallb_version),
+        **_content(charts, v.METALLB_CHART),
     )
 
 
@@ -171,7 +203,7 @@ def _metallb_config(spec: Spec, *, with_secret: bool) -> str:
     )
 
 
-def _ingress(spec: Spec) -> str | None:
+def _ingress(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str | None:
     ingress = spec.cluster.ingress
     if ingress is Ingress.NGINX:
         return render(
@@ -180,6 +212,8 @@ def _ingress(spec: Spec) -> str | None:
             release="nginx-ingress",
             chart=v.NGINX_INGRESS_CHART,
             chart_version=v.NGINX_INGRESS_CHART_VERSION,
+            # by reference until a digest is pinned (see versions.NGINX_INGRESS_CHART_PIN)
+            **_content(charts if v.NGINX_INGRESS_CHART_PIN is not None else None, "nginx-ingress"),
         )
     if ingress is Ingress.INGRESS_NGINX:
         return render(
@@ -189,25 +223,35 @@ def _ingress(spec: Spec) -> str | None:
             repo=v.INGRESS_NGINX_CHART_REPO,
             chart=v.INGRESS_NGINX_CHART,
             chart_version=v.INGRESS_NGINX_CHART_VERSION,
+            **_content(charts, v.INGRESS_NGINX_CHART),
         )
     # traefik: k3s deploys it (it is not in `disable`); its Service is already
     # type LoadBalancer and MetalLB answers for it. none: nothing to deploy.
     return None
 
 
-def render_addons(spec: Spec, secrets: Secrets, *, mask_secrets: bool = False) -> dict[str, str]:
+def render_addons(
+    spec: Spec,
+    secrets: Secrets,
+    *,
+    mask_secrets: bool = False,
+    charts: Mapping[str, ChartArchive] | None = None,
+) -> dict[str, str]:
     """Ordered ``{file name: YAML text}`` for the initial server's auto-deploy folder.
 
     ``secrets`` is accepted for symmetry with :func:`render_k3s_config`; the
     only secret here is the BGP password, which comes from the environment.
+    ``charts`` (the verified archives :mod:`piimg.fetch.artifacts` fetched, by
+    chart name) are embedded as ``spec.chartContent``: what a build ships.
+    Without them the HelmCharts name repo and version (a preview only).
     """
     del secrets  # no generated secret is deployed as a manifest (yet)
     password = bgp_password(spec)
-    files: dict[str, str] = {METALLB_ADDON: _metallb(spec)}
+    files: dict[str, str] = {METALLB_ADDON: _metallb(spec, charts)}
     if password is not None:
         files[BGP_SECRET_ADDON] = _bgp_secret(spec, password, mask_secrets=mask_secrets)
     files[METALLB_CONFIG_ADDON] = _metallb_config(spec, with_secret=password is not None)
-    ingress = _ingress(spec)
+    ingress = _ingress(spec, charts)
     if ingress is not None:
         files[INGRESS_ADDONS[spec.cluster.ingress]] = ingress
     check_addon_names(list(files))

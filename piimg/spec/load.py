@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final, Literal, TypeVar, overload
+from urllib.parse import urlsplit
 
 from piimg.errors import ConfigError
 from piimg.spec import sshkeys, yamlload
@@ -23,6 +25,7 @@ from piimg.spec.model import (
     DEFAULT_METALLB_VERSION,
     AccessSpec,
     AddressRange,
+    Arch,
     BgpSpec,
     ClusterSpec,
     ImageSpec,
@@ -217,6 +220,7 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
         url=url,
         sha256=sha,
         init_format=_enum(ctx, "image.init_format", d.get("init_format", base.init_format.value), InitFormat),
+        arch=_enum(ctx, "image.arch", d.get("arch", base.arch.value), Arch),
     )
 
 
@@ -407,9 +411,17 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
         password_env=bgp_pw,
         allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", False)),
     )
+    install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
+    if install_sha is not None:
+        install_sha = install_sha.lower()
+        if not _SHA256_RE.match(install_sha):
+            raise ctx.err("cluster.k3s_install_sha256", f"{install_sha!r} is not a SHA-256 hex digest (64 hex digits)")
     return ClusterSpec(
         name=name,
         k3s_version=k3s,
+        airgap=_bool(ctx, "cluster.airgap", d.get("airgap", base.airgap)),
+        artifact_mirror=_mirror(ctx, "cluster.artifact_mirror", d.get("artifact_mirror")),
+        k3s_install_sha256=install_sha,
         disable=disable,
         extra_server_args=extra,
         bgp=bgp,
@@ -417,6 +429,39 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
         metallb_version=mlb,
         ingress=ingress,
     )
+
+
+def _mirror(ctx: _Ctx, key: str, value: object) -> str | None:
+    """An artefact mirror's base URL, without the trailing slash.
+
+    Plain http:// only for a loopback address: the k3s binary's checksum comes
+    from the release's sha256sum file, which a mirror serves too, so the
+    transport must be trustworthy (TLS, or this machine).
+    """
+    url = _str(ctx, key, value, optional=True)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ctx.err(key, f"{url!r} is not an http(s) URL like https://mirror.example/piimg")
+    if parts.query or parts.fragment:
+        raise ctx.err(key, f"{url!r}: a base URL has no ?query or #fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ctx.err(
+            key,
+            f"{url!r}: plain http:// is only accepted for a loopback address",
+            hint="the mirror also serves the checksum files; use https://",
+        )
+    return str(url).rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:

@@ -290,6 +290,20 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 
+#: RouterOS's tcp-md5-key: "string value, max length 80" (every 7.x
+#: /console/inspect dump in tikoci/restraml, 7.9-7.24); the API encodes words
+#: as ASCII (librouteros protocol.encode_word), so a non-ASCII key cannot even
+#: be sent. Printable ASCII also keeps it intact through FRR and MetalLB config.
+BGP_KEY_MAX: Final = 80
+
+
+def _check_bgp_key(ctx: _Ctx, name: str, key: str) -> None:
+    if len(key) > BGP_KEY_MAX:
+        raise ctx.err("cluster.bgp.password_env", f"the BGP key in ${name} has {len(key)} characters; RouterOS takes at most {BGP_KEY_MAX}")
+    if not all(" " <= c <= "~" for c in key):
+        raise ctx.err("cluster.bgp.password_env", f"the BGP key in ${name} must be printable ASCII (RouterOS's API sends ASCII only)")
+
+
 def resolve_env_secrets(ctx: _Ctx, spec: Spec, env: Mapping[str, str]) -> EnvSecrets:
     """Read the secrets the spec names by environment variable, once; refuse missing or bad ones."""
     wifi = None
@@ -306,6 +320,7 @@ def resolve_env_secrets(ctx: _Ctx, spec: Spec, env: Mapping[str, str]) -> EnvSec
         bgp = env.get(name)
         if not bgp:
             raise ctx.err("cluster.bgp.password_env", f"environment variable {name} is not set")
+        _check_bgp_key(ctx, name, bgp)
     return EnvSecrets(wifi_passphrase=wifi, bgp_password=bgp)
 
 
