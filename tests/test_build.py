@@ -463,8 +463,8 @@ def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedI
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert (work / "build" / "k8s-master.overlay").stat().st_uid == 65534
         out = work / "build" / "k8s-master.img"
-        proc = subprocess.run([*argv[: argv.index("build")], "export", "k8s-master", "-o", str(out)],
-                              cwd=work, env=env, capture_output=True, text=True)
+        proc = subprocess.run([*argv[: argv.index(sys.executable)], sys.executable, "-m", "piimg", "export", "k8s-master",
+                               "-o", str(out)], cwd=work, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert out.stat().st_uid == 65534
         assert _sha(out, base.root_offset, base.root_offset + base.root_size) == _sha(base.path, base.root_offset, base.root_offset + base.root_size)
