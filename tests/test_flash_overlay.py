@@ -18,6 +18,7 @@ from piimg.image import blockmap
 from tests.conftest import TEST_KEY, run_ok
 from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, prefill
 from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
+from tests.releaseserver import Published
 
 __all__ = ["make_loop"]
 
@@ -30,10 +31,18 @@ CARD = 256 * MiB
 SPEC = f"""\
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
+image:
+  arch: arm64
 nodes:
   - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
   - {{hostname: k8s-agent-1, role: agent, address: 10.0.2.11}}
 """
+
+
+@pytest.fixture(autouse=True)
+def spec(k3s_release: Published) -> str:
+    """k3s and the charts come from a generated release behind a mirror on 127.0.0.1."""
+    return SPEC + k3s_release.cluster_yaml()
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
 
 
 @pytest.fixture()
-def built(base: GeneratedImage, project: Path, piimg: Any) -> Path:
-    (project / "piimg.yaml").write_text(SPEC)
+def built(base: GeneratedImage, project: Path, piimg: Any, spec: str) -> Path:
+    (project / "piimg.yaml").write_text(spec)
     r = piimg("build", "--image", str(base.path))
     assert r.exit_code == 0, r
     assert (project / "build" / "k8s-master.overlay").is_file()
@@ -97,10 +106,10 @@ def test_overlay_to_a_loop_device(built: Path, base: GeneratedImage, project: Pa
 
 
 def test_a_changed_base_is_refused_before_anything_is_written(base: GeneratedImage, project: Path, piimg: Any,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, spec: str) -> None:
     mine = tmp_path / "mine.img"
     mine.write_bytes(base.path.read_bytes())
-    (project / "piimg.yaml").write_text(SPEC)
+    (project / "piimg.yaml").write_text(spec)
     assert piimg("build", "--image", str(mine), "--node", "k8s-master").exit_code == 0
     with open(mine, "r+b") as fh:  # the user edits their base image after the build
         fh.seek(base.root_offset + 4096)
