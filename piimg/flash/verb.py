@@ -96,6 +96,7 @@ def flash(
     reporter: Reporter = QUIET,
     dev_root: str = "/dev",
     after_write: Callable[[], None] | None = None,
+    allow_usb: bool = False,
 ) -> FlashResult:
     """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
 
@@ -116,7 +117,7 @@ def flash(
             check_image(composed)
             return _flash_source(
                 composed, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
-                reporter=reporter, dev_root=dev_root, after_write=after_write,
+                reporter=reporter, dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
             )
     compressed = compression_of(image)
     if not compressed:
@@ -124,7 +125,7 @@ def flash(
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     # The size of a compressed image is known only after decompressing; checked again then.
-    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if device.kind == "file" and os.path.samefile(device.write_path, image):
         raise UnsafeTarget(f"{target}: is the image itself")
     check_writable(device)
@@ -133,7 +134,7 @@ def flash(
     if not compressed:
         return _flash_checked(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write,
+            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
         )
     from piimg.fsutil import temp_dir
     from piimg.paths import user_cache_dir
@@ -146,7 +147,7 @@ def flash(
         check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write,
+            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
         )
 
 
@@ -162,9 +163,10 @@ def _flash_source(
     reporter: Reporter,
     dev_root: str,
     after_write: Callable[[], None] | None,
+    allow_usb: bool,
 ) -> FlashResult:
     device = devices.discover(target)
-    safety.check(device, composed.size, force=force, dev_root=dev_root)
+    safety.check(device, composed.size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if device.kind == "file":
         for path in (composed.overlay_path, composed.base_path):
             if os.path.samefile(device.write_path, path):
@@ -174,7 +176,7 @@ def _flash_source(
         raise PiimgError(f"{target}: not confirmed; nothing was written")
     return _flash_checked(
         composed, device, devices, verify=verify, force=force, eject=eject, bmap=None, reporter=reporter,
-        dev_root=dev_root, after_write=after_write,
+        dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
     )
 
 
@@ -190,16 +192,17 @@ def _flash_checked(
     reporter: Reporter,
     dev_root: str,
     after_write: Callable[[], None] | None,
+    allow_usb: bool,
 ) -> FlashResult:
     if isinstance(image, ComposedImage):
         image_size = image.size
-        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
         with image.fileobj() as fh:
             block_map = blockmap.compute(fh, image_size)  # type: ignore[arg-type]
         source = f"{block_map.source}: base {Path(image.base_path).name} + overlay"
     else:
         image_size = os.path.getsize(image)
-        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
         block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
         source = block_map.source
     reporter.info(
