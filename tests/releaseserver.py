@@ -101,7 +101,8 @@ def publish(rel: Release, version: str = VERSION) -> dict[str, str]:
 
 def publish_charts(rel: Release) -> dict[str, versions.ChartPin]:
     pins = {}
-    for pin in (*versions.METALLB_CHARTS.values(), versions.NGINX_INGRESS_CHART_PIN, versions.INGRESS_NGINX_CHART_PIN):
+    for pin in (versions.METALLB_CHARTS[versions.METALLB_VERSION], versions.NGINX_INGRESS_CHART_PIN,
+                versions.INGRESS_NGINX_CHART_PIN):
         if pin is None:  # not pinned by content (see piimg/versions.py)
             continue
         data = chart_tgz(pin.name, pin.version)
@@ -113,8 +114,7 @@ def publish_charts(rel: Release) -> dict[str, versions.ChartPin]:
 def pin(monkeypatch: pytest.MonkeyPatch, install_sha: str, charts: dict[str, versions.ChartPin]) -> None:
     """Point piimg's pins at the generated files (for this test only)."""
     monkeypatch.setitem(versions.K3S_INSTALL_SH_SHA256, VERSION, install_sha)
-    for key, p in list(versions.METALLB_CHARTS.items()):
-        monkeypatch.setitem(versions.METALLB_CHARTS, key, charts[p.name])
+    monkeypatch.setitem(versions.METALLB_CHARTS, versions.METALLB_VERSION, charts["metallb"])
     if "nginx-ingress" in charts:
         monkeypatch.setattr(versions, "NGINX_INGRESS_CHART_PIN", charts["nginx-ingress"])
     monkeypatch.setattr(versions, "INGRESS_NGINX_CHART_PIN", charts["ingress-nginx"])

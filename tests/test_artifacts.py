@@ -192,8 +192,10 @@ def test_channel_unpinned_version_and_metallb_refused_before_download(k3s_releas
     with pytest.raises(ConfigError, match=r"cluster.k3s_install_sha256: .* v1.30.0\+k3s1 needs its SHA-256"):
         artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1"))  # type: ignore[arg-type]
     artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1", k3s_install_sha256="a" * 64))  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"cluster.metallb_version: .* not v0.15.2"):
-        artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.15.2"))  # type: ignore[arg-type]
+    # every published MetalLB chart is pinned (digests of metallb's index.yaml); a future one is not
+    artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.15.2"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"cluster.metallb_version: .* not v0.17.0"):
+        artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.17.0"))  # type: ignore[arg-type]
     assert k3s_release.rel.requested() == []
 
 
