@@ -151,6 +151,34 @@ class Published:
         return child_prelude(self.install_sha, self.charts)
 
 
+#: Environment variable the child processes of a test read the pins from (see child_prelude);
+#: only test code reads it (``exec(os.environ.get(PRELUDE_ENV, ""))``), never piimg.
+PRELUDE_ENV = "PIIMG_TEST_PINS_PRELUDE"
+
+
+@pytest.fixture(scope="session")
+def _session_release() -> Iterator[Published]:
+    with FileServer() as srv:
+        rel = Release(srv)
+        pins = publish(rel)
+        yield Published(rel, pins["install.sh"], publish_charts(rel))
+
+
+@pytest.fixture(autouse=True)
+def _release_everywhere(_session_release: Published, monkeypatch: pytest.MonkeyPatch) -> Published:
+    """Every test: a build fetches k3s and the charts from the generated release on 127.0.0.1.
+
+    ``$PIIMG_ARTIFACT_MIRROR`` names the mirror (a spec's cluster.artifact_mirror
+    still wins), piimg's pins point at the generated files, and child
+    processes get the same pins through ``$PIIMG_TEST_PINS_PRELUDE``.
+    """
+    rel = _session_release
+    monkeypatch.setenv("PIIMG_ARTIFACT_MIRROR", rel.mirror)
+    monkeypatch.setenv(PRELUDE_ENV, rel.child_prelude())
+    pin(monkeypatch, rel.install_sha, rel.charts)
+    return rel
+
+
 @pytest.fixture()
 def k3s_release(monkeypatch: pytest.MonkeyPatch) -> Iterator[Published]:
     """A mirror on 127.0.0.1 with a generated k3s release and charts; piimg's pins point at them."""
