@@ -94,6 +94,36 @@ def _node_roles(ctx: _Ctx, spec: Spec) -> None:
         raise ctx.err("nodes[0].role", "the first node must be the initial server (role: server)")
 
 
+def _addresses_outside_lb_pools(ctx: _Ctx, spec: Spec) -> None:
+    """MetalLB hands out every address of a pool to services and announces it over
+    BGP: an address that is already a node, the gateway or the router's API
+    endpoint would be answered by two machines."""
+    owners: list[tuple[str, IPv4Address, str]] = [
+        (f"nodes[{i}].address", n.address, f"{n.hostname}'s address") for i, n in enumerate(spec.nodes)
+    ]
+    owners.append(("network.gateway", spec.network.gateway, "the gateway"))
+    try:
+        router = IPv4Address(spec.router.host)
+    except ValueError:  # a host name: nothing to compare before it is resolved
+        router = None
+    if router is not None:
+        owners.append(("router.host", router, "the router's API address"))
+        for i, n in enumerate(spec.nodes):
+            if n.address == router:
+                raise ctx.err("router.host", f"{router} is nodes[{i}].address ({n.hostname}), a Pi, not the router",
+                              hint="router.host is the MikroTik's address, usually network.gateway")
+    for key, addr, what in owners:
+        for i, pool in enumerate(spec.cluster.pools):
+            for j, rng in enumerate(pool.addresses):
+                if addr in rng:
+                    raise ctx.err(
+                        key,
+                        f"{addr} ({what}) is inside cluster.pools[{i}].addresses[{j}] {rng} (pool {pool.name})",
+                        hint="MetalLB would give this address to a LoadBalancer service too; "
+                             "keep the pools apart from the addresses of nodes and router",
+                    )
+
+
 def _lb_pools(ctx: _Ctx, spec: Spec) -> None:
     net = spec.network
     all_ranges: list[tuple[str, AddressRange]] = []
@@ -260,6 +290,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _wifi_country,
     _node_addresses,
     _node_roles,
+    _addresses_outside_lb_pools,
     _lb_pools,
     _bgp_asn,
     _login_possible,
