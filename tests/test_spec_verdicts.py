@@ -16,6 +16,7 @@ the file can carry what piimg must set itself).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import yaml
 
 from tests.conftest import have
 from tests.imagegen import GeneratedImage, make_image, tools_available
+from tests.releaseserver import Published
 from tests.test_config_validation import BASE, CASES, _with
 
 pytestmark = [
@@ -72,7 +74,18 @@ ALL = [(f"bad: {c[0]}", c[1]) for c in CASES] + [(f"late: {c[0]}", c[1]) for c i
 
 @pytest.fixture(scope="module")
 def base_image(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
-    return make_image(tmp_path_factory.mktemp("verdicts") / "base.img", flavour="bookworm", boot_mib=48, root_mib=24)
+    # "arm64" in the name: build tells the architecture of a local image by its name
+    return make_image(tmp_path_factory.mktemp("verdicts") / "base-arm64.img", flavour="bookworm", boot_mib=48, root_mib=24)
+
+
+def _from_mirror(doc: object, mirror: str) -> object:
+    """``doc`` with k3s and the charts from the generated release on 127.0.0.1 (build fetches them)."""
+    doc = copy.deepcopy(doc)
+    if isinstance(doc, dict):
+        cluster = doc.setdefault("cluster", {})
+        if isinstance(cluster, dict) and cluster.get("artifact_mirror") is None:
+            cluster["artifact_mirror"] = mirror
+    return doc
 
 
 def _first_error(stderr: str) -> str | None:
@@ -80,11 +93,11 @@ def _first_error(stderr: str) -> str | None:
 
 
 @pytest.mark.parametrize("doc", [c[1] for c in ALL], ids=[c[0] for c in ALL])
-def test_validate_build_and_manifests_agree(project: Path, piimg: Any, base_image: GeneratedImage,
+def test_validate_build_and_manifests_agree(project: Path, piimg: Any, base_image: GeneratedImage, k3s_release: Published,
                                             monkeypatch: pytest.MonkeyPatch, doc: object) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_from_mirror(doc, k3s_release.mirror)))
     validate = piimg("validate")
     manifests = piimg("manifests")
     build = piimg("build", "--image", str(base_image.path), "-o", str(project / "out"))
