@@ -15,6 +15,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from piimg.fetch import source
 from tests.conftest import TEST_KEY, have
 from tests.fat_helpers import tool_env
 from tests.imagegen import GeneratedImage, extract_partition, make_image, tools_available
+from tests.releaseserver import Published
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,11 +34,21 @@ pytestmark = [
 ]
 
 SPEC = f"""\
+image:
+  arch: arm64  # the test images' names say no architecture
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
 nodes:
   - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
 """
+
+
+@pytest.fixture(autouse=True)
+def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> None:
+    """k3s comes from a generated release behind a mirror on 127.0.0.1 (build fetches it before editing)."""
+    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC + k3s_release.cluster_yaml())
+
+
 FIRMWARE = bytes(range(256)) * 6  # 1536 bytes: three 512-byte clusters
 
 
