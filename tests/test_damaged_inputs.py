@@ -34,22 +34,18 @@ pytestmark = [
 ]
 
 SPEC = f"""\
-image:
-  arch: arm64  # the test images' names say no architecture
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
 nodes:
   - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
 """
+FIRMWARE = bytes(range(256)) * 6  # 1536 bytes: three 512-byte clusters
 
 
 @pytest.fixture(autouse=True)
 def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> None:
-    """k3s comes from a generated release behind a mirror on 127.0.0.1 (build fetches it before editing)."""
-    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC + k3s_release.cluster_yaml())
-
-
-FIRMWARE = bytes(range(256)) * 6  # 1536 bytes: three 512-byte clusters
+    """A build also fetches k3s and the charts: from a generated release on a loopback mirror."""
+    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC + k3s_release.cluster_yaml() + "image:\n  arch: arm64\n")
 
 
 @pytest.fixture(scope="module")
