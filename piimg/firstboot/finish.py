@@ -23,6 +23,39 @@ def scrubbed(data: dict) -> dict:  # type: ignore[type-arg]
     return out  # still a valid node.json (NodeConfig loads it), minus the secrets
 
 
+#: user-data lines between these markers hold the node's SSH host key (cloud-init formats).
+USER_DATA_BEGIN = "# piimg:ssh-host-key:begin"
+USER_DATA_END = "# piimg:ssh-host-key:end"
+
+
+def scrub_user_data(text: str) -> str:
+    """``user-data`` without the host-key block (cloud-init has used it: ``ssh`` runs once per instance)."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(USER_DATA_BEGIN):
+            inside = True
+            continue
+        if line.startswith(USER_DATA_END):
+            inside = False
+            continue
+        if not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def _scrub_seed(ctx: Context) -> None:
+    path = os.path.join(ctx.boot_dir, "user-data")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return
+    cleaned = scrub_user_data(text)
+    if cleaned != text:
+        write_atomic(path, cleaned)
+        ctx.log.info("removed the SSH host key from %s" % path)
+
+
 def step_scrub(ctx: Context) -> None:
     # The FAT boot partition is readable by every local user (and by anyone
     # holding the card): secrets must live only in root-owned 0600 files.
@@ -53,6 +86,7 @@ def step_scrub(ctx: Context) -> None:
         else:
             write_atomic(node_json, json.dumps(scrubbed(data), indent=2, sort_keys=True) + "\n")
             ctx.log.info("removed secrets from %s" % node_json)
+    _scrub_seed(ctx)
     manifests = os.path.join(ctx.boot_payload, "manifests")
     if os.path.isdir(manifests):
         shutil.rmtree(manifests)

@@ -20,6 +20,7 @@ from .bgp import step_bgp
 from .cluster import step_cluster
 from .context import DEFAULT_TIMEOUTS, Context, RebootRequested, StepError, detect_boot_dir
 from .finish import step_finish, step_scrub
+from .identity import NODE_PASSWORD_SECRET, step_identity
 from .k3s import step_k3s
 from .log import Log
 from .nodeconf import NodeConfig
@@ -37,6 +38,9 @@ Hook = Callable[[str, str], None]
 def steps_for(config: NodeConfig) -> List[Tuple[str, Step]]:
     steps: List[Tuple[str, Step]] = [
         ("hostname", step_hostname),
+        # SSH host key (so `piimg status` can log in early), node password and
+        # CA files: all before k3s first starts.
+        ("identity", step_identity),
         ("address", step_address),
         ("network", step_network),
         ("cgroup", step_cgroup),
@@ -123,6 +127,7 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[Runner] = Non
         return EXIT_USAGE
     log.add_secret(config.secrets.get("k3s_token"))
     log.add_secret(config.secrets.get("bgp_password"))
+    log.add_secret(config.secrets.get(NODE_PASSWORD_SECRET))
     store = Store(state_path, status_path, config.hostname)
     ctx = Context(
         root=root,

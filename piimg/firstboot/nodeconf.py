@@ -3,8 +3,10 @@
 The builder writes it into the payload (``/boot/firmware/piimg/node.json``);
 first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
 
-Secret-bearing parts of the payload: ``secrets`` in node.json and every file
-under ``manifests/`` (a BGP password Secret). First boot removes them from the
+Secret-bearing parts of the payload: ``secrets`` in node.json (the k3s
+token, BGP password, k3s node password, the node's SSH host key and, on
+servers, the k3s CA files as ``k3s_tls/<path>``) and every file under
+``manifests/`` (a BGP password Secret). First boot removes them from the
 boot partition once they are in root-only files.
 """
 
@@ -18,14 +20,28 @@ SCHEMA = 1
 PAYLOAD_DIR = "piimg"  # folder on the boot partition
 INSTALL_DIR = "/opt/piimg"  # where the first-run hook copies the payload
 UNIT_NAME = "piimg-firstboot.service"
+# k3s in the payload: PAYLOAD_DIR/K3S_DIR/{K3S_SCRIPT, K3S_BINARY, K3S_IMAGES/<tarball>}
+K3S_DIR = "k3s"
+K3S_SCRIPT = "install.sh"
+K3S_BINARY = "k3s"
+K3S_IMAGES = "images"
 
 
 @dataclass
 class K3sConfig:
-    version: str  # e.g. v1.36.3+k3s1, or a channel name ("stable")
+    """k3s as the build verified it; first boot checks the payload's files against these digests."""
+
+    version: str  # a release, e.g. v1.36.3+k3s1
     config_yaml: str  # content of /etc/rancher/k3s/config.yaml (token included)
-    install_url: str = "https://get.k3s.io"
     server_url: Optional[str] = None  # agents and joining servers: https://SERVER:6443
+    arch: str = ""  # arm64 | armhf: the build of the payload's binary
+    install_sha256: str = ""  # of k3s/install.sh (the script at the version's tag)
+    binary_sha256: str = ""  # of k3s/k3s (per the release's sha256sum file)
+    airgap_images: Optional[str] = None  # file name under k3s/images/ (cluster.airgap)
+    airgap_sha256: Optional[str] = None
+    # DNS must resolve this before k3s pulls its images (rancher/mirrored-*,
+    # klipper-helm are on docker.io); None with the airgap images on the card.
+    registry_host: Optional[str] = "registry-1.docker.io"
 
 
 @dataclass
@@ -47,7 +63,9 @@ class NodeConfig:
     user: str
     init_format: str  # "systemd" | "cloudinit" | "cloudinit-rpi"
     k3s: K3sConfig
-    secrets: Dict[str, str] = field(default_factory=dict)  # k3s_token, bgp_password
+    # k3s_token, bgp_password, node_password, ssh_host_ed25519_key, k3s_tls/<path below server/tls>
+    secrets: Dict[str, str] = field(default_factory=dict)
+    ssh_host_public_key: Optional[str] = None  # "ssh-ed25519 AAAA... root@host", the public half of the above
     manifests: List[str] = field(default_factory=list)  # file names under manifests/
     ingress: Optional[IngressRef] = None  # server only: Service to wait for
     metallb_namespace: str = "metallb-system"
