@@ -19,11 +19,12 @@ from piimg.fetch.download import RetryPolicy
 from piimg.fetch.source import Fetcher
 from piimg.spec import load as spec_load
 from piimg.spec.model import Arch
+from tests.conftest import TEST_KEY
 from tests.httpserver import Fault
 from tests.releaseserver import VERSION, Published, path_of
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=2)
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA t@t"
+KEY = TEST_KEY  # a real ssh-keygen key: the spec loader parses the key blob
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
@@ -232,8 +233,9 @@ def test_artifact_mirror_validation(value: object, message: str) -> None:
 
 
 def test_spec_keys_parse() -> None:
+    # armhf needs an ingress with 32-bit images (spec rule _component_architectures): traefik
     doc = {"access": {"ssh_authorized_keys": [KEY]}, "image": {"arch": "armhf"},
-           "cluster": {"artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
+           "cluster": {"ingress": "traefik", "disable": ["servicelb"], "artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
     spec = spec_load.loads(yaml.safe_dump(doc), env={})
     assert spec.image.arch is Arch.ARMHF and spec.cluster.airgap is True
     assert spec.cluster.artifact_mirror == "http://127.0.0.1:8080/m" and spec.cluster.k3s_install_sha256 == "b" * 64

@@ -41,6 +41,8 @@ def test_published_metallb_charts_are_sorted_and_include_the_default() -> None:
         ({"url": "https://example.org/images/2025-10-01-raspios-trixie-armhf-lite.img.xz", "sha256": "a" * 64}, "arm"),
         ({"url": "https://example.org/2025-10-01-raspios-trixie-arm64-lite.img.xz", "sha256": "a" * 64}, "arm64"),
         ({"os": "ubuntu-server-24-04"}, None),  # no architecture in the name: not guessed
+        ({"os": "ubuntu-server-24-04", "arch": "armhf"}, "arm"),  # image.arch says it
+        ({"os": "raspios-lite-armhf", "arch": "arm64"}, "arm64"),  # image.arch wins over the name
     ],
 )
 def test_image_architecture_from_the_name(image: dict[str, str], arch: str | None) -> None:
@@ -68,6 +70,12 @@ def test_ingress_per_architecture(os: str, ingress: str, refused: bool) -> None:
         assert "matrix-images-oss.json" in err.value.message
     else:
         make_spec(image={"os": os}, cluster={"ingress": ingress})
+
+
+def test_explicit_image_arch_is_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        make_spec(image={"os": "ubuntu-server-24-04", "arch": "armhf"})
+    assert err.value.key == "cluster.ingress" and "image.arch 'armhf'" in err.value.message
 
 
 @pytest.mark.parametrize(
