@@ -106,3 +106,17 @@ def test_bgp_password_warning_only_with_a_password() -> None:
     spec = make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": "key"})
     assert BGP_PASSWORD_WARNING in warnings(spec)
     assert "CONFIG_TCP_MD5SIG" in BGP_PASSWORD_WARNING and "router" in BGP_PASSWORD_WARNING
+
+
+def test_bgp_key_limit_agrees_from_spec_to_kernel() -> None:
+    """80 bytes: RouterOS's tcp-md5-key, the kernel's TCP_MD5SIG_MAXKEYLEN (linux/tcp.h) and MetalLB's
+    buildTCPMD5Sig (metallb@v0.16.1:internal/bgp/native/native.go:714-730, an 80-byte key array)."""
+    from piimg.firstboot import bgp
+    from piimg.spec import rules
+
+    assert rules.BGP_KEY_MAX == bgp.TCP_MD5SIG_MAXKEYLEN == 80
+    longest = "k" * 80  # printable ASCII: characters == bytes
+    spec = make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": longest})
+    assert len(bgp.md5sig_option(spec.env_secrets.bgp_password.encode())) == 216  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="at most 80"):
+        make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": longest + "k"})
