@@ -210,10 +210,22 @@ def test_router_v6_peer_not_established(spec: spec_model.Spec) -> None:
     assert checks["router routes"].state is State.FAIL and LB_IP in checks["router routes"].detail
 
 
+@pytest.mark.parametrize("flags", [{"active": False}, {}, {"active": "false", "inactive": "true"}])
+def test_router_inactive_bgp_route_is_not_present(spec: spec_model.Spec, flags: dict[str, Any]) -> None:
+    """/ip route print lists received BGP routes without A (active) too; only installed ones count."""
+    tables = {
+        "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": True}],
+        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.2.10", "bgp": True, **flags}],
+    }
+    checks = by_name(check_router(spec, _reader(tables), dialect_for("7.20.1 (stable)"), [LB_IP]))
+    assert checks["router routes"].state is State.FAIL
+    assert f"BGP route(s) for {LB_IP} received but not active" in checks["router routes"].detail
+
+
 def test_router_route_via_wrong_gateway(spec: spec_model.Spec) -> None:
     tables = {
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": "true"}],
-        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true"}],
+        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true", "active": "true"}],
     }
     checks = by_name(check_router(spec, _reader(tables), dialect_for("7.16"), [LB_IP]))
     assert checks["router routes"].state is State.FAIL
