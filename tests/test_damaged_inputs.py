@@ -15,6 +15,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from piimg.fetch import source
 from tests.conftest import TEST_KEY, have
 from tests.fat_helpers import tool_env
 from tests.imagegen import GeneratedImage, extract_partition, make_image, tools_available
+from tests.releaseserver import Published
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,6 +40,12 @@ nodes:
   - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
 """
 FIRMWARE = bytes(range(256)) * 6  # 1536 bytes: three 512-byte clusters
+
+
+@pytest.fixture(autouse=True)
+def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build also fetches k3s and the charts: from a generated release on a loopback mirror."""
+    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC + k3s_release.cluster_yaml() + "image:\n  arch: arm64\n")
 
 
 @pytest.fixture(scope="module")
