@@ -384,3 +384,12 @@ def obtain_cluster_artifacts(spec: Spec, arch: str, fetcher: Fetcher) -> Cluster
     pins = chart_pins(spec)  # a spec error before any download
     k3s = fetch_k3s(store, spec, arch)
     return ClusterArtifacts(k3s=k3s, charts=fetch_charts(store, pins))
+
+
+def cached_charts(spec: Spec, fetcher: Fetcher) -> dict[str, ChartArchive] | None:
+    """The spec's chart archives if all are in the cache (never downloads); None otherwise."""
+    offline = Fetcher(cache=fetcher.cache, offline=True, reporter=fetcher.reporter)
+    try:
+        return fetch_charts(ArtifactStore(offline, None), chart_pins(spec))
+    except DownloadError:
+        return None
