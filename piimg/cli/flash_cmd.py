@@ -295,7 +295,7 @@ def flash(
         image, target = args
         node = _node_of(app, image)
     elif len(args) <= 1:
-        image = verb.image_from_last_build(app.paths.last_build, node)
+        image = _last_build(app).image_for(node)
         if node is None:
             node = _node_of(app, image)
         target = args[0] if args else pick_device(app, devices, _image_size(image))
