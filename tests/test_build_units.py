@@ -157,8 +157,8 @@ def test_last_build_image_for(tmp_path: Path) -> None:
     path = tmp_path / "last.json"
     lastbuild.save(path, two)
     assert lastbuild.load(path).image_for("m1") == "/p/build/m1.img"
-    path.write_text(path.read_text().replace('"schema": 1', '"schema": 2'))
-    with pytest.raises(LastBuildError, match="unsupported schema 2"):
+    path.write_text(path.read_text().replace('"schema": 2', '"schema": 3'))
+    with pytest.raises(LastBuildError, match="unsupported schema 3"):
         lastbuild.load(path)
 
 
