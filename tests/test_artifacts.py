@@ -19,11 +19,12 @@ from piimg.fetch.download import RetryPolicy
 from piimg.fetch.source import Fetcher
 from piimg.spec import load as spec_load
 from piimg.spec.model import Arch
+from tests.conftest import TEST_KEY
 from tests.httpserver import Fault
 from tests.releaseserver import VERSION, Published, path_of
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=2)
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA t@t"
+KEY = TEST_KEY  # a real key (tests/conftest.py): keys are parsed like sshd does
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
