@@ -15,6 +15,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,18 @@ pytestmark = [
 ]
 
 SPEC = f"""\
-image:
-  arch: arm64  # the generated test images carry no architecture in their names
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
 nodes:
   - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
 """
 FIRMWARE = bytes(range(256)) * 6  # 1536 bytes: three 512-byte clusters
+
+
+@pytest.fixture(autouse=True)
+def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build also fetches k3s and the charts: from a generated release on a loopback mirror."""
+    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC + k3s_release.cluster_yaml() + "image:\n  arch: arm64\n")
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +99,8 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture()
-def spec_text(k3s_release: Published) -> str:
-    """SPEC with the k3s release files and charts from a generated mirror on 127.0.0.1."""
-    return SPEC + k3s_release.cluster_yaml()
-
-
-def refused(piimg: Any, project: Path, img: GeneratedImage, spec: str, *words: str) -> str:
-    (project / "piimg.yaml").write_text(spec)
+def refused(piimg: Any, project: Path, img: GeneratedImage, *words: str) -> str:
+    (project / "piimg.yaml").write_text(SPEC)
     before = sha(img.path)
     r = piimg("build", "--image", str(img.path))
     assert r.exit_code == 1, r
@@ -118,7 +117,7 @@ def refused(piimg: Any, project: Path, img: GeneratedImage, spec: str, *words: s
 
 
 def test_cross_linked_chains_are_refused_not_made_worse(pristine: GeneratedImage, tmp_path: Path, piimg: Any,
-                                                        project: Path, spec_text: str) -> None:
+                                                        project: Path) -> None:
     img = damaged(pristine, tmp_path)
     fw = clusters(img.path, img.boot_offset, "start4.elf")
     script = clusters(img.path, img.boot_offset, "firstrun.sh")
@@ -128,20 +127,19 @@ def test_cross_linked_chains_are_refused_not_made_worse(pristine: GeneratedImage
     # the firmware's last two clusters and then write the new script over them
     set_fat_entry(img.path, img.boot_offset, script[0], fw[1])
     assert "share clusters" in fsck_says(img, tmp_path), fsck_says(img, tmp_path)
-    line = refused(piimg, project, img, spec_text, "fsck.vfat", "cross-linked", "'firstrun.sh'", "'start4.elf'")
+    line = refused(piimg, project, img, "fsck.vfat", "cross-linked", "'firstrun.sh'", "'start4.elf'")
     assert str(img.path) in line and ".part" not in line and "build/" not in line  # names the input (item 6)
 
 
-def test_looping_chain_is_refused(pristine: GeneratedImage, tmp_path: Path, piimg: Any, project: Path,
-                                  spec_text: str) -> None:
+def test_looping_chain_is_refused(pristine: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
     img = damaged(pristine, tmp_path)
     fw = clusters(img.path, img.boot_offset, "start4.elf")
     set_fat_entry(img.path, img.boot_offset, fw[2], fw[0])  # the last cluster leads back to the first
-    refused(piimg, project, img, spec_text, "fsck.vfat", "'start4.elf'", "loops")
+    refused(piimg, project, img, "fsck.vfat", "'start4.elf'", "loops")
 
 
 def test_error_in_the_node_copy_names_the_input_image(pristine: GeneratedImage, tmp_path: Path, piimg: Any,
-                                                      project: Path, spec_text: str) -> None:
+                                                      project: Path) -> None:
     # firstrun.sh (replaced by every systemd-format build, never read before the copy is
     # made) has a chain that runs into a free cluster: the error is found in the node's
     # temporary copy, and must name the image the user gave, not that deleted copy
@@ -149,7 +147,7 @@ def test_error_in_the_node_copy_names_the_input_image(pristine: GeneratedImage, 
     first = clusters(img.path, img.boot_offset, "firstrun.sh")
     set_fat_entry(img.path, img.boot_offset, first[0], 0)
     assert "FIRSTRUN.SH\n  Contains a free cluster" in fsck_says(img, tmp_path)
-    line = refused(piimg, project, img, spec_text, "'firstrun.sh'", "free cluster")
+    line = refused(piimg, project, img, "'firstrun.sh'", "free cluster")
     assert line.startswith(f"error: {img.path} ") and ".part" not in line
 
 
@@ -164,7 +162,7 @@ def test_a_big_non_image_is_refused_before_it_is_hashed(tmp_path: Path, piimg: A
         raise AssertionError("hashed before the partition table was looked at")
 
     monkeypatch.setattr(source, "sha256_file", no_hashing)
-    (project / "piimg.yaml").write_text(SPEC)  # refused before any k3s file is fetched
+    (project / "piimg.yaml").write_text(SPEC)
     r = piimg("build", "--image", str(big))
     assert r.exit_code == 1, r
     assert r.stderr.strip() == f"error: {big}: no partition table (no MBR boot signature 55 AA in the first sector)"
@@ -182,7 +180,7 @@ def test_a_compressed_non_image_is_refused_before_it_is_decompressed(tmp_path: P
         raise AssertionError("hashed before the partition table was looked at")
 
     monkeypatch.setattr(source, "sha256_file", no_hashing)
-    (project / "piimg.yaml").write_text(SPEC)  # refused before any k3s file is fetched
+    (project / "piimg.yaml").write_text(SPEC)
     r = piimg("build", "--image", str(packed))
     assert r.exit_code == 1, r
     assert r.stderr.strip().startswith(f"error: {packed}: decompressed, it has no partition table"), r.stderr

@@ -22,7 +22,6 @@ from piimg.flash import verb
 from piimg.flash.devices import LinuxDevices
 from tests.conftest import TEST_KEY, have
 from tests.imagegen import GeneratedImage, make_image, tools_available
-from tests.releaseserver import Published
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,8 +29,6 @@ pytestmark = [
 ]
 
 SPEC = f"""\
-image:
-  arch: arm64  # the generated test images carry no architecture in their names
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
 nodes:
@@ -45,9 +42,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
     return make_image(tmp_path_factory.mktemp("img") / "pi.img", boot_mib=48, root_mib=24)
 
 
-def piimg_child(*args: str, wrap: list[str] | None = None, cwd: Path, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    """piimg in a child process; ``prelude`` is Python run first (a build's k3s pins)."""
-    code = prelude + "import sys\nfrom piimg.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+def piimg_child(*args: str, wrap: list[str] | None = None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # the test's generated k3s release pins (tests/releaseserver.py), then piimg's own __main__
+    code = 'import os, runpy, sys\nexec(os.environ.get("PIIMG_TEST_PINS_PRELUDE", ""))\n' \
+        'sys.argv[0] = "piimg"\nrunpy.run_module("piimg", run_name="__main__", alter_sys=True)\n'
     argv = [*(wrap or []), sys.executable, "-c", code, *args]
     return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=120)
 
@@ -63,13 +61,13 @@ def no_output(folder: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not have("setpriv"), reason="setpriv (util-linux) is not installed")
-def test_permission_denied_on_the_output_folder(image: GeneratedImage, project: Path, k3s_release: Published) -> None:
-    (project / "piimg.yaml").write_text(SPEC + k3s_release.cluster_yaml())
+def test_permission_denied_on_the_output_folder(image: GeneratedImage, project: Path) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
     out = project / "out"
     out.mkdir(mode=0o555)
     out.chmod(0o555)
     r = piimg_child("build", "--image", str(image.path), "-o", str(out), wrap=AS_USER_FILE_MODES if os.geteuid() == 0 else None,
-                    cwd=project, prelude=k3s_release.child_prelude())
+                    cwd=project)
     assert r.returncode == 1, r
     err, hint = error_lines(r.stderr)
     assert err == f"error: {out / 'k8s-master.img'}: Permission denied (nothing was written under this name)"
@@ -89,14 +87,13 @@ def test_permission_denied_on_the_spec(project: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not have("unshare"), reason="a private tmpfs needs root and unshare")
-def test_disk_full_while_building(image: GeneratedImage, project: Path, k3s_release: Published) -> None:
-    (project / "piimg.yaml").write_text(SPEC + k3s_release.cluster_yaml())
+def test_disk_full_while_building(image: GeneratedImage, project: Path) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
     out = project / "small"
     out.mkdir()
     script = f'mount -t tmpfs -o size=2m tmpfs "{out}" && exec "$@"'
     r = piimg_child("build", "--image", str(image.path), "-o", str(out),
-                    wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"], cwd=project,
-                    prelude=k3s_release.child_prelude())
+                    wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"], cwd=project)
     assert r.returncode == 1, r
     err, hint = error_lines(r.stderr)
     assert err.startswith("error: ") and "No space left on device" in err, err

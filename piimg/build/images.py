@@ -77,7 +77,9 @@ def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Repor
 
 def base_arch(spec: Spec, base: BaseImage, reporter: Reporter = QUIET) -> str:
     """The base image's architecture (``image.arch``, else its catalog URL or file name)."""
-    arch = artifacts.image_arch(spec.image.arch, base.location, base.name, str(base.path))
+    arch, how = artifacts.image_arch(spec.image.arch, base.location, base.name, str(base.path))
+    if how.startswith("assumed"):
+        reporter.warn(f"k3s for arm64 ({how})")
     if arch == "armhf":
         reporter.warn(
             "armhf (32-bit) image: k3s-armhf needs an ARMv7 board (Pi 2 or newer); "

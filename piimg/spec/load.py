@@ -38,6 +38,7 @@ from piimg.spec.model import (
     NodeSpec,
     PoolSpec,
     Role,
+    RouterKind,
     RouterSpec,
     Spec,
     WifiSpec,
@@ -337,6 +338,7 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
         hint = "give the port in router.port" if ":" in host else None
         raise ctx.err("router.host", f"{host!r} is not an IPv4 address or host name", hint=hint)
     return RouterSpec(
+        kind=_enum(ctx, "router.kind", d.get("kind", base.kind.value), RouterKind),
         host=host,
         port=port,
         tls=_bool(ctx, "router.tls", d.get("tls", True)),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from piimg import versions
+from piimg.errors import ConfigError
 from piimg.spec import k3sflags
 from piimg.spec.model import AddressRange, Ingress, IPv4Address, Role, Spec
 from piimg.spec.secrets import EnvSecrets
@@ -273,6 +274,16 @@ def _component_architectures(ctx: _Ctx, spec: Spec) -> None:
         raise ctx.err(key, f"{value!r} is a {bits} image, and {name} publishes none ({source})")
 
 
+def _pinned_artifacts(ctx: _Ctx, spec: Spec) -> None:
+    """k3s and the charts must be files piimg can verify: a release (no channel) with a pinned install.sh."""
+    from piimg.fetch import artifacts  # the pins are read where they are verified
+
+    try:
+        artifacts.check_pins(spec)
+    except ConfigError as exc:
+        raise ctx.err(exc.key, exc.message.removeprefix(f"{exc.key}: "), hint=exc.hint) from None
+
+
 #: Every cross-field rule, in the order they run. Append new rules here.
 RULES: Final[tuple[Rule, ...]] = (
     _router_ca_file,
@@ -287,6 +298,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _k3s_extra_server_args,
     _metallb_version,
     _component_architectures,
+    _pinned_artifacts,
 )
 
 

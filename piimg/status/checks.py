@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from piimg.errors import PiimgError
-from piimg.spec.model import Spec
+from piimg.spec.model import RouterKind, Spec
 from piimg.status.kube import ClusterFacts, check_cluster
 from piimg.status.model import Check, State
 from piimg.status.routerchk import RouterOpener, check_router
@@ -108,6 +108,10 @@ def run_checks(spec: Spec, opts: Options) -> list[Check]:
     checks += kube_checks
     if opts.router is None:
         checks.append(Check("router bgp", State.SKIPPED, "router checks switched off (--no-router)"))
+    elif spec.router.kind is RouterKind.FRR:
+        # piimg reads RouterOS over its API only; an FRR router is checked on the router itself
+        checks.append(Check("router bgp", State.SKIPPED,
+                            "router.kind is frr: on the router, vtysh -c 'show bgp summary' and 'show bgp ipv4 unicast'"))
     else:
         try:
             read, dialect = opts.router()
