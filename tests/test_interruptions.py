@@ -28,7 +28,6 @@ from piimg.image import blockmap
 from tests.conftest import TEST_KEY, have
 from tests.flashfixtures import PATTERN, prefill
 from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
-from tests.releaseserver import Published
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,8 +35,6 @@ pytestmark = [
 ]
 
 SPEC = f"""\
-image:
-  arch: arm64  # the generated test images carry no architecture in their names
 access:
   ssh_authorized_keys: ["{TEST_KEY}"]
 nodes:
@@ -72,10 +69,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child(sig: int, where: str, *args: str, cwd: Path | None = None, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    """``prelude``: Python run first (a build's k3s pins, tests/releaseserver.py)."""
+def run_child(sig: int, where: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", prelude + CHILD, str(int(sig)), where, *args],
+        [sys.executable, "-c", CHILD, str(int(sig)), where, *args],
         capture_output=True, text=True, cwd=cwd, timeout=120,
     )
 
@@ -201,22 +197,18 @@ def test_ctrl_c_before_the_first_write_says_the_card_is_unchanged(image: Generat
 # ---------------------------------------------------------------- build
 
 
-def test_sigterm_during_build_leaves_no_image_and_no_temporary(image: GeneratedImage, project: Path,
-                                                               k3s_release: Published) -> None:
-    (project / "piimg.yaml").write_text(SPEC + k3s_release.cluster_yaml())
-    r = run_child(signal.SIGTERM, "build-edit", "build", "--image", str(image.path), cwd=project,
-                  prelude=k3s_release.child_prelude())
+def test_sigterm_during_build_leaves_no_image_and_no_temporary(image: GeneratedImage, project: Path) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
+    r = run_child(signal.SIGTERM, "build-edit", "build", "--image", str(image.path), cwd=project)
     assert r.returncode == 128 + signal.SIGTERM, r
     assert r.stderr.strip().splitlines()[-1] == "terminated (SIGTERM)", r.stderr
     out = project / "build"
     assert not (out / "k8s-master.img").exists() and leftovers(out) == []
 
 
-def test_a_later_build_removes_only_its_own_dead_temporaries(image: GeneratedImage, project: Path, piimg: Any,
-                                                             k3s_release: Published) -> None:
-    (project / "piimg.yaml").write_text(SPEC + k3s_release.cluster_yaml())
-    r = run_child(signal.SIGKILL, "build-edit", "build", "--image", str(image.path), cwd=project,
-                  prelude=k3s_release.child_prelude())
+def test_a_later_build_removes_only_its_own_dead_temporaries(image: GeneratedImage, project: Path, piimg: Any) -> None:
+    (project / "piimg.yaml").write_text(SPEC)
+    r = run_child(signal.SIGKILL, "build-edit", "build", "--image", str(image.path), cwd=project)
     assert r.returncode == -signal.SIGKILL
     out = project / "build"
     (dead,) = leftovers(out)
