@@ -245,8 +245,9 @@ def test_artifact_mirror_validation(value: object, message: str) -> None:
 
 
 def test_spec_keys_parse() -> None:
+    # armhf needs an ingress with 32-bit images (spec rule _component_architectures): traefik
     doc = {"access": {"ssh_authorized_keys": [KEY]}, "image": {"arch": "armhf"},
-           "cluster": {"artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
+           "cluster": {"ingress": "traefik", "disable": ["servicelb"], "artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
     spec = spec_load.loads(yaml.safe_dump(doc), env={})
     assert spec.image.arch is Arch.ARMHF and spec.cluster.airgap is True
     assert spec.cluster.artifact_mirror == "http://127.0.0.1:8080/m" and spec.cluster.k3s_install_sha256 == "b" * 64

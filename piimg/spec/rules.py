@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 from piimg import versions
 from piimg.errors import ConfigError
 from piimg.spec import k3sflags
-from piimg.spec.model import AddressRange, Ingress, IPv4Address, Role, Spec
+from piimg.spec.model import AddressRange, Arch, Ingress, IPv4Address, Role, Spec
 from piimg.spec.secrets import EnvSecrets
 
 if TYPE_CHECKING:
@@ -232,12 +232,15 @@ _ARCH_WORDS: Final = (("arm64", "arm64"), ("aarch64", "arm64"), ("armhf", "arm")
 
 
 def image_architecture(spec: Spec) -> tuple[str, str, str] | None:
-    """(architecture, spec key, value) of the OS image, when its name says it; None when unknown.
+    """(architecture, spec key, value) of the OS image's userland; None when unknown.
 
-    Raspberry Pi OS names its downloads by architecture (raspios_lite_arm64,
-    raspios_lite_armhf; ``image.os`` slugs follow them), and so do the image
-    files (2025-10-01-raspios-trixie-armhf-lite.img.xz).
+    ``image.arch`` when set; otherwise the name: Raspberry Pi OS names its
+    downloads by architecture (raspios_lite_arm64, raspios_lite_armhf;
+    ``image.os`` slugs follow them), and so do the image files
+    (2025-10-01-raspios-trixie-armhf-lite.img.xz).
     """
+    if spec.image.arch is not Arch.AUTO:
+        return ("arm" if spec.image.arch is Arch.ARMHF else "arm64"), "image.arch", spec.image.arch.value
     if spec.image.url is not None:
         key, value = "image.url", spec.image.url.rsplit("/", 1)[-1]
     else:
