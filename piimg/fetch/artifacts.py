@@ -39,7 +39,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from piimg import versions
-from piimg.errors import ConfigError, DownloadError
+from piimg.errors import ConfigError, DownloadError, NotFound
 from piimg.fetch.cache import Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
@@ -339,7 +339,7 @@ def fetch_k3s(store: ArtifactStore, spec: Spec, arch: str) -> K3sArtifacts:
     sums_url = release_url(version, names.sums)
     try:
         sums, _ = store.text(sums_url, names.sums)
-    except FileNotFoundError:
+    except NotFound:
         raise DownloadError(
             f"{mirrored(sums_url, store.mirror)}: not found: k3s {version} has no {names.sums} (no {arch} build?)"
         ) from None

@@ -70,9 +70,13 @@ def http_get(url: str, timeout: float, *, verify: bool = True) -> Tuple[int, byt
 def server_answers(url: str, timeout: float) -> Tuple[bool, str]:
     """True once the k3s server's supervisor answers ``/ping`` (or ``/cacerts``).
 
-    Both endpoints need no authentication. The server's certificate is
-    self-signed, so it is not verified here: this is only a liveness check,
-    the join itself verifies the CA against the token.
+    Both endpoints need no authentication, and no secret is sent, so the
+    certificate (from the cluster's own CA) is not verified here: this is
+    only a liveness check. The join verifies it: piimg gives every node the
+    secure token ``K10<CA hash>::server:<secret>``, and k3s compares the
+    hash of the CA bundle from ``/cacerts`` with it before it sends the
+    secret (k3s-io/k3s@0566d457:pkg/clientaccess/token.go,
+    ``validateCAHash``). A bare secret (short token) would trust any CA.
     """
     base = url.rstrip("/")
     last = ""
