@@ -373,6 +373,7 @@ class RouterOSPeer:
         self._next_id = 1
         self._drop_at: int | None = None
         self._drop_executed = False
+        self._traps: dict[str, str] = {}
         self._lock = threading.RLock()
         self._sock: socket.socket | None = None
         self._clients: list[socket.socket] = []
@@ -491,6 +492,11 @@ class RouterOSPeer:
                         route["immediate-gw"] = f"{remote_address}%{interface}"
                         route["belongs-to"] = f"bgp-IP-{remote_address}"
                     self._insert("/ip/route", route)
+
+    def trap_on(self, command: str, message: str) -> None:
+        """Answer the next ``command`` (e.g. ``/ip/address/add``) with a ``!trap`` of ``message``."""
+        with self._lock:
+            self._traps[command] = message
 
     def drop_after(self, n: int, *, executed: bool = False) -> None:
         """Close the connection instead of answering the (n+1)-th command from now.
@@ -636,6 +642,8 @@ class RouterOSPeer:
         return [*replies, done + suffix]
 
     def _dispatch(self, command: str, attrs: dict[str, str], queries: list[str]) -> tuple[list[dict[str, str]], str | None]:
+        if command in self._traps:
+            raise Trap(self._traps.pop(command), 1)
         if command in ("/cancel", "/quit"):
             return [], None
         if command == "/system/resource/print":

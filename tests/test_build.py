@@ -481,8 +481,10 @@ def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int],
 def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIIMG_TEST_WIFI", "short")
-    spec = SPEC.replace("keymap: de\n", "keymap: de\n  wifi_country: GB\n")  # required with wifi
-    (project / "piimg.yaml").write_text(spec + "wifi: {ssid: lab, psk_env: PIIMG_TEST_WIFI}\n")
+    # the rest is valid (wifi_country set), so only the passphrase can fail
+    (project / "piimg.yaml").write_text(
+        SPEC.replace("keymap: de\n", "keymap: de\n  wifi_country: GB\n") + "wifi: {ssid: lab, psk_env: PIIMG_TEST_WIFI}\n"
+    )
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path))
     assert r.exit_code != 0 and "wifi.psk_env" in r.stderr and "short" not in r.stderr
     assert not (project / "build").exists() or not list((project / "build").glob("*.img"))

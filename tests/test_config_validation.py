@@ -59,6 +59,12 @@ CASES: list[tuple[str, object, str, str]] = [
     ("asn not a number", _with("router.asn", "sixty"), "router.asn", "whole number"),
     ("same asn", _with("cluster.bgp.asn", 65530), "cluster.bgp.asn", "equals router.asn"),
     ("bad hostname", _with("nodes[0].hostname", "K8s_Master"), "nodes[0].hostname", "RFC 1123"),
+    # MetalLB before v0.13 reads a ConfigMap (metallb@v0.16.1 release notes, 0.13.0)
+    ("metallb configmap era", _with("cluster.metallb_version", "v0.12.1"), "cluster.metallb_version", "ConfigMap"),
+    # no chart 0.14.0 in the chart repository (metallb/metallb gh-pages index.yaml)
+    ("metallb without chart", _with("cluster.metallb_version", "v0.14.0"), "cluster.metallb_version", "no chart 0.14.0"),
+    # NGINX IC images are linux/arm64 and linux/amd64 only (nginx/kubernetes-ingress matrix-images-oss.json)
+    ("32-bit image with nginx", _with("image.os", "raspios-lite-armhf"), "cluster.ingress", "image.os 'raspios-lite-armhf'"),
     (
         "duplicate hostname",
         _with("nodes", [BASE["nodes"][0], {**AGENT, "hostname": "k8s-master"}]),
@@ -245,6 +251,28 @@ def test_validate_warns_about_retired_ingress_nginx(project: Path, piimg) -> Non
     (project / "piimg.yaml").write_text(yaml.safe_dump(_with("cluster.ingress", "ingress-nginx")))
     r = piimg("validate")
     assert r.exit_code == 0 and "warning:" in r.stderr and "retired" in r.stderr
+    # kubernetes/ingress-nginx@helm-chart-4.15.1:README.md: v1.15.1 supports Kubernetes 1.35 .. 1.31
+    assert "tested up to Kubernetes 1.35" in r.stderr
+
+
+def test_validate_warns_that_pi_kernels_cannot_sign_bgp(project: Path, piimg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """raspberrypi/linux bcm2711/bcm2712 defconfigs lack CONFIG_TCP_MD5SIG (metallb/metallb#1125)."""
+    monkeypatch.setenv("PIIMG_TEST_BGP_KEY", "s3cret-md5-key")
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("cluster.bgp.password_env", "PIIMG_TEST_BGP_KEY")))
+    r = piimg("validate")
+    assert r.exit_code == 0
+    assert "warning: cluster.bgp.password_env:" in r.stderr and "CONFIG_TCP_MD5SIG" in r.stderr
+    assert "s3cret-md5-key" not in r.stdout + r.stderr
+    (project / "piimg.yaml").write_text(yaml.safe_dump(BASE))
+    assert "CONFIG_TCP_MD5SIG" not in piimg("validate").stderr
+
+
+def test_validate_names_the_datastore(project: Path, piimg) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(BASE))
+    assert "datastore: SQLite on the one server" in piimg("validate").stdout
+    nodes = [BASE["nodes"][0], {**AGENT, "role": "server"}, {**AGENT, "hostname": "k8s-m3", "address": "10.0.2.13", "role": "server"}]
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("nodes", nodes)))
+    assert "datastore: embedded etcd across 3 servers" in piimg("validate").stdout
 
 
 def test_secrets_from_env_are_read_once_and_never_printed(project: Path, piimg, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +287,16 @@ def test_secrets_from_env_are_read_once_and_never_printed(project: Path, piimg, 
     assert "s3cret" not in r.output and "PIIMG_TEST_BGP_KEY" in r.stdout
     monkeypatch.setenv("PIIMG_TEST_BGP_KEY", "changed-after-load")
     assert spec.env_secrets.bgp_password == "s3cret-md5-key"  # the renderers see what was checked
+
+
+def test_router_setup_repeats_the_tcp_md5_caveat(project: Path, piimg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router side would require a key the nodes may not be able to send: router-setup says so too."""
+    monkeypatch.setenv("PIIMG_TEST_BGP_KEY", "s3cret-md5-key")
+    monkeypatch.setenv("PIIMG_ROUTER_PASSWORD", "router-pw")
+    doc = _with("cluster.bgp.password_env", "PIIMG_TEST_BGP_KEY")
+    doc["router"]["version"] = "7.20"  # --export works offline with a known version
+    (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
+    r = piimg("router-setup", "--export", str(project / "out.rsc"))
+    assert r.exit_code == 0, r.output
+    assert "warning: cluster.bgp.password_env:" in r.stderr and "CONFIG_TCP_MD5SIG" in r.stderr
+    assert "s3cret-md5-key" not in r.output

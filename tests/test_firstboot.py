@@ -19,7 +19,8 @@ from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServ
 pytestmark = pytest.mark.integration
 
 SERVER_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "cluster", "scrub", "finish"]
-AGENT_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "scrub", "finish"]
+# the fake payload carries a BGP password, so agents probe TCP-MD5 support ("bgp")
+AGENT_STEPS = ["hostname", "address", "network", "cgroup", "k3s", "bgp", "scrub", "finish"]
 
 
 @pytest.fixture()

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import ast
 import configparser
+import errno
 import io
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from piimg.firstboot import cluster, k3s, system
+from piimg.firstboot import bgp, cluster, k3s, system
 from piimg.firstboot.context import DEFAULT_TIMEOUTS, Context, StepError, detect_boot_dir
 from piimg.firstboot.log import Log
 from piimg.firstboot.main import parse_timeouts, steps_for
@@ -195,6 +198,10 @@ def test_steps_by_role() -> None:
     agent = NodeConfig.from_json(node_config_json(role="agent"))
     assert [n for n, _ in steps_for(server)] == ["hostname", "address", "network", "cgroup", "k3s", "cluster", "scrub", "finish"]
     assert "cluster" not in [n for n, _ in steps_for(agent)]
+    # an agent's speaker signs its BGP session too: it probes TCP-MD5 when there is a password
+    assert "bgp" in [n for n, _ in steps_for(agent)]
+    no_password = NodeConfig.from_json(node_config_json(role="agent", secrets={"k3s_token": "t"}))
+    assert "bgp" not in [n for n, _ in steps_for(no_password)]
 
 
 def test_nodeconf_roundtrip_keeps_contract() -> None:
@@ -303,3 +310,87 @@ def test_status_subcommand_and_root_from_env(tmp_path: Path, monkeypatch: pytest
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == "failed" and "nope.json" in status["error"]
     assert "nope.json" in (payload / "firstboot.log").read_text()
+
+
+# -- BGP password vs. the kernel's TCP-MD5 support ---------------------------------------------
+def kernel_has_md5sig() -> bool | None:
+    """CONFIG_TCP_MD5SIG of the running kernel, when its config is readable."""
+    import gzip
+    import os
+
+    for path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{os.uname().release}", open)):
+        try:
+            with opener(path, "rt") as fh:  # type: ignore[operator]
+                text = fh.read()
+        except OSError:
+            continue
+        return "CONFIG_TCP_MD5SIG=y" in text
+    return None
+
+
+def test_md5sig_option_is_struct_tcp_md5sig() -> None:
+    # linux/tcp.h: sockaddr_storage (128) + flags, prefixlen (u8 each) + keylen (u16) + ifindex (int) + key[80]
+    opt = bgp.md5sig_option(b"key")
+    assert len(opt) == 128 + 1 + 1 + 2 + 4 + 80
+    assert opt[128 + 2:128 + 4] == (3).to_bytes(2, sys.byteorder)
+    assert opt[136:139] == b"key"
+    with pytest.raises(ValueError):
+        bgp.md5sig_option(b"x" * 81)
+
+
+def test_probe_asks_the_running_kernel() -> None:
+    """The real setsockopt: the answer agrees with the kernel's config, and the layout is accepted."""
+    problem = bgp.probe_md5sig(b"bgp-md5-key")
+    has = kernel_has_md5sig()
+    if has is True:
+        assert problem is None
+    elif has is False:
+        assert problem is not None and "CONFIG_TCP_MD5SIG" in problem
+    if problem is None:  # supported: a full-length key is accepted as MetalLB would pass it
+        assert bgp.probe_md5sig(b"k" * bgp.TCP_MD5SIG_MAXKEYLEN) is None
+    assert "at most 80" in (bgp.probe_md5sig(b"k" * 81) or "")
+    assert bgp.probe_md5sig(b"") == "the BGP password is empty"
+
+
+class NoMd5Socket:
+    """A socket on a kernel without CONFIG_TCP_MD5SIG (what stock Raspberry Pi OS kernels answer)."""
+
+    closed = False
+
+    def __init__(self, *args: object, err: int = errno.ENOPROTOOPT) -> None:
+        self.err = err
+
+    def setsockopt(self, level: int, option: int, value: bytes) -> None:
+        assert (level, option) == (socket.IPPROTO_TCP, bgp.TCP_MD5SIG)
+        raise OSError(self.err, os.strerror(self.err))
+
+    def close(self) -> None:
+        NoMd5Socket.closed = True
+
+
+def test_password_on_a_kernel_without_md5sig_fails_with_what_to_do(tmp_path: Path) -> None:
+    ctx, _ = make_ctx(tmp_path)
+    assert ctx.config.secrets.get("bgp_password")
+    with pytest.raises(StepError) as err:
+        bgp.check_bgp_password(ctx, NoMd5Socket)
+    msg = str(err.value)
+    for words in ("cluster.bgp.password_env", "CONFIG_TCP_MD5SIG", "Protocol not available", "metallb/metallb#1125",
+                  "Raspberry Pi OS", "remove cluster.bgp.password_env", "CONFIG_TCP_MD5SIG=y"):
+        assert words in msg, words
+    assert ctx.config.secrets["bgp_password"] not in msg
+    assert NoMd5Socket.closed
+    # another failure is reported as itself, not as a missing kernel option
+    with pytest.raises(StepError, match=r"setsockopt\(TCP_MD5SIG\) failed: Invalid argument"):
+        bgp.check_bgp_password(ctx, lambda *a: NoMd5Socket(err=errno.EINVAL))
+    # no password: nothing to probe
+    ctx.config.secrets.pop("bgp_password")
+    bgp.check_bgp_password(ctx, NoMd5Socket)
+
+
+def test_cluster_step_checks_the_password_before_deploying(tmp_path: Path) -> None:
+    """The MetalLB step fails before placing a manifest when the kernel refuses the key (here: too long)."""
+    ctx, _ = make_ctx(tmp_path)
+    ctx.config.secrets["bgp_password"] = "k" * 81
+    with pytest.raises(StepError, match=r"cannot work on this node.*at most 80"):
+        cluster.step_cluster(ctx)
+    assert not Path(ctx.path(cluster.MANIFESTS_DIR)).exists()

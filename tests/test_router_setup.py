@@ -182,12 +182,26 @@ def test_connection_drop_mid_apply_then_converges(peer: RouterOSPeer, project: P
 
 def test_router_refusal_mid_apply_reports_progress(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
     write_spec(project, peer, nodes=[{**NODES[0], "mac": None}], bgp_key=False)
-    # a user deletes ether10 behind our back: RouterOS traps the bridge port add
-    peer.state["/interface/ethernet"] = [e for e in peer.state["/interface/ethernet"] if e["name"] != "ether10"]
+    # something the plan cannot see makes RouterOS refuse the 6th change
+    peer.trap_on("/ip/address/add", "failure: already have such address")
     r = piimg("router-setup", "--yes", "--no-backup")
     assert r.exit_code == 1
-    assert "the router refused `add /interface/bridge/port ether10`: input does not match any value of interface" in r.stderr
-    assert "applied 5 of 12" in r.stderr
+    assert "the router refused `add /ip/address 10.0.2.1`: failure: already have such address" in r.stderr
+    assert "applied 6 of 12" in r.stderr
+
+
+@pytest.mark.parametrize("peer", ["6.49.10", "7.22.1"], indirect=True)
+def test_unknown_port_is_a_conflict_before_any_write(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
+    """An RB5009 has ether1-ether8: ether9/ether10 are refused in the plan, not mid-apply after the backup."""
+    peer.state["/interface/ethernet"] = [e for e in peer.state["/interface/ethernet"] if e["name"] not in ("ether9", "ether10")]
+    write_spec(project, peer)
+    r = piimg("router-setup", "--yes")
+    assert r.exit_code == 1
+    ports = ", ".join(f"ether{i}" for i in range(1, 9))
+    assert f"! conflict: /interface/bridge/port ether9: the router has no interface ether9 (its ports: {ports}); to fix: set router.ports" in r.stdout
+    assert "! conflict: /interface/bridge/port ether10: the router has no interface ether10" in r.stdout
+    assert "nothing was changed" in r.stderr
+    assert peer.writes == 0 and peer.rows("/file") == []  # not even the backup
 
 
 def test_unmanaged_conflicts_left_untouched_and_reported(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
@@ -404,6 +418,12 @@ def _replay(api: Any, script: str, key: str) -> None:
     for line in script.splitlines():
         if not line or line.startswith("#"):
             continue
+        lan = ":if ([:len [/interface list find name=LAN]] > 0) do={ /interface list member add "
+        if line.startswith(lan):  # the lab bridge joins LAN where that list exists
+            if any(r["name"] == "LAN" for r in api.path("interface", "list")):
+                words = shlex.split(line[len(lan):].removesuffix(" }"))
+                api.path("interface", "list", "member").add(**dict(w.split("=", 1) for w in words))
+            continue
         if line.startswith(":"):  # the key's declaration and check
             assert key_variable_lines.pop(0) == line
             continue
@@ -445,3 +465,52 @@ def test_export_is_offline_and_renders_each_dialect() -> None:
     assert "tcp-md5-key" not in v720  # no BGP password configured
     v722 = rsc.render(spec, dialect_from_spec("7.22"))
     assert "/routing bgp instance\nadd as=65530 comment=\"piimg: homelab\" multipath=2 name=piimg-homelab router-id=10.0.2.1" in v722
+
+
+@pytest.mark.parametrize("version", ["6.49.10", "7.19.4", "7.22.1"])
+def test_factory_firewall_lab_bridge_joins_lan(version: str, project: Path, piimg: Any) -> None:
+    """defconf drops input not from LAN: bridge2 joins LAN (owned), the export does the same."""
+    with RouterOSPeer(version=version, users={"admin": PASSWORD}, defconf=True) as p:
+        write_spec(project, p)
+        r = piimg("router-setup", "--yes", "--no-backup")
+        assert r.exit_code == 0, r.output
+        assert "+ add interface list member bridge2 in LAN: /interface list member add interface=bridge2 list=LAN" in r.stdout
+        assert 'note: bridge2 joins the interface list LAN: the firewall rule "defconf: drop all not coming from LAN"' in r.stdout
+        [member] = p.rows("/interface/list/member", interface="bridge2")
+        assert (member["list"], member["comment"]) == ("LAN", "piimg: homelab")
+        assert p.rows("/interface/list/member", interface="bridge", list="LAN")  # defconf's own, untouched
+        again = piimg("router-setup", "--yes", "--no-backup")
+        assert "no changes" in again.stdout, again.output
+        # the spec moves to another bridge: the old membership goes with it
+        write_spec(project, p, router={"bridge": "lab"})
+        r = piimg("router-setup", "--yes", "--no-backup")
+        assert r.exit_code == 0, r.output
+        assert [m["interface"] for m in p.rows("/interface/list/member", comment="piimg: homelab")] == ["lab"]
+
+    with RouterOSPeer(version=version, users={"admin": PASSWORD}, defconf=True) as p:
+        write_spec(project, p)
+        out = project / "router.rsc"
+        assert piimg("router-setup", "--export", str(out)).exit_code == 0
+        spec = spec_load.load(project / "piimg.yaml")
+        api = connect(spec.router, PASSWORD)
+        try:
+            _replay(api, out.read_text(), BGP_KEY)
+        finally:
+            api.close()
+        assert p.rows("/interface/list/member", interface="bridge2", list="LAN")
+        r = piimg("router-setup", "--dry-run")
+        assert "no changes" in r.stdout, r.output
+
+
+def test_firewall_without_lan_list_is_explained(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
+    """A firewall keyed on a list other than LAN: the plan says what the nodes lose and how to allow them."""
+    peer.add_row("/interface/list", name="trusted")
+    peer.state["/ip/firewall/filter"].append({".id": "*F1", "chain": "input", "action": "drop", "in-interface-list": "!trusted",
+                                              "comment": "drop untrusted", "disabled": "false"})
+    write_spec(project, peer)
+    r = piimg("router-setup", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "interface list member" not in r.stdout.split("note:")[0]  # nothing added to a list that is not LAN
+    assert ('note: the firewall rule "drop untrusted" (chain=input action=drop in-interface-list=!trusted) drops everything '
+            "the nodes on bridge2 send to the router itself, because bridge2 is not in the list trusted: BGP connections") in r.stdout
+    assert "to allow them: /interface list member add list=trusted interface=bridge2" in r.stdout

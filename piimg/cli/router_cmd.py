@@ -38,10 +38,14 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     A second run prints "no changes". The password comes from the variable
     named by router.password_env, or a prompt on a terminal; never from argv.
     """
+    from piimg.manifests.addons import bgp_password_warning
     from piimg.router.client import router_password
     from piimg.router.setup import export_script, open_session
 
     spec = app.spec()
+    md5_caveat = bgp_password_warning(spec)
+    if md5_caveat is not None:
+        app.reporter.warn(md5_caveat)
     prompt = _prompt if _interactive() else None
     if export is not None:
         dialect = export_script(spec, export, password=lambda: router_password(spec.router, prompt=prompt))

@@ -12,6 +12,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
+from .bgp import check_bgp_password
 from .context import Context, StepError
 from .runner import CommandError
 
@@ -100,9 +101,15 @@ def ingress_ip(ctx: Context) -> Tuple[bool, str]:
 
 
 def step_cluster(ctx: Context) -> None:
+    # Before the BGPPeer and its password Secret are deployed: a password the
+    # kernel cannot use means no BGP session at all, so say so now.
+    check_bgp_password(ctx)
     place_manifests(ctx)
     ctx.log.info(ctx.wait_for("node Ready", lambda: node_ready(ctx), "node"))
     ctx.log.info(ctx.wait_for("MetalLB", lambda: metallb_running(ctx), "metallb"))
+    if not ctx.config.initial_server:
+        ctx.log.info("the ingress controller and its external IP are checked by the initial server")
+        return
     if ctx.config.ingress is None:
         ctx.log.info("no ingress controller configured")
         return

@@ -16,6 +16,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .bgp import step_bgp
 from .cluster import step_cluster
 from .context import DEFAULT_TIMEOUTS, Context, RebootRequested, StepError, detect_boot_dir
 from .finish import step_finish, step_scrub
@@ -42,7 +43,9 @@ def steps_for(config: NodeConfig) -> List[Tuple[str, Step]]:
         ("k3s", step_k3s),
     ]
     if config.role == "server":
-        steps.append(("cluster", step_cluster))
+        steps.append(("cluster", step_cluster))  # checks the BGP password first
+    elif config.secrets.get("bgp_password"):
+        steps.append(("bgp", step_bgp))
     steps += [("scrub", step_scrub), ("finish", step_finish)]
     return steps
 

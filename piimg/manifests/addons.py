@@ -42,9 +42,29 @@ BGP_ADVERTISEMENT_NAME: Final = "piimg-pools"
 _ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 INGRESS_NGINX_WARNING: Final = (
-    "cluster.ingress: ingress-nginx was retired in March 2026 and gets no more security fixes; "
-    "use cluster.ingress: nginx (F5/NGINX's maintained NGINX Ingress Controller)"
+    "cluster.ingress: ingress-nginx was retired in March 2026 and gets no more security fixes; its final "
+    f"release was tested up to Kubernetes {v.INGRESS_NGINX_TESTED_KUBERNETES}, untested on the Kubernetes 1.36 "
+    "of k3s v1.36; use cluster.ingress: nginx (F5/NGINX's maintained NGINX Ingress Controller)"
 )
+
+#: Stock Raspberry Pi OS kernels have no CONFIG_TCP_MD5SIG (raspberrypi/linux
+#: arch/arm64/configs/bcm2712_defconfig and bcm2711_defconfig), so MetalLB's
+#: TCP_MD5SIG setsockopt fails with "protocol not available" (metallb/metallb
+#: #1125) and no session comes up, while router-setup sets the key on the
+#: router's side of every session. First boot probes the kernel
+#: (piimg/firstboot/bgp.py) and stops with the same advice.
+BGP_PASSWORD_WARNING: Final = (
+    "cluster.bgp.password_env: a BGP TCP-MD5 key needs node kernels built with CONFIG_TCP_MD5SIG, and stock "
+    "Raspberry Pi OS kernels are not (metallb/metallb#1125: \"setsockopt: protocol not available\"): no BGP "
+    "session would come up, while router-setup makes the router require the key. Keep it only with such a "
+    "kernel (first boot checks each node and stops if it lacks it); otherwise remove password_env and clear "
+    "the key on the router"
+)
+
+
+def bgp_password_warning(spec: Spec) -> str | None:
+    """The TCP-MD5 caveat when a BGP password is configured (validate, manifests and router-setup show it)."""
+    return BGP_PASSWORD_WARNING if spec.cluster.bgp.password_env is not None else None
 
 
 def addon_name(file_name: str) -> str:
@@ -92,6 +112,17 @@ def warnings(spec: Spec) -> list[str]:
     out = []
     if spec.cluster.ingress is Ingress.INGRESS_NGINX:
         out.append(INGRESS_NGINX_WARNING)
+    password = bgp_password_warning(spec)
+    if password is not None:
+        out.append(password)
+    chart = v.metallb_chart_version(spec.cluster.metallb_version)
+    if chart not in v.METALLB_PUBLISHED_CHARTS:
+        # newer than the chart repository index piimg was checked against (older unpublished ones are refused)
+        out.append(
+            f"cluster.metallb_version: {spec.cluster.metallb_version} is newer than the MetalLB charts piimg was "
+            f"checked with (up to {v.METALLB_PUBLISHED_CHARTS[-1]}); make sure chart {chart} exists in "
+            f"{v.METALLB_CHART_REPO}"
+        )
     servers = len(spec.servers)
     if servers > 1 and servers % 2 == 0:
         # embedded etcd needs a majority: 2 servers survive no failure, 4 survive one like 3

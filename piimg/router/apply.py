@@ -15,6 +15,7 @@ from typing import Any
 
 from piimg.errors import RouterError
 from piimg.progress import QUIET, Reporter
+from piimg.router import facts
 from piimg.router.dialects import Dialect
 from piimg.router.model import menus_for
 from piimg.router.plan import Operation, Plan, Row, normalize_row
@@ -25,15 +26,16 @@ def _path(api: Any, menu_path: str) -> Any:
 
 
 def read_current(api: Any, dialect: Dialect) -> dict[str, list[Row]]:
-    """Every row of every menu piimg manages (the planner decides what is ours)."""
+    """Every row of every menu piimg manages (the planner decides what is ours),
+    plus the interfaces, interface lists and firewall filter rules it checks."""
     from librouteros.exceptions import LibRouterosError
 
     current: dict[str, list[Row]] = {}
-    for menu in menus_for(dialect):
+    for path in [menu.path for menu in menus_for(dialect)] + list(facts.FACT_PATHS):
         try:
-            current[menu.path] = [normalize_row(r) for r in _path(api, menu.path)]
+            current[path] = [normalize_row(r) for r in _path(api, path)]
         except LibRouterosError as exc:
-            raise RouterError(f"cannot read {menu.path}: {exc}") from None
+            raise RouterError(f"cannot read {path}: {exc}") from None
     return current
 
 

@@ -62,10 +62,19 @@ class Menu:
     fix: str = ""
     #: dynamic rows are not configuration (a dynamic DHCP lease gives way to a static one)
     skip_dynamic: bool = False
+    #: a second field that is part of the identity (``list`` of an interface list member)
+    key_with: str = ""
+    #: an unmanaged item with the same identity already does what piimg wants:
+    #: leave it, no conflict (the user added the bridge to LAN by hand)
+    shared: bool = False
 
     def identity(self, row: Mapping[str, str]) -> str | None:
         value = row.get(self.key)
-        return None if value is None or value == "" else self.key_norm(value)
+        if value is None or value == "":
+            return None
+        if self.key_with:
+            return f"{self.key_norm(value)} in {row.get(self.key_with, '')}"
+        return self.key_norm(value)
 
     @property
     def console(self) -> str:
@@ -95,6 +104,14 @@ DHCP_LEASE: Final = Menu(
     fix="/ip dhcp-server lease remove [find mac-address={key}]",
     skip_dynamic=True,
 )
+LIST_MEMBER: Final = Menu(
+    "/interface/list/member",
+    "interface",
+    "interface list member",
+    key_with="list",
+    shared=True,
+    fix="/interface list member remove [find interface={key}]",
+)
 BGP_INSTANCE: Final = Menu("/routing/bgp/instance", "name", "BGP instance", fix="remove the BGP instance {key}")
 BGP_PEER: Final = Menu(
     "/routing/bgp/peer", "name", "BGP peer", exclusive=("remote-address",), fix="/routing bgp peer remove [find name={key}]"
@@ -116,10 +133,17 @@ ALL_MENUS: Final = (
     DHCP_SERVER,
     DHCP_NETWORK,
     DHCP_LEASE,
+    LIST_MEMBER,
     BGP_INSTANCE,
     BGP_PEER,
     BGP_CONNECTION,
 )
+
+#: The interface list the factory ("defconf") firewall trusts: its input chain
+#: ends in `action=drop in-interface-list=!LAN` ("defconf: drop all not coming
+#: from LAN", e.g. kaihendry/mikrotik-configs@3001d1a1:default.cfg.rsc, an
+#: export of a 6.48.3 router's default configuration).
+LAN_LIST: Final = "LAN"
 
 #: Fields whose values are secrets: masked in plans, never logged.
 SECRET_FIELDS: Final = frozenset({"tcp-md5-key"})
@@ -127,7 +151,7 @@ SECRET_FIELDS: Final = frozenset({"tcp-md5-key"})
 
 def menus_for(dialect: Dialect) -> tuple[Menu, ...]:
     """The menus that exist (and that piimg reads) on this RouterOS."""
-    menus = [BRIDGE, BRIDGE_PORT, IP_ADDRESS, IP_POOL, DHCP_SERVER, DHCP_NETWORK, DHCP_LEASE]
+    menus = [BRIDGE, BRIDGE_PORT, IP_ADDRESS, IP_POOL, DHCP_SERVER, DHCP_NETWORK, DHCP_LEASE, LIST_MEMBER]
     if dialect.has_bgp_instance:
         menus.append(BGP_INSTANCE)
     menus.append(BGP_PEER if dialect.bgp is BgpStyle.V6 else BGP_CONNECTION)
@@ -160,6 +184,11 @@ class Desired:
     #: the bridge and the ports router-setup puts into it
     ports: tuple[str, ...] = ()
     bridge: str = ""
+
+
+def lan_member(bridge: str, cluster: str) -> Item:
+    """The lab bridge in the ``LAN`` interface list (only planned when that list exists)."""
+    return Item(LIST_MEMBER, {"interface": bridge, "list": LAN_LIST, "comment": marker(cluster)})
 
 
 def instance_name(cluster: str) -> str:

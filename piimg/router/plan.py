@@ -8,19 +8,23 @@ know. An empty plan is an explicit "no changes".
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from piimg.router import facts
 from piimg.router.dialects import Dialect
 from piimg.router.model import (
     BRIDGE_PORT,
     IP_ADDRESS,
+    LAN_LIST,
     SECRET_FIELDS,
     Desired,
     Menu,
     is_owned,
+    lan_member,
     marker,
     menus_for,
 )
@@ -176,12 +180,52 @@ def _conflict(menu: Menu, key: str, row: Row, what: str, cluster: str) -> Confli
     )
 
 
+def _with_router_facts(desired: Desired, current: Current) -> tuple[Desired, list[str]]:
+    """Items and notes that depend on the router's own configuration (lists, firewall)."""
+    rows = {path: [normalize_row(r) for r in current.get(path, ())] for path in facts.FACT_PATHS}
+    rows[facts.LIST_MEMBERS] = [normalize_row(r) for r in current.get(facts.LIST_MEMBERS, ())]
+    notes: list[str] = []
+    items = list(desired.items)
+    bridge = desired.bridge
+    in_lan = facts.has_list(rows, LAN_LIST)
+    if in_lan:
+        # The factory firewall (and MAC server, neighbour discovery) trusts the
+        # LAN list; the lab bridge joins it so the nodes get DHCP, DNS and BGP.
+        items.append(lan_member(bridge, desired.cluster))
+    members = {(r.get("interface"), r.get("list")) for r in rows[facts.LIST_MEMBERS] if r.get("dynamic") != "yes"}
+    for kind, name, rule in facts.input_drops(rows):
+        allowed = (
+            (kind == "list" and ((name == LAN_LIST and in_lan) or (bridge, name) in members))
+            or (kind == "interface" and name == bridge)
+        )
+        match = f"in-interface-list=!{name}" if kind == "list" else f"in-interface=!{name}"
+        if allowed:
+            if kind == "list" and name == LAN_LIST:
+                notes.append(
+                    f"{bridge} joins the interface list {LAN_LIST}: the firewall rule {facts.describe_rule(rule)} "
+                    f"(chain=input action={rule.get('action')} {match}) would otherwise drop what the nodes send to the router"
+                )
+            continue
+        fix = (f"/interface list member add list={name} interface={bridge}" if kind == "list"
+               else "add an accept rule for it before that rule")
+        notes.append(
+            f"the firewall rule {facts.describe_rule(rule)} (chain=input action={rule.get('action')} {match}) "
+            f"drops everything the nodes on {bridge} send to the router itself, because {bridge} is not "
+            f"{'in the list ' + name if kind == 'list' else name}: BGP connections the nodes open (tcp/179; sessions "
+            "still come up because the router connects out to them), DNS (udp/53), the API and possibly DHCP "
+            f"requests; to allow them: {fix}"
+        )
+    return dataclasses.replace(desired, items=tuple(items)), notes
+
+
 def make_plan(desired: Desired, current: Current) -> Plan:
     """Diff desired against current: adds/sets in dependency order, then removals in reverse."""
+    desired, fact_notes = _with_router_facts(desired, current)
     cluster = desired.cluster
     changes: list[Operation] = []
     removals: list[Operation] = []
     conflicts: list[Conflict] = []
+    interfaces = facts.interface_names({k: [normalize_row(r) for r in v] for k, v in current.items() if k == facts.INTERFACES})
     for menu in menus_for(desired.dialect):
         rows = [normalize_row(r) for r in current.get(menu.path, ())]
         if menu.skip_dynamic:
@@ -191,7 +235,20 @@ def make_plan(desired: Desired, current: Current) -> Plan:
         matched: set[str] = set()
         for item in (i for i in desired.items if i.menu is menu):
             key = item.key
+            if menu is BRIDGE_PORT and interfaces is not None and key not in interfaces:
+                ports = facts.port_names({facts.INTERFACES: [normalize_row(r) for r in current[facts.INTERFACES]]})
+                conflicts.append(
+                    Conflict(
+                        menu=menu,
+                        key=key,
+                        message=f"the router has no interface {key} (its ports: {', '.join(ports) or 'none'})",
+                        fix="set router.ports to ports this router has",
+                    )
+                )
+                continue
             theirs = next((r for r in unowned if menu.identity(r) == key), None)
+            if theirs is not None and menu.shared:
+                continue  # already there, made by the user: nothing to do, nothing to own
             if theirs is not None:
                 conflicts.append(_conflict(menu, key, theirs, f"{menu.what} {key}", cluster))
                 continue
@@ -228,7 +285,7 @@ def make_plan(desired: Desired, current: Current) -> Plan:
         cluster=cluster,
         operations=operations,
         conflicts=tuple(conflicts),
-        notes=desired.notes,
+        notes=desired.notes + tuple(fact_notes),
         warnings=tuple(_management_warnings(desired, current, operations)),
     )
 
@@ -251,10 +308,13 @@ def _management_warnings(desired: Desired, current: Current, operations: tuple[O
                 f"{desired.bridge}: the connection will drop; connect through another port or address first"
             )
         in_bridge = {p.get("interface", "") for p in ports if p.get("bridge") == iface}
-        members = [p for p in desired.ports if p in in_bridge and p in moved]
+        members = [p for p in desired.ports if p in in_bridge and iface != desired.bridge]
         if members:
+            # Also when the port is still a conflict: the user's fix (handing it
+            # over) is what would cut the connection.
+            verb = "this plan moves" if all(p in moved for p in members) else "router.ports asks to move"
             warnings.append(
-                f"the API connection to {host} goes through bridge {iface}, and this plan moves its "
+                f"the API connection to {host} goes through bridge {iface}, and {verb} its "
                 f"port(s) {', '.join(members)} to {desired.bridge}: if you are plugged into one of them, "
                 "the connection will drop"
             )

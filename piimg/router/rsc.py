@@ -15,7 +15,7 @@ from typing import Final
 
 from piimg import __version__
 from piimg.router.dialects import Dialect
-from piimg.router.model import SECRET_FIELDS, desired_state
+from piimg.router.model import LAN_LIST, SECRET_FIELDS, desired_state, lan_member
 from piimg.spec.model import Spec
 
 KEY_VARIABLE: Final = "piimgBgpKey"
@@ -58,4 +58,12 @@ def render(spec: Spec, dialect: Dialect) -> str:
             value = item.props[name]
             words.append(f"{name}=${KEY_VARIABLE}" if name in SECRET_FIELDS else f"{name}={_quote(value)}")
         lines.append("add " + " ".join(words))
+    # The factory firewall drops input not from the LAN list: the lab bridge
+    # joins it where it exists (what router-setup plans on such a router).
+    member = lan_member(desired.bridge, spec.cluster.name)
+    words = [f"{name}={_quote(member.props[name])}" for name in sorted(member.props)]
+    lines += [
+        f"# the default firewall drops what does not come from the interface list {LAN_LIST}: {desired.bridge} joins it",
+        f":if ([:len [/interface list find name={LAN_LIST}]] > 0) do={{ /interface list member add {' '.join(words)} }}",
+    ]
     return "\n".join(lines) + "\n"

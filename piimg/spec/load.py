@@ -563,6 +563,13 @@ def summary(spec: Spec) -> list[str]:
     for n in spec.nodes:
         mac = f", mac {n.mac}" if n.mac else ""
         lines.append(f"  {n.hostname:<20} {n.role.value:<6} {n.address}{mac}")
+    if len(spec.servers) == 1:
+        # k3s sets --cluster-init only with several servers declared (docs/cli/server.md: it
+        # "Initialize[s] a new cluster using embedded Etcd"); without it k3s keeps SQLite (kine)
+        lines.append("datastore: SQLite on the one server (declare every server now if you want HA later: "
+                     "adding servers afterwards means restarting the first with --cluster-init)")
+    else:
+        lines.append(f"datastore: embedded etcd across {len(spec.servers)} servers")
     lines.append(f"network {net.subnet}, gateway {net.gateway}, DHCP pool {net.dhcp_pool}, DNS {', '.join(map(str, net.dns))}")
     for p in c.pools:
         lines.append(f"LB pool {p.name}: {', '.join(map(str, p.addresses))}")

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from piimg import versions
 from piimg.spec import k3sflags
 from piimg.spec.model import AddressRange, Ingress, IPv4Address, Role, Spec
 from piimg.spec.secrets import EnvSecrets
@@ -167,6 +168,81 @@ def _k3s_extra_server_args(ctx: _Ctx, spec: Spec) -> None:
                 raise ctx.err(where, "disables traefik, but cluster.ingress is traefik")
 
 
+def metallb_version_tuple(version: str) -> tuple[int, int, int]:
+    """``v0.16.1`` -> (0, 16, 1); the loader has checked the ``vX.Y.Z`` shape."""
+    major, minor, patch = version.removeprefix("v").split(".")
+    return int(major), int(minor), int(patch)
+
+
+def _metallb_version(ctx: _Ctx, spec: Spec) -> None:
+    """A MetalLB configured by custom resources, whose chart the chart repository has."""
+    version = spec.cluster.metallb_version
+    number = metallb_version_tuple(version)
+    if number < versions.METALLB_MIN_VERSION:
+        raise ctx.err(
+            "cluster.metallb_version",
+            f"{version} is configured by a ConfigMap; piimg writes MetalLB custom resources (IPAddressPool, "
+            f"BGPPeer v1beta2), which MetalLB reads from v0.13.0 on",
+            hint=f"use {versions.METALLB_VERSION}",
+        )
+    chart = versions.metallb_chart_version(version)
+    newest = max(metallb_version_tuple(c) for c in versions.METALLB_PUBLISHED_CHARTS)
+    if chart not in versions.METALLB_PUBLISHED_CHARTS and number <= newest:
+        raise ctx.err(
+            "cluster.metallb_version",
+            f"{version} has no chart {chart} in MetalLB's chart repository {versions.METALLB_CHART_REPO}, "
+            "so k3s's Helm job would fail",
+            hint=f"pick a published release, e.g. {versions.METALLB_VERSION}",
+        )
+
+
+#: ``uname -m``-style words in Raspberry Pi OS download names -> Go/OCI architecture.
+_ARCH_WORDS: Final = (("arm64", "arm64"), ("aarch64", "arm64"), ("armhf", "arm"), ("armel", "arm"), ("armv7", "arm"))
+
+
+def image_architecture(spec: Spec) -> tuple[str, str, str] | None:
+    """(architecture, spec key, value) of the OS image, when its name says it; None when unknown.
+
+    Raspberry Pi OS names its downloads by architecture (raspios_lite_arm64,
+    raspios_lite_armhf; ``image.os`` slugs follow them), and so do the image
+    files (2025-10-01-raspios-trixie-armhf-lite.img.xz).
+    """
+    if spec.image.url is not None:
+        key, value = "image.url", spec.image.url.rsplit("/", 1)[-1]
+    else:
+        key, value = "image.os", spec.image.os
+    words = value.lower().replace("_", "-").replace(".", "-").split("-")
+    for word, arch in _ARCH_WORDS:
+        if word in words:
+            return arch, key, value
+    return None
+
+
+def _component_architectures(ctx: _Ctx, spec: Spec) -> None:
+    """Every component piimg deploys must publish images for the image's architecture."""
+    found = image_architecture(spec)
+    if found is None:
+        return
+    arch, key, value = found
+    components = ["k3s", "klipper-helm (the HelmChart job image)", "metallb"]
+    ingress_component = versions.INGRESS_COMPONENT.get(spec.cluster.ingress.value)
+    if ingress_component is not None:
+        components.append(ingress_component)
+    for name in components:
+        platforms, source = versions.ARCHITECTURES[name]
+        if arch in platforms:
+            continue
+        bits = "32-bit ARM (armhf)" if arch == "arm" else arch
+        if name == ingress_component:
+            raise ctx.err(
+                "cluster.ingress",
+                f"{name} publishes no {bits} images (only {', '.join(sorted(platforms))}; "
+                f"{source}), but {key} {value!r} is a {bits} image",
+                hint="use a 64-bit image (image.os: raspios-lite-arm64), or cluster.ingress: ingress-nginx or traefik",
+            )
+        raise ctx.err(key, f"{value!r} is a {bits} image, and {name} publishes none ({source})")
+
+
 #: Every cross-field rule, in the order they run. Append new rules here.
 RULES: Final[tuple[Rule, ...]] = (
     _router_ca_file,
@@ -178,6 +254,8 @@ RULES: Final[tuple[Rule, ...]] = (
     _login_possible,
     _disabled_components,
     _k3s_extra_server_args,
+    _metallb_version,
+    _component_architectures,
 )
 
 

@@ -30,3 +30,5 @@ add as=65530 comment="piimg: homelab" name=piimg-homelab router-id=10.0.2.1
 /routing bgp peer
 add address-families=ip comment="piimg: homelab node k8s-master" instance=piimg-homelab name=piimg-k8s-master remote-address=10.0.2.10 remote-as=64500 tcp-md5-key=$piimgBgpKey ttl=default
 add address-families=ip comment="piimg: homelab node k8s-w1" instance=piimg-homelab name=piimg-k8s-w1 remote-address=10.0.2.11 remote-as=64500 tcp-md5-key=$piimgBgpKey ttl=default
+# the default firewall drops what does not come from the interface list LAN: bridge2 joins it
+:if ([:len [/interface list find name=LAN]] > 0) do={ /interface list member add comment="piimg: homelab" interface=bridge2 list=LAN }

@@ -28,3 +28,5 @@ add address=10.0.2.11 comment="piimg: homelab node k8s-w1" mac-address=DC:A6:32:
 /routing bgp connection
 add afi=ip as=65530 comment="piimg: homelab node k8s-master" local.role=ebgp name=piimg-k8s-master remote.address=10.0.2.10 remote.as=64500 router-id=10.0.2.1 tcp-md5-key=$piimgBgpKey
 add afi=ip as=65530 comment="piimg: homelab node k8s-w1" local.role=ebgp name=piimg-k8s-w1 remote.address=10.0.2.11 remote.as=64500 router-id=10.0.2.1 tcp-md5-key=$piimgBgpKey
+# the default firewall drops what does not come from the interface list LAN: bridge2 joins it
+:if ([:len [/interface list find name=LAN]] > 0) do={ /interface list member add comment="piimg: homelab" interface=bridge2 list=LAN }
