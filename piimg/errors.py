@@ -6,6 +6,7 @@ Library code raises these; only :mod:`piimg.cli` turns them into an
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Final
 
@@ -85,3 +86,51 @@ class DownloadError(PiimgError):
 
 class ImageError(PiimgError):
     """An image file is unreadable or not laid out as expected."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, or a termination signal handled like it (SIGTERM, SIGHUP).
+
+    A subclass of :class:`KeyboardInterrupt`, so every ``except BaseException``
+    clean-up runs exactly as for Ctrl-C. ``state`` says what the interruption
+    left behind when that matters (a card flashed half-way); the CLI prints it.
+    """
+
+    def __init__(self, signum: int = 2, state: str = "") -> None:
+        super().__init__(state)
+        self.signum = signum
+        self.state = state
+
+    def with_state(self, state: str) -> Interrupted:
+        return Interrupted(self.signum, state)
+
+
+#: What to do about an OS error, by errno name; the sentence names the file.
+_OS_HINTS: Final = {
+    "EACCES": "check the permissions of the file and of its folder",
+    "EPERM": "check the permissions of the file and of its folder",
+    "ENOSPC": "free some space on the file system that holds it, or choose another folder",
+    "EDQUOT": "your disk quota is used up: free some space, or choose another folder",
+    "EROFS": "the file system is mounted read-only: choose another folder",
+    "ELOOP": "a symbolic link on the way points back to itself",
+    "EIO": "the disk reported an I/O error: check it (dmesg) and try again",
+}
+
+
+def os_hint(exc: OSError) -> str | None:
+    """What to do about ``exc``, when there is something to say."""
+    import errno
+
+    return _OS_HINTS.get(errno.errorcode.get(exc.errno or 0, ""))
+
+
+def from_os_error(exc: OSError, name: str | os.PathLike[str] | None = None) -> PiimgError:
+    """One line for an :class:`OSError`: the file it concerns (``name`` if the
+    caller knows it better than the exception does) and the cause in words."""
+    file = os.fspath(name) if name is not None else exc.filename
+    cause = exc.strerror or str(exc)
+    if exc.filename2 is not None and name is None:
+        what = f"{os.fsdecode(exc.filename)} -> {os.fsdecode(exc.filename2)}"
+    else:
+        what = os.fsdecode(file) if file is not None else ""
+    return PiimgError(f"{what}: {cause}" if what else cause, hint=os_hint(exc))

@@ -20,7 +20,7 @@ from typing import Final
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits
 from piimg.errors import ImageError, PiimgError
-from piimg.fetch.source import BaseImage, obtain_base_image
+from piimg.fetch.source import BaseImage, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
 from piimg.image.fat import FatFS
 from piimg.image.partitions import PiLayout, open_layout
@@ -101,7 +101,9 @@ def _build_node(node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLay
     # The image holds the k3s token: mkstemp's 0600 stays on the final file.
     with atomic_path(dest, suffix=".part") as tmp:
         method = sparse_copy(base.path, tmp)
-        with FatFS.open(tmp, layout.boot.start, layout.boot.size) as fs:
+        # what the boot partition holds came from the base image: a problem found
+        # in it is named after that image, not after the copy (deleted on error)
+        with FatFS.open(tmp, layout.boot.start, layout.boot.size, name=f"{base.path} (boot partition)") as fs:
             written = apply_edits(fs, edits)
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -175,7 +177,7 @@ def build_images(
     """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
-    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter)
+    base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
     fmt = _inspect_base(base, layout, spec, reporter)
     reporter.info(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import click
 
 from piimg import __version__
 from piimg.cli.common import App
-from piimg.errors import EXIT_ERROR, EXIT_USAGE, PiimgError
+from piimg.errors import EXIT_ERROR, EXIT_USAGE, Interrupted, PiimgError, from_os_error
 from piimg.paths import ProjectPaths
 
 log = logging.getLogger("piimg")
@@ -96,6 +101,42 @@ def _report(exc: PiimgError) -> int:
     return exc.exit_code
 
 
+#: Signals that stop piimg the way Ctrl-C does: clean-up runs, temporaries go.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Interrupted` (a KeyboardInterrupt)
+    while a command runs, so `kill`, a closed terminal or a service manager
+    stop piimg as cleanly as Ctrl-C; the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:  # the first one is being handled: let its clean-up finish
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _report_interrupt(exc: BaseException | None) -> int:
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    word = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+    state = exc.state if isinstance(exc, Interrupted) else ""
+    click.echo(f"{word}: {state}" if state else word, err=True)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``piimg`` console script."""
     from piimg.cli import common
@@ -103,25 +144,31 @@ def main(argv: list[str] | None = None) -> int:
     common.invocation[:] = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in common.invocation
     try:
-        rv = cli.main(args=argv, prog_name="piimg", standalone_mode=False)
+        with _stop_signals_interrupt():
+            rv = cli.main(args=argv, prog_name="piimg", standalone_mode=False)
     except PiimgError as exc:
         if debug:
             traceback.print_exc()
         return _report(exc)
     except click.exceptions.Abort as exc:
         # click turns Ctrl-C during a command into Abort (from KeyboardInterrupt)
-        click.echo("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted", err=True)
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _report_interrupt(exc.__cause__)
+        click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _report_interrupt(exc)
     except BrokenPipeError:
         return EXIT_ERROR
+    except OSError as exc:  # permission denied, disk full, ...: the file and the cause, not "internal error"
+        if debug:
+            traceback.print_exc()
+        return _report(from_os_error(exc))
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         if debug:
             traceback.print_exc()

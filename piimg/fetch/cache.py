@@ -22,13 +22,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from piimg.fsutil import write_atomic
+from piimg.fsutil import temp_dir, write_atomic
 from piimg.paths import user_cache_dir
 
 META_SCHEMA: Final = 1
@@ -87,13 +86,9 @@ class Cache:
     @contextlib.contextmanager
     def new_entry(self, download_sha256: str) -> Iterator[Path]:
         """A temporary folder to fill; renamed into place by :meth:`commit`, removed on error."""
-        images = self.root / "images"
-        images.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{download_sha256[:16]}.", dir=images))
-        try:
+        # claimed (piimg.fsutil): a folder left by a killed piimg is removed by the next one
+        with temp_dir(self.root / "images", f".{download_sha256[:16]}.") as tmp:
             yield tmp
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def commit(self, tmp: Path, entry: CacheEntry) -> Path:
         write_atomic(tmp / "meta.json", json.dumps({"schema": META_SCHEMA, **asdict(entry)}, indent=2) + "\n")

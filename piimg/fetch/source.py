@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from piimg.fetch.cache import Cache, CacheEntry
 from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
 from piimg.fetch.download import parse_sha256_file as _parse_sha_file
 from piimg.fsutil import write_atomic
-from piimg.image.decompress import Format, decompress_to, detect_format
+from piimg.image.decompress import Format, decompress_to, detect_format, open_decompressed
+from piimg.image.partitions import SECTOR, open_layout
 from piimg.progress import QUIET, Reporter
 from piimg.spec import model as spec_model
 
@@ -77,8 +79,10 @@ class Fetcher:
         reporter: Reporter = QUIET,
         session: requests.Session | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
+        check_local: Callable[[Path], None] | None = None,
     ) -> None:
         self.cache = cache or Cache()
+        self.check_local = check_local
         self.offline = offline
         self.verify = verify
         self.reporter = reporter
@@ -287,6 +291,8 @@ class Fetcher:
 
     def _local(self, want: _Wanted, path: Path) -> BaseImage:
         path = path.resolve()
+        if self.check_local is not None:
+            self.check_local(path)  # a few sectors before hashing what may be gigabytes of something else
         digest = None if self.verify else self.cache.local_digest(path)
         if digest is None:
             digest = sha256_file(path, self.reporter, description=f"hashing {path.name}")
@@ -324,6 +330,24 @@ class Fetcher:
         write_atomic(self._url_index(), json.dumps(index, indent=1) + "\n")
 
 
+def looks_like_a_pi_image(path: Path) -> None:
+    """Refuse a local file that is not a Raspberry Pi OS image from its first
+    sectors, before hashing or decompressing all of it. A raw file must have the
+    layout (partition table, FAT boot and ext4 root file systems); a compressed
+    one must start, once decompressed, with a partition table."""
+    if detect_format(path) is Format.RAW:
+        open_layout(path)
+        return
+    try:
+        with open_decompressed(path) as stream:
+            first = stream.read(SECTOR)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(first) < SECTOR or first[510:512] != b"\x55\xaa":
+        raise ImageError(f"{path}: decompressed, it has no partition table (no MBR boot signature 55 AA): "
+                         "not a disk image")
+
+
 def _base(entry: CacheEntry, path: Path, want: _Wanted) -> BaseImage:
     return BaseImage(
         path=path,
@@ -351,14 +375,18 @@ def obtain_base_image(
     cache: Cache | None = None,
     session: requests.Session | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
+    check_local: Callable[[Path], None] | None = None,
 ) -> BaseImage:
     """Find, download, verify, cache and decompress the base image of ``spec``.
 
     ``image``/``sha256`` are the ``piimg build --image/--sha256`` overrides.
     ``offline`` uses only the cache (a clear error names what is missing);
     ``verify`` re-hashes a cached image fully instead of the cheap check.
+    ``check_local`` looks at a local file before it is hashed (the build
+    passes :func:`looks_like_a_pi_image`).
     """
-    f = Fetcher(cache=cache, offline=offline, verify=verify, reporter=reporter, session=session, policy=policy)
+    f = Fetcher(cache=cache, offline=offline, verify=verify, reporter=reporter, session=session, policy=policy,
+                check_local=check_local)
     want = f.wanted(spec, image, sha256)
     return f.obtain(want, base_dir=spec.base_dir)
 

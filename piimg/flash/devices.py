@@ -58,6 +58,7 @@ class Device:
     swap: tuple[str, ...] = ()  # active swap on the disk
     detail: str = ""  # e.g. a loop device's backing file
     platform: str = field(default_factory=lambda: sys.platform)
+    link_to: str = ""  # kind "missing" through a dangling symbolic link: where it points
 
     @property
     def description(self) -> str:
@@ -209,6 +210,8 @@ class LinuxDevices:
         if not os.path.lexists(given):
             return Device(path, "missing", write_path=path)
         real = Path(os.path.realpath(given))
+        if not os.path.exists(real):
+            return _dangling(path, str(real), "linux")
         st = os.stat(real)
         if stat.S_ISREG(st.st_mode) and not (under_dev and self.dev != Path("/dev") and self._node(real.name)):
             return Device(path, "file", write_path=str(real), size=st.st_size, detail="regular file")
@@ -273,6 +276,12 @@ class LinuxDevices:
         return None
 
 
+def _dangling(path: str, real: str, platform: str) -> Device:
+    """A symbolic link to nothing: a missing target, but one that writing "a new
+    file" would create somewhere else (under /dev, if it points at a card that is gone)."""
+    return Device(path, "missing", write_path=real, link_to=real, platform=platform)
+
+
 def _is_under(path: Path, root: Path) -> bool:
     try:
         Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
@@ -300,6 +309,8 @@ class MacDevices:
             if not os.path.lexists(path):
                 return Device(path, "missing", write_path=path, platform="darwin")
             real = os.path.realpath(path)
+            if not os.path.exists(real):
+                return _dangling(path, real, "darwin")
             st = os.stat(real)
             if stat.S_ISREG(st.st_mode) and not path.startswith("/dev/"):
                 return Device(path, "file", write_path=real, size=st.st_size, detail="regular file", platform="darwin")

@@ -21,12 +21,23 @@ def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev
     and refuses if that fails.
     """
     path = device.path
-    under_dev = os.path.abspath(path).startswith(os.path.abspath(dev_root) + os.sep)
+    root = os.path.abspath(dev_root) + os.sep
+    # the path as typed, and where a symbolic link on the way leads
+    under_dev = any(
+        os.path.abspath(p).startswith(root) or (device.platform == "darwin" and p.startswith("/dev/"))
+        for p in (path, device.link_to or path, os.path.realpath(path))
+    )
     if device.kind == "missing":
-        if under_dev or (device.platform == "darwin" and path.startswith("/dev/")):
+        if under_dev:
+            via = f" (a symbolic link to {device.link_to}, which does not exist)" if device.link_to else ""
             raise UnsafeTarget(
-                f"{path}: no such device (piimg never creates a file under {dev_root})",
+                f"{path}: no such device{via}; piimg never creates a file under {dev_root}",
                 hint="plug in the card and check the name (Linux: lsblk; macOS: diskutil list)",
+            )
+        if device.link_to:
+            raise UnsafeTarget(
+                f"{path}: is a symbolic link to {device.link_to}, which does not exist",
+                hint="give the file or device itself, not a dangling link to it",
             )
         if not force:
             raise UnsafeTarget(f"{path}: does not exist; to write the image into a new regular file, add --force")

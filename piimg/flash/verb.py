@@ -119,13 +119,11 @@ def flash(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
             dev_root=dev_root, after_write=after_write,
         )
-    import tempfile
-
+    from piimg.fsutil import temp_dir
     from piimg.paths import user_cache_dir
 
-    cache = user_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix="flash-") as tmp:
+    # claimed (piimg.fsutil): the copy of a killed flash is removed by the next one
+    with temp_dir(user_cache_dir(), "flash-") as tmp:
         raw = os.path.join(tmp, "image.img")
         # no checksum here: the read-back compares the card with this very file
         decompress.decompress_to(image, raw, reporter, checksum=False)

@@ -5,9 +5,18 @@ Why it is shaped like this:
 * Only the ranges of the :class:`~piimg.image.blockmap.BlockMap` are
   written; free space is never touched (that is where bmaptool's speed comes
   from, and it spares the card's flash).
-* The first MiB (partition table, boot sector, GPT header) is written last and
-  after an fsync of everything else, so an interrupted flash leaves a card
-  whose old table was not replaced by one pointing at half-written partitions.
+* The first MiB (partition table, boot sector, GPT header) is *cleared first*
+  (zeros, fsync) and written last, after an fsync of everything else. A card
+  that held an image before usually has a table pointing at the same offsets
+  the new partitions are being written to: keeping it while those are half
+  written gives a card that looks bootable and is not. So until the very end
+  the card has no partition table at all, and an interruption says so
+  (:class:`~piimg.errors.Interrupted` carries the card's state for the CLI).
+  Raspberry Pi Imager also writes the first block last ("Writing first block
+  (which we skipped at first)", raspberrypi/rpi-imager#1385).
+* A target that does not exist yet (``--force`` and a new file name) is
+  written under a temporary name beside it and renamed when written and
+  verified: an interrupted or killed flash leaves nothing under its name.
 * Reads of the source and writes to the target use large page-aligned buffers
   (``mmap``), with the next source chunk read (and hashed) in a helper thread
   while the current one is written. On Linux the target is opened with
@@ -23,7 +32,6 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -34,10 +42,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
+from piimg.errors import ImageError, Interrupted, NeedsRoot, PiimgError, UnsafeTarget, os_hint
+from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
 
@@ -230,16 +239,48 @@ def write_image(
             raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        created = not os.path.lexists(target)
+        if not os.path.lexists(target):
+            # a file flash makes itself: written under a temporary name, so nothing
+            # half-written ever has the target's name (error, Ctrl-C, SIGTERM or kill -9)
+            try:
+                with atomic_path(target, suffix=".part") as tmp:
+                    result = _write_and_verify(src, image, str(tmp), block_map, verify=verify, reporter=reporter,
+                                               after_write=after_write, progress=_Progress(target))
+            except Interrupted as exc:
+                raise exc.with_state(f"nothing was written to {target}") from None
+            except KeyboardInterrupt:
+                raise Interrupted(state=f"nothing was written to {target}") from None
+            return replace(result, target=target)
+        progress = _Progress(target)
         try:
-            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
-        except BaseException:
-            if created:  # a file flash made itself: no half-written card image stays behind (error or Ctrl-C)
-                with contextlib.suppress(OSError):
-                    os.unlink(target)
-            raise
+            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter,
+                                     after_write=after_write, progress=progress)
+        except Interrupted as exc:
+            raise exc.with_state(progress.state(block_map.image_size)) from None
+        except KeyboardInterrupt:
+            raise Interrupted(state=progress.state(block_map.image_size)) from None
     finally:
         os.close(src)
+
+
+@dataclass
+class _Progress:
+    """How far a flash got, to tell the user what state an interruption left the card in."""
+
+    target: str
+    head_cleared: bool = False
+    written: int = 0
+    complete: bool = False
+
+    def state(self, image_size: int) -> str:
+        if not self.head_cleared:
+            return f"nothing was written to {self.target}"
+        if not self.complete:
+            return (
+                f"{self.target} is incomplete ({self.written / 1e6:.1f} of {image_size / 1e6:.1f} MB written) "
+                "and has no partition table, so it will not boot; run the same piimg flash again"
+            )
+        return f"{self.target} was written but not verified; run the same piimg flash again to be sure"
 
 
 def _write_and_verify(
@@ -251,6 +292,7 @@ def _write_and_verify(
     verify: bool,
     reporter: Reporter,
     after_write: Callable[[], None] | None,
+    progress: _Progress,
 ) -> FlashResult:
     try:
         st = os.stat(target)
@@ -277,7 +319,9 @@ def _write_and_verify(
     buffered = -1
     start = time.monotonic()
     try:
-        with reporter.bar(f"writing {target}", total) as bar:
+        buffered = _clear_head(target, fd, direct, min(HEAD, block_map.image_size))
+        progress.head_cleared = True
+        with reporter.bar(f"writing {progress.target}", total) as bar:
             for index, (chunk, view, digest) in enumerate(_pipeline(chunks, read_source)):
                 if index and chunk.start < HEAD and chunks[index - 1].start >= HEAD:
                     _sync(target, fd, buffered)  # everything else is on the card before the table is
@@ -290,13 +334,15 @@ def _write_and_verify(
                         _pwrite_full(fd, view, chunk.start)
                 except OSError as exc:
                     raise PiimgError(
-                        f"{target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
-                        hint="was the card removed? the card is incomplete: flash it again",
+                        f"{progress.target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
+                        hint=os_hint(exc) if block_device is False else "was the card removed? the card is incomplete: flash it again",
                     ) from None
                 if digest is not None:
                     digests.append(digest)
+                progress.written += chunk.length
                 bar.update(chunk.length)
             _sync(target, fd, buffered)
+            progress.complete = True
         write_seconds = time.monotonic() - start
         if after_write is not None:
             after_write()
@@ -310,6 +356,31 @@ def _write_and_verify(
             os.close(buffered)
         os.close(fd)
     return FlashResult(target, total, block_map.image_size, write_seconds, verify_seconds)
+
+
+def _clear_head(target: str, fd: int, direct: bool, length: int) -> int:
+    """Zero the first ``length`` bytes (the old partition table) and flush them
+    before anything else is written. Returns a buffered fd if one was opened
+    for an unaligned length (-1 otherwise)."""
+    buffered = -1
+    zeros = _aligned_buffer(max(length, 1))
+    try:
+        if direct and length % DIRECT_ALIGN:
+            buffered = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            _pwrite_full(buffered, memoryview(zeros)[:length], 0)
+        else:
+            _pwrite_full(fd, memoryview(zeros)[:length], 0)
+    except OSError as exc:
+        if buffered >= 0:
+            os.close(buffered)
+        raise PiimgError(
+            f"{target}: write failed at byte 0: {exc.strerror or exc}",
+            hint="was the card removed? flash it again",
+        ) from None
+    finally:
+        zeros.close()
+    _sync(target, fd, buffered)
+    return buffered
 
 
 def _sync(target: str, *fds: int) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from piimg.errors import ImageError
+from piimg.errors import ImageError, os_hint
 
 FICLONE: Final = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 CHUNK: Final = 8 * 1024 * 1024
@@ -127,4 +127,4 @@ def sparse_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str
                 use_cfr = _copy_range(sfd, dfd, offset, length, use_cfr=use_cfr)
         return "copy_file_range" if use_cfr and hasattr(os, "copy_file_range") else "sparse read/write"
     except OSError as exc:
-        raise ImageError(f"cannot copy {src} to {dst}: {exc.strerror or exc}") from None
+        raise ImageError(f"cannot copy {src} to {dst}: {exc.strerror or exc}", hint=os_hint(exc)) from None

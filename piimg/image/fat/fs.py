@@ -14,7 +14,7 @@ from typing import BinaryIO, Final
 from piimg.errors import ImageError
 from piimg.image.fat import dirent, names
 from piimg.image.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_SIG, Geometry, parse_boot_sector
-from piimg.image.fat.table import FatTable
+from piimg.image.fat.table import FREE, FatTable
 
 MAX_DIR_SLOTS: Final = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
 
@@ -55,6 +55,7 @@ class FatFS:
         self._closed = False
         self._modified = False
         self._readonly = readonly
+        self._chains_checked = False
         g = geometry
         fat_index = g.active_fat or 0
         raw = self._read(g.fat_offset(fat_index), g.fat_size)
@@ -74,23 +75,25 @@ class FatFS:
 
     @classmethod
     def open(cls, image: str | os.PathLike[str] | BinaryIO, offset: int = 0, size: int | None = None, *,
-             readonly: bool = False, timestamp: float | None = None) -> FatFS:
+             readonly: bool = False, timestamp: float | None = None, name: str | None = None) -> FatFS:
         """Open the file system that starts ``offset`` bytes into ``image``.
 
         ``size`` is the partition size (the file system may not extend past it).
+        ``name`` is what messages call the image (default: its path): a copy
+        being edited under a temporary name is named after what the user gave.
         ``timestamp`` (seconds since the epoch) is used for every time written,
         instead of the current time, for reproducible images."""
         if offset < 0:
             raise ImageError(f"negative offset {offset}")
         owns = isinstance(image, (str, os.PathLike))
         if isinstance(image, (str, os.PathLike)):
-            name = os.fspath(image)
             try:
-                f: BinaryIO = open(name, "rb" if readonly else "r+b")  # noqa: SIM115 - closed in close()
+                f: BinaryIO = open(image, "rb" if readonly else "r+b")  # noqa: SIM115 - closed in close()
             except OSError as exc:
-                raise ImageError(f"{name}: cannot open: {exc.strerror or exc}") from exc
+                raise ImageError(f"{name or os.fspath(image)}: cannot open: {exc.strerror or exc}") from exc
+            name = name or os.fspath(image)
         else:
-            f, name = image, str(getattr(image, "name", "<image>"))
+            f, name = image, name or str(getattr(image, "name", "<image>"))
         where = f"{name} at offset {offset}" if offset else name
         try:
             f.seek(0, io.SEEK_END)
@@ -142,8 +145,91 @@ class FatFS:
         self._modified = True
 
     def _writable(self) -> None:
+        """Before the first change: refuse read-only use, and a FAT whose chains are not
+        each owned by exactly one file (see :meth:`check_chains`)."""
         if self._readonly:
             raise ImageError(f"{self._where}: opened read-only")
+        if not self._chains_checked:
+            self.check_chains()
+            self._chains_checked = True
+
+    def _all_chains(self) -> Iterator[tuple[str, int]]:
+        """(path, first cluster) of the root directory (FAT32) and of every file and
+        directory in the tree, parents first. Lazy: a directory is read only after
+        its own chain was handed out (and checked by the caller)."""
+        g = self.geometry
+        if g.fat_bits == 32:
+            yield "/", g.root_cluster
+        stack: list[tuple[str, int]] = [("", 0)]
+        while stack:
+            path, cluster = stack.pop()
+            d = self._root() if cluster == 0 else _Dir(path, cluster, [], self._read_clusters(self._fat.chain(cluster)))
+            entries, _ = dirent.parse(d.data)
+            for e in entries:
+                if e.short in (dirent.DOT, dirent.DOTDOT) or e.cluster == 0:
+                    continue
+                sub = f"{path}/{e.name}" if path else e.name
+                yield sub, e.cluster
+                if e.is_dir:
+                    stack.append((sub, e.cluster))
+
+    def check_chains(self) -> None:
+        """Refuse a FAT where two files share clusters (cross-linked chains), a chain
+        loops, or one runs into a free, bad or out-of-range cluster.
+
+        Any of these makes editing destructive: freeing the chain of a file being
+        replaced would free clusters another file still uses, and the next
+        allocation would write over that file (a firmware file, say). Every chain
+        is checked, not only those about to be freed, because allocation may hand
+        out any cluster the FAT calls free. One pass over the used clusters, one
+        byte of memory per cluster.
+        """
+        fat, top = self._fat, self._fat.max_cluster
+        seen = bytearray(top + 1)  # 0 free so far, 1 owned by an earlier chain, 2 by the current one
+        for path, start in self._all_chains():
+            chain: list[int] = []
+            cur = start
+            while True:
+                if not 2 <= cur <= top:
+                    raise self._chain_error(f"{path!r} points at cluster {cur}, outside the file system")
+                if seen[cur] == 2:
+                    raise self._chain_error(f"the cluster chain of {path!r} loops (at cluster {cur})")
+                if seen[cur] == 1:
+                    other = self._owner_of(cur, path)
+                    raise self._chain_error(f"{path!r} and {other!r} are cross-linked (both use cluster {cur})")
+                seen[cur] = 2
+                chain.append(cur)
+                nxt = fat.get(cur)
+                if nxt >= fat.eoc_min:
+                    break
+                if nxt == FREE or nxt == fat.bad:
+                    raise self._chain_error(
+                        f"the cluster chain of {path!r} runs into a {'free' if nxt == FREE else 'bad'} cluster ({nxt})")
+                cur = nxt
+            for c in chain:
+                seen[c] = 1
+
+    def _owner_of(self, cluster: int, besides: str) -> str:
+        """The path (other than ``besides``) whose chain holds ``cluster``: only for the error message."""
+        top = self._fat.max_cluster
+        for path, start in self._all_chains():
+            if path == besides:
+                continue
+            cur, steps = start, 0
+            while 2 <= cur <= top and steps <= top:
+                if cur == cluster:
+                    return path
+                nxt = self._fat.get(cur)
+                if nxt >= self._fat.eoc_min or nxt in (FREE, self._fat.bad):
+                    break
+                cur, steps = nxt, steps + 1
+        return "another chain"
+
+    def _chain_error(self, why: str) -> ImageError:
+        return ImageError(
+            f"{self._where}: damaged FAT file system: {why}; nothing was changed",
+            hint="repair the boot partition with fsck.vfat (dosfstools), or start again from a fresh image",
+        )
 
     def _now(self) -> float:
         return time.time() if self._timestamp is None else self._timestamp
