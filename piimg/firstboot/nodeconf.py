@@ -4,8 +4,9 @@ The builder writes it into the payload (``/boot/firmware/piimg/node.json``);
 first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
 
 Secret-bearing parts of the payload: ``secrets`` in node.json and every file
-under ``manifests/`` (a BGP password Secret). First boot removes them from the
-boot partition once they are in root-only files.
+under ``manifests/`` (a BGP password Secret), listed once in
+:mod:`firstboot.scrub`; first boot's first step removes them from the boot
+partition once the root-only copy is checked.
 """
 
 from __future__ import annotations

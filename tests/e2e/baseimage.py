@@ -227,7 +227,8 @@ WantedBy=multi-user.target
 PROBE_SH: Final = """\
 #!/bin/sh
 systemctl is-system-running --wait >/dev/null 2>&1
-while [ "$(systemctl show -p ActiveState --value piimg-firstboot.service)" = activating ]; do sleep 2; done
+# Type=exec: "active" while the program runs (multi-user.target is reached meanwhile)
+while case "$(systemctl show -p ActiveState --value piimg-firstboot.service)" in activating|active|deactivating) true;; *) false;; esac; do sleep 2; done
 echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname)" \\
      "firstboot=$(systemctl show -p ActiveState --value piimg-firstboot.service)/$(systemctl show -p Result --value piimg-firstboot.service)" \\
      "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\

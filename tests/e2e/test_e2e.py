@@ -207,7 +207,7 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     assert all(s["state"] == "done" for s in status["steps"].values()), status["steps"]
     server = run.node["role"] == "server"
     cluster = ["cluster"] if server else []
-    assert list(status["steps"]) == ["hostname", "address", "network", "cgroup", "k3s", *cluster, "scrub", "finish"]
+    assert list(status["steps"]) == ["scrub", "hostname", "address", "network", "cgroup", "k3s", *cluster, "finish"]
     if server:
         assert status["ingress_ip"] == "10.0.4.1", status  # first address of the default pool 10.0.4.0/23
 
