@@ -279,3 +279,64 @@ def test_cloudinit_runcmd_scripts_pass_shellcheck(monkeypatch: pytest.MonkeyPatc
         if shutil.which("shellcheck"):
             proc = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
             assert proc.returncode == 0, proc.stdout
+
+
+# ------------------------------------------------------------------ identity (host keys, CA, node passwords)
+
+
+def _with_identity(tmp_path: Path, spec: spec_model.Spec) -> Secrets:
+    from piimg.identity.store import NodeName
+
+    return SECRETS.with_identity(tmp_path / ".piimg", [NodeName(n.hostname, str(n.address)) for n in spec.nodes])
+
+
+def test_cloudinit_user_data_carries_the_host_key(tmp_path: Path) -> None:
+    spec = _spec()
+    secrets = _with_identity(tmp_path, spec)
+    assert secrets.identity is not None
+    for name in ("m1", "w1"):
+        edits = payload.boot_edits(spec, spec.node(name), secrets, InitFormat.CLOUDINIT_RPI, instance_id="iid")
+        user = yaml.safe_load(edits.files["user-data"])
+        key = secrets.identity.node(name).host_key
+        # cloud-init's cc_ssh: with ssh_keys given it deletes the image's keys and writes these
+        assert user["ssh_keys"] == {"ed25519_private": key.private_openssh.decode(), "ed25519_public": key.public_line}
+        assert user["ssh_deletekeys"] is True
+        text = edits.files["user-data"].decode()
+        # first boot cuts these lines out of the boot partition's copy
+        block = text[text.index("# piimg:ssh-host-key:begin"):text.index("# piimg:ssh-host-key:end")]
+        assert "PRIVATE KEY" in block and "PRIVATE KEY" not in text.replace(block, "")
+        cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+        assert cfg.secrets["node_password"] == secrets.identity.node(name).node_password
+        assert cfg.ssh_host_public_key == key.public_line
+        tls = sorted(k for k in cfg.secrets if k.startswith("k3s_tls/"))
+        if name == "m1":
+            assert tls == sorted("k3s_tls/" + f for f in secrets.identity.ca.server_files)
+        else:
+            assert tls == []
+        # the root CA's key never goes on a card
+        assert secrets.identity.ca.root_key_pem.decode() not in edits.files["piimg/node.json"].decode()
+
+
+def test_firstrun_host_key_block_writes_the_key(tmp_path: Path) -> None:
+    """Run firstrun.sh's host-key lines (paths moved under tmp_path) and read the key back with ssh-keygen."""
+    import shutil
+    import subprocess
+
+    spec = _spec()
+    secrets = _with_identity(tmp_path, spec)
+    assert secrets.identity is not None
+    text = payload.boot_edits(spec, spec.node("w1"), secrets, InitFormat.SYSTEMD).files["firstrun.sh"].decode()
+    start = text.index("# The host key piimg generated")
+    end = text.index("chmod 0644 /etc/ssh/ssh_host_ed25519_key.pub")
+    block = text[start:end].replace("systemctl ", ": ").replace("/etc/", f"{tmp_path}/etc/")
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    (tmp_path / "etc/ssh/ssh_host_rsa_key").write_text("old\n")
+    subprocess.run(["sh", "-ec", block], check=True)
+    key = tmp_path / "etc/ssh/ssh_host_ed25519_key"
+    assert key.read_bytes() == secrets.identity.node("w1").host_key.private_openssh
+    assert not (tmp_path / "etc/ssh/ssh_host_rsa_key").exists()
+    assert os.stat(key).st_mode & 0o077 == 0
+    if shutil.which("ssh-keygen"):
+        out = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], check=True, capture_output=True, text=True).stdout
+        assert out.split()[:2] == secrets.identity.node("w1").host_key.public_key.split()
+    assert f"echo '{secrets.identity.node('w1').host_key.public_line}' >/etc/ssh/ssh_host_ed25519_key.pub" in text

@@ -20,9 +20,9 @@ from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServ
 
 pytestmark = pytest.mark.integration
 
-SERVER_STEPS = ["scrub", "hostname", "address", "network", "cgroup", "k3s", "cluster", "finish"]
+SERVER_STEPS = ["scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", "cluster", "finish"]
 # the fake payload carries a BGP password, so agents probe TCP-MD5 support ("bgp")
-AGENT_STEPS = ["scrub", "hostname", "address", "network", "cgroup", "k3s", "bgp", "finish"]
+AGENT_STEPS = ["scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", "bgp", "finish"]
 
 
 @pytest.fixture()
@@ -190,7 +190,7 @@ def test_killed_mid_install_resumes(pi: FakePi, reference_end_state: dict[str, t
     status = pi.status()
     assert status["step"] == "k3s" and status["state"] == "running"
     done_before = [n for n, s in status["steps"].items() if s["state"] == "done"]
-    assert done_before == ["scrub", "hostname", "address", "network", "cgroup"]
+    assert done_before == ["scrub", "hostname", "identity", "address", "network", "cgroup"]
     calls_before = len(pi.calls())
 
     (pi.root / "standin" / "block").unlink()

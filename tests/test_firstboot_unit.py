@@ -237,7 +237,9 @@ def test_parse_timeouts() -> None:
 def test_steps_by_role() -> None:
     server = NodeConfig.from_json(node_config_json())
     agent = NodeConfig.from_json(node_config_json(role="agent"))
-    assert [n for n, _ in steps_for(server)] == ["scrub", "hostname", "address", "network", "cgroup", "k3s", "cluster", "finish"]
+    assert [n for n, _ in steps_for(server)] == [
+        "scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", "cluster", "finish"
+    ]
     assert "cluster" not in [n for n, _ in steps_for(agent)]
     # an agent's speaker signs its BGP session too: it probes TCP-MD5 when there is a password
     assert "bgp" in [n for n, _ in steps_for(agent)]

@@ -12,7 +12,7 @@ import yaml
 from piimg import versions as v
 from piimg.errors import PiimgError
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render_addons, render_k3s_config
-from piimg.manifests.addons import addon_name, check_addon_names, warnings
+from piimg.manifests.addons import K3S_APPLY_ORDER_NOTE, addon_name, check_addon_names, warnings
 from piimg.manifests.k3s import MASKED
 from piimg.spec import model as spec_model
 from piimg.spec.model import Role
@@ -356,11 +356,27 @@ def test_masked_k3s_config_hides_token() -> None:
 
 
 def test_addon_name_checks() -> None:
+    # k3s pkg/deploy/controller.go basename: everything before the first period
     assert addon_name("piimg-metallb.yaml") == "piimg-metallb"
+    assert addon_name("piimg-metallb.config.yaml") == "piimg-metallb"
     check_addon_names(["piimg-a.yaml", "piimg-b.yml"])
-    for bad in (["traefik.yaml"], ["coredns.yaml"], ["my_addon.yaml"], ["Piimg.yaml"], ["a.yaml", "a.yml"]):
+    for bad in (["traefik.yaml"], ["coredns.yaml"], ["my_addon.yaml"], ["Piimg.yaml"], ["a.yaml", "a.yml"],
+                ["piimg-a.yaml", "piimg-a.b.yaml"], ["traefik.custom.yaml"]):
         with pytest.raises(PiimgError):
             check_addon_names(bad)
+
+
+def test_documented_apply_order_is_k3s_sorted_order() -> None:
+    """k3s applies sorted paths (pkg/deploy/controller.go listFilesIn: sort.Strings): the docstring's order."""
+    names: set[str] = set()
+    for ingress in INGRESSES:
+        spec = make_spec(cluster={"ingress": ingress, "bgp": {"password_env": "K"}}, env={"K": "key"})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("K", "key")
+            names |= set(render_addons(spec, SECRETS))
+    # Go's sort.Strings compares bytes, as Python's sort does for ASCII
+    assert tuple(addon_name(n) for n in sorted(names)) == K3S_APPLY_ORDER_NOTE
+    assert sorted(names).index("piimg-metallb.yaml") > sorted(names).index("piimg-metallb-config.yaml")
 
 
 def test_versions_consistent() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from tests.k3s_token import hash_ca, parse_token
 from tests.manifests_helpers import documents, validate_object
 
 GOLDEN = Path(__file__).parent / "golden" / "manifests"
@@ -46,8 +47,12 @@ def test_show_secrets_prints_the_real_token(project: Path, piimg: Any) -> None:
     piimg("init")
     r = piimg("manifests", "--show-secrets")
     assert r.exit_code == 0, r
-    token = secrets_token(project)
-    assert documents(r.stdout)[0]["token"] == token
+    secret = secrets_token(project)
+    # k3s's secure token form, hash per k3s's own hashCA over the server CA file piimg generated
+    ca_hash = hash_ca((project / ".piimg" / "k3s-ca" / "server-ca.crt").read_bytes())
+    token = documents(r.stdout)[0]["token"]
+    assert token == f"K10{ca_hash}::server:{secret}"
+    assert (parse_token(token).ca_hash, parse_token(token).password) == (ca_hash, secret)
     assert "<hidden>" not in r.stdout
     # the same token on the next run (generated once, reused)
     assert documents(piimg("manifests", "--show-secrets").stdout)[0]["token"] == token
@@ -86,7 +91,7 @@ def test_output_dir_with_secrets_is_private(project: Path, piimg: Any) -> None:
     r = piimg("manifests", "-o", str(out), "--show-secrets")
     assert r.exit_code == 0, r
     path = out / "k3s" / "k8s-master" / "config.yaml"
-    assert yaml.safe_load(path.read_text())["token"] == secrets_token(project)
+    assert parse_token(yaml.safe_load(path.read_text())["token"]).password == secrets_token(project)
     for p in [*out.glob("*.yaml"), path]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 

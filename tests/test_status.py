@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from piimg.errors import PiimgError
+from piimg.router.dialects import dialect_for
 from piimg.spec import load as spec_load
 from piimg.spec import model as spec_model
 from piimg.status import kubeconfig as kcfg
@@ -197,14 +198,14 @@ def test_router_v7_established_and_route(spec: spec_model.Spec) -> None:
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "remote.as": "64500", "established": True}],
         "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.2.10", "bgp": True, "active": True}],
     }
-    checks = by_name(check_router(spec, _reader(tables), "7.20.1 (stable)", [LB_IP]))
+    checks = by_name(check_router(spec, _reader(tables), dialect_for("7.20.1 (stable)"), [LB_IP]))
     assert checks["router bgp"].state is State.OK
     assert checks["router routes"].state is State.OK and "via 127.0.2.10" in checks["router routes"].detail
 
 
 def test_router_v6_peer_not_established(spec: spec_model.Spec) -> None:
     tables = {"/routing/bgp/peer": [{"remote-address": "127.0.2.10", "state": "active"}], "/ip/route": []}
-    checks = by_name(check_router(spec, _reader(tables), "6.49.17 (long-term)", [LB_IP]))
+    checks = by_name(check_router(spec, _reader(tables), dialect_for("6.49.17 (long-term)"), [LB_IP]))
     assert checks["router bgp"].state is State.FAIL and "active" in checks["router bgp"].detail
     assert checks["router routes"].state is State.FAIL and LB_IP in checks["router routes"].detail
 
@@ -214,7 +215,7 @@ def test_router_route_via_wrong_gateway(spec: spec_model.Spec) -> None:
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": "true"}],
         "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true"}],
     }
-    checks = by_name(check_router(spec, _reader(tables), "7.16", [LB_IP]))
+    checks = by_name(check_router(spec, _reader(tables), dialect_for("7.16"), [LB_IP]))
     assert checks["router routes"].state is State.FAIL
 
 

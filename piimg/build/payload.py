@@ -26,9 +26,10 @@ from typing import Any, Final
 import piimg.firstboot
 from piimg.build import cmdline
 from piimg.errors import ConfigError
+from piimg.firstboot.identity import HOST_KEY_SECRET, NODE_PASSWORD_SECRET, TLS_SECRET_PREFIX
 from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
-from piimg.spec.model import InitFormat, NodeSpec, Spec
+from piimg.spec.model import InitFormat, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
 
 #: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
@@ -89,6 +90,17 @@ def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, m
     bgp = bgp_password(spec)
     if bgp:
         node_secrets["bgp_password"] = bgp
+    public_key = None
+    if secrets.identity is not None:
+        mine = secrets.identity.node(node.hostname)
+        node_secrets[NODE_PASSWORD_SECRET] = mine.node_password
+        node_secrets[HOST_KEY_SECRET] = mine.host_key.private_openssh.decode()
+        public_key = mine.host_key.public_line
+        if node.role is Role.SERVER:
+            # Every server gets the same CAs: HA servers share them (k3s would
+            # otherwise take them from the first server's datastore).
+            for name, data in sorted(secrets.identity.ca.server_files.items()):
+                node_secrets[TLS_SECRET_PREFIX + name] = data.decode()
     return NodeConfig(
         cluster=spec.cluster.name,
         hostname=node.hostname,
@@ -106,6 +118,7 @@ def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, m
             server_url=None if initial else k3s_server_url(spec),
         ),
         secrets=node_secrets,
+        ssh_host_public_key=public_key,
         manifests=manifests,
         ingress=_ingress(spec) if initial else None,
         timezone=spec.locale.timezone,
@@ -152,8 +165,16 @@ def _wifi(spec: Spec, node: NodeSpec) -> dict[str, Any] | None:
     }
 
 
-def _context(spec: Spec, node: NodeSpec) -> dict[str, Any]:
+def _ssh_host_key(node: NodeSpec, secrets: Secrets) -> dict[str, str] | None:
+    if secrets.identity is None:
+        return None
+    key = secrets.identity.node(node.hostname).host_key
+    return {"private": key.private_openssh.decode(), "public": key.public_line}
+
+
+def _context(spec: Spec, node: NodeSpec, secrets: Secrets) -> dict[str, Any]:
     return {
+        "ssh_host_key": _ssh_host_key(node, secrets),
         "wifi": _wifi(spec, node),
         "hostname": node.hostname,
         "role": node.role.value,
@@ -212,7 +233,7 @@ def boot_edits(
     spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, *, instance_id: str | None = None
 ) -> BootEdits:
     """The complete set of boot-partition changes for ``node``."""
-    ctx = _context(spec, node)
+    ctx = _context(spec, node, secrets)
     files: dict[str, bytes] = {"ssh": b""}
     files.update(payload_files(spec, node, secrets, fmt))
     regdom = _regdom_words(spec)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from piimg.errors import PiimgError
+from piimg.identity.store import NodeName
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
 from piimg.spec import load as spec_load
@@ -36,7 +37,10 @@ class App:
         return self._spec
 
     def secrets(self) -> Secrets:
-        return load_or_create(self.paths.secrets)
+        """secrets.yaml plus the cluster identity (CA, host keys, node passwords), made once."""
+        spec = self.spec()
+        nodes = [NodeName(n.hostname, str(n.address)) for n in spec.nodes]
+        return load_or_create(self.paths.secrets).with_identity(self.paths.state_dir, nodes)
 
     def cmd(self, rest: str = "") -> str:
         """``piimg [-c FILE] REST``: a command line to suggest, with the spec this run used."""

@@ -11,11 +11,12 @@ from piimg.cli.common import App, echo, echo_json, pass_app
 from piimg.status import kubeconfig as kcfg
 from piimg.status.checks import Options, run_checks
 from piimg.status.model import Check, State, all_ok
+from piimg.status.routerchk import RouterOpener
 
 _MARK = {State.OK: "ok", State.FAIL: "FAIL", State.PENDING: "pending", State.SKIPPED: "skipped"}
 
 
-def _router_opener(app: App):  # type: ignore[no-untyped-def]
+def _router_opener(app: App) -> RouterOpener:
     from piimg.status.router_access import opener
 
     return opener(app.spec())

@@ -20,6 +20,7 @@ from .bgp import step_bgp
 from .cluster import step_cluster
 from .context import DEFAULT_TIMEOUTS, Context, RebootRequested, StepError, detect_boot_dir
 from .finish import step_finish
+from .identity import step_identity
 from .k3s import step_k3s
 from .log import Log
 from .nodeconf import NodeConfig
@@ -39,6 +40,9 @@ def steps_for(config: NodeConfig) -> List[Tuple[str, Step]]:
     steps: List[Tuple[str, Step]] = [
         ("scrub", step_scrub),  # first: the secrets leave the boot partition before any wait
         ("hostname", step_hostname),
+        # SSH host key (so `piimg status` can log in early), node password and
+        # CA files: all before k3s first starts.
+        ("identity", step_identity),
         ("address", step_address),
         ("network", step_network),
         ("cgroup", step_cgroup),

@@ -3,10 +3,12 @@
 The builder writes it into the payload (``/boot/firmware/piimg/node.json``);
 first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
 
-Secret-bearing parts of the payload: ``secrets`` in node.json and every file
-under ``manifests/`` (a BGP password Secret), listed once in
-:mod:`firstboot.scrub`; first boot's first step removes them from the boot
-partition once the root-only copy is checked.
+Secret-bearing parts of the payload: ``secrets`` in node.json (the k3s
+token, BGP password, k3s node password, the node's SSH host key and, on
+servers, the k3s CA files as ``k3s_tls/<path>``), every file under
+``manifests/`` (a BGP password Secret) and the host-key block of
+``user-data``: listed once in :mod:`firstboot.scrub`, whose step, the first,
+removes them from the boot partition once the root-only copy is checked.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class NodeConfig:
     user: str
     init_format: str  # "systemd" | "cloudinit" | "cloudinit-rpi"
     k3s: K3sConfig
-    secrets: Dict[str, str] = field(default_factory=dict)  # k3s_token, bgp_password
+    # k3s_token, bgp_password, node_password, ssh_host_ed25519_key, k3s_tls/<path below server/tls>
+    secrets: Dict[str, str] = field(default_factory=dict)
+    ssh_host_public_key: Optional[str] = None  # "ssh-ed25519 AAAA... root@host", the public half of the above
     manifests: List[str] = field(default_factory=list)  # file names under manifests/
     ingress: Optional[IngressRef] = None  # server only: Service to wait for
     metallb_namespace: str = "metallb-system"

@@ -8,8 +8,9 @@ part of the payload from the FAT. It runs first, so a later step that fails
 for good (an agent whose server never comes up) leaves nothing secret on the
 card; until it has succeeded nothing else runs.
 
-:data:`SECRET_PATHS` and :data:`NODE_JSON_SECRET_FIELDS` are the one list of
-what in the payload is secret: a new secret file in the payload is added there.
+:data:`SECRET_PATHS`, :data:`NODE_JSON_SECRET_FIELDS` and
+:data:`SEED_SECRET_BLOCKS` are the one list of what on the boot partition is
+secret: a new secret file or block is added there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ SECRET_PATHS: Tuple[str, ...] = ("manifests",)
 #: node.json fields that hold secrets: emptied in the boot partition's copy,
 #: which stays behind as a readable record of the node's settings.
 NODE_JSON_SECRET_FIELDS: Tuple[Tuple[str, ...], ...] = (("secrets",), ("k3s", "config_yaml"))
+#: user-data lines between these markers hold the node's SSH host key (cloud-init formats).
+USER_DATA_BEGIN = "# piimg:ssh-host-key:begin"
+USER_DATA_END = "# piimg:ssh-host-key:end"
+#: Secret blocks in files at the top of the boot partition (outside the payload):
+#: (file, first marker line, last marker line); the lines between, markers
+#: included, are removed. cloud-init has used them by the time this step runs
+#: (its ssh module runs once per instance, before runcmd starts this service).
+SEED_SECRET_BLOCKS: Tuple[Tuple[str, str, str], ...] = (("user-data", USER_DATA_BEGIN, USER_DATA_END),)
 
 
 def scrubbed(data: Dict[str, Any]) -> Dict[str, Any]:
@@ -43,6 +52,26 @@ def scrubbed(data: Dict[str, Any]) -> Dict[str, Any]:
             value = parent[path[-1]]
             parent[path[-1]] = type(value)() if isinstance(value, (dict, list, str)) else None
     return out
+
+
+def without_block(text: str, begin: str, end: str) -> str:
+    """``text`` without the lines from one starting with ``begin`` to one starting with ``end``."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(begin):
+            inside = True
+            continue
+        if line.startswith(end):
+            inside = False
+            continue
+        if not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def scrub_user_data(text: str) -> str:
+    """``user-data`` without the host-key block."""
+    return without_block(text, USER_DATA_BEGIN, USER_DATA_END)
 
 
 def _same(a: str, b: str) -> bool:
@@ -95,6 +124,17 @@ def scrub_boot(ctx: Context) -> None:
             if clean != data:
                 write_atomic(node_json, json.dumps(clean, indent=2, sort_keys=True) + "\n")
                 ctx.log.info("removed secrets from %s" % node_json)
+    for name, begin, end in SEED_SECRET_BLOCKS:
+        path = os.path.join(ctx.boot_dir, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        cleaned = without_block(text, begin, end)
+        if cleaned != text:
+            write_atomic(path, cleaned)
+            ctx.log.info("removed the secret block %s from %s" % (begin, path))
     for rel in SECRET_PATHS:
         path = os.path.join(boot, rel)
         if os.path.isdir(path) and not os.path.islink(path):

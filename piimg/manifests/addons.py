@@ -8,9 +8,19 @@ k3s's own (coredns, traefik, local-storage, metrics-server, ccm, rolebindings,
 ...): k3s rewrites those files at every start, and ``--disable NAME``
 deletes the file of that name.
 
-Order (k3s applies them independently and retries failures, but this is
-the order a reader should see them): MetalLB, its BGP password Secret,
-its configuration, the ingress controller.
+Order: :func:`render_addons` lists them as a reader follows them (MetalLB,
+its BGP password Secret, its configuration, the ingress controller), but k3s
+applies the folder in sorted path order (k3s pkg/deploy/controller.go,
+``listFilesIn``: ``sort.Strings(keys)``), which for these names is
+piimg-ingress-nginx, piimg-metallb-bgp-secret, piimg-metallb-config,
+piimg-metallb, piimg-nginx-ingress (``-`` sorts before ``.``). So on the first
+pass the Secret and the MetalLB configuration fail: their namespace, CRDs and
+webhook come with piimg-metallb.yaml. Nothing is lost: a file whose apply
+fails keeps the controller in "force" mode, and every file is applied again
+every 15 s until all succeed (``start``: ``time.After(15 * time.Second)``;
+the checksum is recorded only after a successful apply). Only the wait grows
+by a pass or two. :data:`K3S_APPLY_ORDER_NOTE` is checked against the names
+by the tests.
 """
 
 from __future__ import annotations
@@ -37,9 +47,15 @@ BGP_SECRET_NAME: Final = "piimg-bgp-password"
 BGP_PEER_NAME: Final = "router"
 BGP_ADVERTISEMENT_NAME: Final = "piimg-pools"
 
-#: What ``metadata.name`` of an Addon must match (Kubernetes object names:
-#: lowercase RFC 1123 subdomain), as k3s reports for a bad file name.
-_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: What an Addon name (``metadata.name``) must match: k3s cuts the file name
+#: at its first dot, so the name itself never has one (a lowercase RFC 1123
+#: label, at most 63 characters here).
+_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+#: The order k3s applies piimg's files in (sorted paths), as the module docstring says.
+K3S_APPLY_ORDER_NOTE: Final = (
+    "piimg-ingress-nginx", "piimg-metallb-bgp-secret", "piimg-metallb-config", "piimg-metallb", "piimg-nginx-ingress",
+)
 
 INGRESS_NGINX_WARNING: Final = (
     "cluster.ingress: ingress-nginx was retired in March 2026 and gets no more security fixes; its final "
@@ -68,11 +84,12 @@ def bgp_password_warning(spec: Spec) -> str | None:
 
 
 def addon_name(file_name: str) -> str:
-    """The Addon name k3s derives from a manifest file name (its base name)."""
-    for ext in (".yaml", ".yml", ".json"):
-        if file_name.endswith(ext):
-            return file_name[: -len(ext)]
-    return file_name
+    """The Addon name k3s derives from a manifest file name: everything before the first dot.
+
+    k3s pkg/deploy/controller.go ``basename``: ``strings.SplitN(name, ".", 2)[0]``,
+    so ``a.b.yaml`` is Addon ``a``, like ``a.yaml``.
+    """
+    return file_name.split(".", 1)[0]
 
 
 def check_addon_names(file_names: list[str]) -> None:
@@ -80,7 +97,7 @@ def check_addon_names(file_names: list[str]) -> None:
     seen: set[str] = set()
     for file_name in file_names:
         name = addon_name(file_name)
-        if not _ADDON_NAME_RE.match(name) or len(name) > 253:
+        if not _ADDON_NAME_RE.match(name):
             raise PiimgError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
         if name in v.K3S_RESERVED_ADDONS:
             raise PiimgError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")

@@ -76,7 +76,7 @@ def _merge_extra_args(settings: dict[str, Any], args: Iterable[str]) -> None:
 def k3s_settings(spec: Spec, node: NodeSpec, secrets: Secrets, *, mask_secrets: bool = False) -> dict[str, Any]:
     """The config file's keys and values, in the order they are written."""
     settings: dict[str, Any] = {
-        "token": MASKED if mask_secrets else secrets.k3s_token,
+        "token": MASKED if mask_secrets else secrets.join_token,
         "node-name": node.hostname,
         "node-ip": str(node.address),
     }

@@ -17,22 +17,43 @@ from __future__ import annotations
 import os
 import secrets as _random
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
+from piimg.identity.store import Identity, NodeName
+from piimg.identity.store import load_or_create as identity_load_or_create
 
 
 @dataclass(frozen=True)
 class Secrets:
     k3s_token: str
+    #: CA, SSH host keys and node passwords (piimg.identity); None where only the token matters
+    identity: Identity | None = None
+
+    @property
+    def join_token(self) -> str:
+        """What every node's k3s config carries as ``token``.
+
+        With the cluster CA known: k3s's secure form ``K10<CA hash>::server:<secret>``,
+        so a joining node verifies the server's CA before it sends the secret
+        (docs.k3s.io "k3s token"). Without it, the bare secret.
+        """
+        if self.identity is None:
+            return self.k3s_token
+        return self.identity.ca.join_token(self.k3s_token)
 
     def values(self) -> tuple[str, ...]:
         """Every secret value, for masking."""
-        return (self.k3s_token,)
+        extra = tuple(n.node_password for n in self.identity.nodes.values()) if self.identity else ()
+        return (self.k3s_token, *extra)
+
+    def with_identity(self, state_dir: Path, nodes: list[NodeName]) -> Secrets:
+        """These secrets plus the cluster identity for ``nodes``, generated where missing."""
+        return replace(self, identity=identity_load_or_create(state_dir, nodes))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,14 +22,10 @@ from piimg.errors import PiimgError
 from piimg.spec.model import Spec
 from piimg.status.kube import ClusterFacts, check_cluster
 from piimg.status.model import Check, State
-from piimg.status.routerchk import MenuReader, check_router
+from piimg.status.routerchk import RouterOpener, check_router
 from piimg.status.ssh import SshTarget, read_remote_file
 
 STATUS_FILE = "/boot/firmware/piimg/status.json"
-
-#: opens the router and returns (menu reader, RouterOS version); raises PiimgError
-RouterOpener = Callable[[], tuple[MenuReader, str]]
-
 
 @dataclass
 class Options:
@@ -51,16 +46,27 @@ def _tcp_open(host: str, port: int, timeout: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+def judge_firstboot(hostname: str, status: dict[str, object]) -> Check:
+    """The first-boot check from the node's ``status.json`` (written by :mod:`piimg.firstboot.main`)."""
+    state, step, error = status.get("state"), status.get("step"), status.get("error")
+    detail = f"step {step}, {state}" + (f": {error}" if error else "")
+    if state == "done":
+        return Check(f"firstboot {hostname}", State.OK, detail)
+    if state == "failed":
+        return Check(f"firstboot {hostname}", State.FAIL, detail)
+    return Check(f"firstboot {hostname}", State.PENDING, detail)
+
+
 def check_nodes(spec: Spec, opts: Options) -> list[Check]:
     checks = []
     for node in spec.nodes:
         host, port = opts.node_endpoints.get(node.hostname, (str(node.address), opts.ssh_port))
         err = _tcp_open(host, port, opts.timeout)
         if err:
-            checks.append(Check(f"node {node.hostname}", State.FAIL, f"{node.address}:22 unreachable ({err})"))
+            checks.append(Check(f"node {node.hostname}", State.FAIL, f"{node.address}:{opts.ssh_port} unreachable ({err})"))
             checks.append(Check(f"firstboot {node.hostname}", State.SKIPPED, "node unreachable"))
             continue
-        checks.append(Check(f"node {node.hostname}", State.OK, f"{node.address}:22 answers"))
+        checks.append(Check(f"node {node.hostname}", State.OK, f"{node.address}:{opts.ssh_port} answers"))
         target = SshTarget(host=host, user=spec.access.user, port=port, connect_timeout=int(max(opts.timeout, 1)))
         try:
             status = json.loads(read_remote_file(target, opts.status_file, sudo=False, timeout=opts.timeout * 4))
@@ -70,14 +76,10 @@ def check_nodes(spec: Spec, opts: Options) -> list[Check]:
         except ValueError:
             checks.append(Check(f"firstboot {node.hostname}", State.FAIL, f"{opts.status_file} is not JSON"))
             continue
-        state, step, error = status.get("state"), status.get("step"), status.get("error")
-        detail = f"step {step}, {state}" + (f": {error}" if error else "")
-        if state == "done":
-            checks.append(Check(f"firstboot {node.hostname}", State.OK, detail))
-        elif state == "failed":
-            checks.append(Check(f"firstboot {node.hostname}", State.FAIL, detail))
-        else:
-            checks.append(Check(f"firstboot {node.hostname}", State.PENDING, detail))
+        if not isinstance(status, dict):
+            checks.append(Check(f"firstboot {node.hostname}", State.FAIL, f"{opts.status_file} is not a JSON object"))
+            continue
+        checks.append(judge_firstboot(node.hostname, status))
     return checks
 
 
@@ -108,8 +110,8 @@ def run_checks(spec: Spec, opts: Options) -> list[Check]:
         checks.append(Check("router bgp", State.SKIPPED, "router checks switched off (--no-router)"))
     else:
         try:
-            read, version = opts.router()
-            checks += check_router(spec, read, version, facts.lb_ips)
+            read, dialect = opts.router()
+            checks += check_router(spec, read, dialect, facts.lb_ips)
         except PiimgError as exc:
             checks.append(Check("router bgp", State.FAIL, exc.message))
             checks.append(Check("router routes", State.SKIPPED, "needs the router connection"))

@@ -1,16 +1,60 @@
-"""Kubernetes-side checks through the official ``kubernetes`` client."""
+"""Kubernetes-side checks: gather the facts, then judge them with pure functions.
+
+:func:`gather` is the only code that talks to the API (through the official
+``kubernetes`` client). It turns every answer into the plain JSON the API
+server sent (``sanitize_for_serialization``: camelCase keys, as in
+``kubectl get -o json``) or the one-line reason the read failed, and returns
+them as :class:`KubeFacts`. The ``judge_*`` functions take a spec and those
+facts and return a :class:`~piimg.status.model.Check`; they never do I/O, so
+``tests/data/status/kube/*.json`` drives them with recorded-style API
+answers (pyinfra's facts: a gathering command plus a pure ``process``).
+
+To add a check: read what it needs in :func:`gather` (a new
+:class:`Reading` field), write a pure ``judge_x(spec, facts) -> Check``,
+append it to :data:`JUDGES`, and add JSON cases.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from piimg.spec.model import Spec
 from piimg.status.model import Check, State
+from piimg.versions import METALLB_NAMESPACE
 
-METALLB_NS = "metallb-system"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One API read: the JSON body the server sent, or why there is none."""
+
+    body: Json | None = None
+    error: str | None = None
+
+    def items(self) -> list[Json]:
+        return list((self.body or {}).get("items") or [])
+
+
+@dataclass(frozen=True)
+class KubeFacts:
+    """Everything the Kubernetes checks look at, as plain JSON."""
+
+    #: ``{"host": ..., "gitVersion": ...}``; error: why the API is not usable
+    api: Reading
+    nodes: Reading = Reading()
+    metallb_pods: Reading = Reading()
+    pools: Reading = Reading()
+    services: Reading = Reading()
+
+    @classmethod
+    def from_json(cls, data: Json) -> KubeFacts:
+        """Facts as written in the test cases: ``{"api": {"body": ...} | {"error": ...}, ...}``."""
+        return cls(**{name: Reading(**data.get(name, {})) for name in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -21,12 +65,7 @@ class ClusterFacts:
     lb_ips: list[str] = field(default_factory=list)
 
 
-def _client(kubeconfig: Path, request_timeout: float) -> Any:
-    from kubernetes import client, config
-
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    api_client.configuration.retries = 0
-    return client, api_client
+# -- gathering ---------------------------------------------------------------------
 
 
 def _short(exc: Exception) -> str:
@@ -38,10 +77,56 @@ def _short(exc: Exception) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
-def _pod_ready(pod: Any) -> bool:
-    if pod.status is None or pod.status.phase != "Running":
+def gather(kubeconfig: Path, *, timeout: float) -> KubeFacts:
+    """Read every object the checks need; a read that fails is recorded, not raised."""
+    if not kubeconfig.exists():
+        return KubeFacts(api=Reading(error=f"no kubeconfig at {kubeconfig}: run `piimg kubeconfig` first"))
+    try:
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        api_client.configuration.retries = 0
+        core = client.CoreV1Api(api_client)
+        version = client.VersionApi(api_client).get_code(_request_timeout=timeout)
+        api = Reading(body={"host": api_client.configuration.host, "gitVersion": version.git_version})
+    except Exception as exc:  # any failure here means the API is not usable
+        return KubeFacts(api=Reading(error=f"{kubeconfig}: {_short(exc)}"))
+
+    def read(call: Callable[[], Any]) -> Reading:
+        try:
+            found = call()
+        except Exception as exc:  # the client raises ApiException, urllib3 and OSError errors
+            return Reading(error=_short(exc))
+        body = found if isinstance(found, dict) else api_client.sanitize_for_serialization(found)
+        return Reading(body=body)
+
+    custom = client.CustomObjectsApi(api_client)
+    return KubeFacts(
+        api=api,
+        nodes=read(lambda: core.list_node(_request_timeout=timeout)),
+        metallb_pods=read(lambda: core.list_namespaced_pod(METALLB_NAMESPACE, _request_timeout=timeout)),
+        pools=read(lambda: custom.list_namespaced_custom_object(
+            "metallb.io", "v1beta1", METALLB_NAMESPACE, "ipaddresspools", _request_timeout=timeout
+        )),
+        services=read(lambda: core.list_service_for_all_namespaces(_request_timeout=timeout)),
+    )
+
+
+# -- judging (pure) ------------------------------------------------------------------
+
+
+def _get(obj: Json, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)  # type: ignore[assignment]
+    return obj
+
+
+def _pod_ready(pod: Json) -> bool:
+    if _get(pod, "status", "phase") != "Running":
         return False
-    return all(cs.ready for cs in (pod.status.container_statuses or []))
+    return all(cs.get("ready") for cs in (_get(pod, "status", "containerStatuses") or []))
 
 
 def in_pools(spec: Spec, ip: str) -> bool:
@@ -52,114 +137,133 @@ def in_pools(spec: Spec, ip: str) -> bool:
     return any(addr in rng for pool in spec.cluster.pools for rng in pool.addresses)
 
 
-def check_cluster(spec: Spec, kubeconfig: Path, *, timeout: float = 10) -> tuple[list[Check], ClusterFacts]:
-    facts = ClusterFacts()
-    checks: list[Check] = []
-    if not kubeconfig.exists():
-        checks.append(Check("kubernetes api", State.FAIL, f"no kubeconfig at {kubeconfig}: run `piimg kubeconfig` first"))
-        for name in ("nodes ready", "metallb", "metallb pools", "loadbalancers"):
-            checks.append(Check(name, State.SKIPPED, "needs the Kubernetes API"))
-        return checks, facts
-    try:
-        client, api_client = _client(kubeconfig, timeout)
-        core = client.CoreV1Api(api_client)
-        version = client.VersionApi(api_client).get_code(_request_timeout=timeout)
-        checks.append(Check("kubernetes api", State.OK, f"{api_client.configuration.host} answers, {version.git_version}"))
-    except Exception as exc:  # any failure here means the API is not usable
-        checks.append(Check("kubernetes api", State.FAIL, f"{kubeconfig}: {_short(exc)}"))
-        for name in ("nodes ready", "metallb", "metallb pools", "loadbalancers"):
-            checks.append(Check(name, State.SKIPPED, "needs the Kubernetes API"))
-        return checks, facts
+def judge_api(spec: Spec, facts: KubeFacts) -> Check:
+    if facts.api.body is None:
+        return Check("kubernetes api", State.FAIL, facts.api.error or "no answer")
+    return Check("kubernetes api", State.OK, f"{facts.api.body.get('host')} answers, {facts.api.body.get('gitVersion')}")
 
-    # nodes: every spec node registered, Ready, with the expected InternalIP
-    try:
-        items = {n.metadata.name: n for n in core.list_node(_request_timeout=timeout).items}
-        problems = []
-        for node in spec.nodes:
-            kn = items.get(node.hostname)
-            if kn is None:
-                problems.append(f"{node.hostname} not registered")
-                continue
-            ready = next((c.status for c in kn.status.conditions or [] if c.type == "Ready"), "Unknown")
-            addrs = [a.address for a in kn.status.addresses or [] if a.type == "InternalIP"]
-            if ready != "True":
-                problems.append(f"{node.hostname} not Ready ({ready})")
-            elif str(node.address) not in addrs:
-                problems.append(f"{node.hostname} has address {', '.join(addrs) or 'none'}, expected {node.address}")
-        if problems:
-            checks.append(Check("nodes ready", State.FAIL, "; ".join(problems)))
-        else:
-            checks.append(Check("nodes ready", State.OK, f"{len(spec.nodes)}/{len(spec.nodes)} Ready at their addresses"))
-    except Exception as exc:
-        checks.append(Check("nodes ready", State.FAIL, _short(exc)))
 
-    # MetalLB: controller and one speaker per node, Running and ready
-    try:
-        pods = core.list_namespaced_pod(METALLB_NS, _request_timeout=timeout).items
-        def component(pod: Any) -> str:
-            labels = pod.metadata.labels or {}
-            return str(labels.get("app.kubernetes.io/component") or labels.get("component") or "")
-        controllers = [p for p in pods if component(p) == "controller"]
-        speakers = [p for p in pods if component(p) == "speaker"]
-        ready_c = sum(_pod_ready(p) for p in controllers)
-        ready_s = sum(_pod_ready(p) for p in speakers)
-        detail = f"controller {ready_c}/{len(controllers)} ready, speakers {ready_s}/{len(spec.nodes)} ready"
-        if not pods:
-            checks.append(Check("metallb", State.FAIL, f"no pods in {METALLB_NS}: MetalLB is not deployed"))
-        elif ready_c >= 1 and ready_s >= len(spec.nodes):
-            checks.append(Check("metallb", State.OK, detail))
-        else:
-            bad = [f"{p.metadata.name} {p.status.phase if p.status else '?'}" for p in controllers + speakers if not _pod_ready(p)]
-            checks.append(Check("metallb", State.FAIL, detail + (f" ({', '.join(bad[:3])})" if bad else "")))
-    except Exception as exc:
-        checks.append(Check("metallb", State.FAIL, _short(exc)))
+def judge_nodes(spec: Spec, facts: KubeFacts) -> Check:
+    """Every spec node registered, Ready, with the expected InternalIP."""
+    if facts.nodes.error is not None:
+        return Check("nodes ready", State.FAIL, facts.nodes.error)
+    items = {_get(n, "metadata", "name"): n for n in facts.nodes.items()}
+    problems = []
+    for node in spec.nodes:
+        kn = items.get(node.hostname)
+        if kn is None:
+            problems.append(f"{node.hostname} not registered")
+            continue
+        conditions = _get(kn, "status", "conditions") or []
+        ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "Unknown")
+        addrs = [a.get("address") for a in _get(kn, "status", "addresses") or [] if a.get("type") == "InternalIP"]
+        if ready != "True":
+            problems.append(f"{node.hostname} not Ready ({ready})")
+        elif str(node.address) not in addrs:
+            problems.append(f"{node.hostname} has address {', '.join(addrs) or 'none'}, expected {node.address}")
+    if problems:
+        return Check("nodes ready", State.FAIL, "; ".join(problems))
+    return Check("nodes ready", State.OK, f"{len(spec.nodes)}/{len(spec.nodes)} Ready at their addresses")
 
-    try:
-        custom = client.CustomObjectsApi(api_client)
-        found = custom.list_namespaced_custom_object(
-            "metallb.io", "v1beta1", METALLB_NS, "ipaddresspools", _request_timeout=timeout
+
+def _component(pod: Json) -> str:
+    labels = _get(pod, "metadata", "labels") or {}
+    return str(labels.get("app.kubernetes.io/component") or labels.get("component") or "")
+
+
+def judge_metallb(spec: Spec, facts: KubeFacts) -> Check:
+    """The controller and one speaker per node, Running and ready."""
+    if facts.metallb_pods.error is not None:
+        return Check("metallb", State.FAIL, facts.metallb_pods.error)
+    pods = facts.metallb_pods.items()
+    controllers = [p for p in pods if _component(p) == "controller"]
+    speakers = [p for p in pods if _component(p) == "speaker"]
+    ready_c = sum(_pod_ready(p) for p in controllers)
+    ready_s = sum(_pod_ready(p) for p in speakers)
+    detail = f"controller {ready_c}/{len(controllers)} ready, speakers {ready_s}/{len(spec.nodes)} ready"
+    if not pods:
+        return Check("metallb", State.FAIL, f"no pods in {METALLB_NAMESPACE}: MetalLB is not deployed")
+    if ready_c >= 1 and ready_s >= len(spec.nodes):
+        return Check("metallb", State.OK, detail)
+    bad = [f"{_get(p, 'metadata', 'name')} {_get(p, 'status', 'phase') or '?'}" for p in controllers + speakers if not _pod_ready(p)]
+    return Check("metallb", State.FAIL, detail + (f" ({', '.join(bad[:3])})" if bad else ""))
+
+
+def judge_pools(spec: Spec, facts: KubeFacts) -> Check:
+    """An IPAddressPool for every ``cluster.pools`` entry."""
+    if facts.pools.error is not None:
+        return Check("metallb pools", State.FAIL, facts.pools.error)
+    names = {_get(item, "metadata", "name") for item in facts.pools.items()}
+    wanted = [p.name for p in spec.cluster.pools]
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        return Check("metallb pools", State.FAIL, f"IPAddressPool missing: {', '.join(missing)}")
+    return Check("metallb pools", State.OK, f"IPAddressPools present: {', '.join(wanted)}")
+
+
+def load_balancers(spec: Spec, facts: KubeFacts) -> ClusterFacts:
+    """The LoadBalancer services whose external IP lies in a pool: what router and HTTP checks ask."""
+    found = ClusterFacts()
+    for svc in facts.services.items():
+        if _get(svc, "spec", "type") != "LoadBalancer":
+            continue
+        name = f"{_get(svc, 'metadata', 'namespace')}/{_get(svc, 'metadata', 'name')}"
+        port = next((p.get("port") for p in _get(svc, "spec", "ports") or [] if p.get("port")), 80)
+        for ingress in _get(svc, "status", "loadBalancer", "ingress") or []:
+            ip = ingress.get("ip")
+            if ip and in_pools(spec, ip):
+                found.lb_services.append((name, ip, int(port)))
+                found.lb_ips.append(ip)
+    return found
+
+
+def judge_loadbalancers(spec: Spec, facts: KubeFacts) -> Check:
+    """Each LoadBalancer service has an external IP inside a pool.
+
+    An IP outside every pool means k3s's ServiceLB answered instead of
+    MetalLB; no IP yet (``<pending>``) is PENDING, not a failure.
+    """
+    if facts.services.error is not None:
+        return Check("loadbalancers", State.FAIL, facts.services.error)
+    lbs = [s for s in facts.services.items() if _get(s, "spec", "type") == "LoadBalancer"]
+    pending: list[str] = []
+    outside: list[str] = []
+    good: list[str] = []
+    for svc in lbs:
+        name = f"{_get(svc, 'metadata', 'namespace')}/{_get(svc, 'metadata', 'name')}"
+        ips = [i.get("ip") for i in _get(svc, "status", "loadBalancer", "ingress") or [] if i.get("ip")]
+        if not ips:
+            pending.append(name)
+            continue
+        for ip in ips:
+            (good if in_pools(spec, ip) else outside).append(f"{name} {ip}")
+    if not lbs:
+        return Check("loadbalancers", State.FAIL, "no Service of type LoadBalancer (is the ingress deployed?)")
+    if outside:
+        return Check(
+            "loadbalancers", State.FAIL,
+            f"external IP outside the MetalLB pools: {', '.join(outside)} (is k3s's servicelb still enabled?)",
         )
-        names = {item["metadata"]["name"] for item in found.get("items", [])}
-        wanted = [p.name for p in spec.cluster.pools]
-        missing = [n for n in wanted if n not in names]
-        if missing:
-            checks.append(Check("metallb pools", State.FAIL, f"IPAddressPool missing: {', '.join(missing)}"))
-        else:
-            checks.append(Check("metallb pools", State.OK, f"IPAddressPools present: {', '.join(wanted)}"))
-    except Exception as exc:
-        checks.append(Check("metallb pools", State.FAIL, _short(exc)))
+    if pending:
+        return Check("loadbalancers", State.PENDING, f"<pending> external IP: {', '.join(pending)}")
+    return Check("loadbalancers", State.OK, ", ".join(good))
 
-    # LoadBalancer services: each has an external IP inside a configured pool
-    try:
-        services = core.list_service_for_all_namespaces(_request_timeout=timeout).items
-        lbs = [s for s in services if s.spec and s.spec.type == "LoadBalancer"]
-        pending, outside, good = [], [], []
-        for svc in lbs:
-            name = f"{svc.metadata.namespace}/{svc.metadata.name}"
-            ingress = (svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None) or []
-            ips = [i.ip for i in ingress if i.ip]
-            if not ips:
-                pending.append(name)
-                continue
-            port = next((p.port for p in svc.spec.ports or [] if p.port), 80)
-            for ip in ips:
-                if in_pools(spec, ip):
-                    good.append(f"{name} {ip}")
-                    facts.lb_services.append((name, ip, int(port)))
-                    facts.lb_ips.append(ip)
-                else:
-                    outside.append(f"{name} {ip}")
-        if not lbs:
-            checks.append(Check("loadbalancers", State.FAIL, "no Service of type LoadBalancer (is the ingress deployed?)"))
-        elif outside:
-            checks.append(Check(
-                "loadbalancers", State.FAIL,
-                f"external IP outside the MetalLB pools: {', '.join(outside)} (is k3s's servicelb still enabled?)",
-            ))
-        elif pending:
-            checks.append(Check("loadbalancers", State.PENDING, f"<pending> external IP: {', '.join(pending)}"))
-        else:
-            checks.append(Check("loadbalancers", State.OK, ", ".join(good)))
-    except Exception as exc:
-        checks.append(Check("loadbalancers", State.FAIL, _short(exc)))
-    return checks, facts
+
+Judge = Callable[[Spec, KubeFacts], Check]
+#: The checks after ``kubernetes api``, in the order they are reported.
+JUDGES: Final[tuple[Judge, ...]] = (judge_nodes, judge_metallb, judge_pools, judge_loadbalancers)
+#: Their names, for the ``skipped`` lines when the API is not usable.
+JUDGED: Final = ("nodes ready", "metallb", "metallb pools", "loadbalancers")
+
+
+def judge(spec: Spec, facts: KubeFacts) -> tuple[list[Check], ClusterFacts]:
+    """Every Kubernetes check from gathered facts (pure)."""
+    api = judge_api(spec, facts)
+    if api.state is not State.OK:
+        return [api, *(Check(name, State.SKIPPED, "needs the Kubernetes API") for name in JUDGED)], ClusterFacts()
+    return [api, *(j(spec, facts) for j in JUDGES)], load_balancers(spec, facts)
+
+
+def check_cluster(spec: Spec, kubeconfig: Path, *, timeout: float = 10) -> tuple[list[Check], ClusterFacts]:
+    """Gather, then judge."""
+    return judge(spec, gather(kubeconfig, timeout=timeout))

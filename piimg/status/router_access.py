@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from piimg.errors import PiimgError, RouterError
 from piimg.spec.model import Spec
-from piimg.status.routerchk import MenuReader
+from piimg.status.routerchk import MenuReader, RouterOpener, Rows
 
-RouterOpener = Callable[[], tuple[MenuReader, str]]
+if TYPE_CHECKING:
+    from piimg.router.dialects import Dialect
 
 
 def opener(spec: Spec) -> RouterOpener:
-    def open_router() -> tuple[MenuReader, str]:
+    """Connect and detect the dialect as ``router-setup`` does; every failure is a RouterError."""
+
+    def open_router() -> tuple[MenuReader, Dialect]:
         from piimg.router import client
+        from piimg.router.dialects import detect_version
 
-        try:
-            api: Any = client.connect(spec.router, client.router_password(spec.router), base_dir=spec.base_dir)
-        except PiimgError:
-            raise
-        except Exception as exc:  # librouteros raises its own hierarchy and OSError
-            raise RouterError(f"router {spec.router.host}:{spec.router.api_port}: {exc}") from exc
+        api = client.connect(spec.router, client.router_password(spec.router), base_dir=spec.base_dir)
 
-        def read(menu: str) -> list[dict[str, Any]]:
+        def read(menu: str) -> Rows:
             return [dict(row) for row in api.path(*menu.strip("/").split("/"))]
 
-        resource = next(iter(read("/system/resource")), {})
-        return read, str(resource.get("version", "7"))
+        return read, detect_version(api)
 
     return open_router

@@ -1,10 +1,12 @@
 """Router-side checks: BGP sessions with every node, BGP routes for every LB IP.
 
-RouterOS 6 shows sessions as ``/routing bgp peer`` entries with
-``state=established``; RouterOS 7 has a separate ``/routing/bgp/session``
-menu whose entries carry ``remote.address`` and the ``established`` flag.
-Routes learned over BGP carry the ``bgp`` flag (``b`` in ``/ip route print``)
-in both.
+Pure functions of the menus read from the router (a :data:`MenuReader`) and
+its :class:`~piimg.router.dialects.Dialect`, which ``router-setup`` uses
+too: RouterOS 6 shows a session's state on the ``/routing bgp peer`` entry
+itself (``state=established``); RouterOS 7 has a separate
+``/routing/bgp/session`` menu whose entries carry ``remote.address`` and the
+``established`` flag. Routes learned over BGP carry the ``bgp`` flag (``b``
+in ``/ip route print``) in both.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from piimg.router.dialects import BgpStyle, Dialect
 from piimg.spec.model import Spec
 from piimg.status.model import Check, State
 
 Rows = list[dict[str, Any]]
 #: reads one menu (e.g. "/routing/bgp/session") as a list of property dicts
 MenuReader = Callable[[str], Rows]
+#: opens the router and returns (menu reader, dialect); raises PiimgError
+RouterOpener = Callable[[], tuple[MenuReader, Dialect]]
+
+#: RouterOS 7's read-only view of the BGP sessions (help.mikrotik.com "BGP", "Session")
+V7_SESSION_MENU = "/routing/bgp/session"
 
 
 def _truthy(value: object) -> bool:
@@ -30,25 +38,21 @@ def _addr(value: object) -> str:
     return text.split("/")[0].split("%")[0]
 
 
-def major_version(resource_version: str) -> int:
-    """``"7.20.1 (stable)"`` -> 7."""
-    try:
-        return int(resource_version.split(".")[0])
-    except ValueError:
-        return 7
+def session_menu(dialect: Dialect) -> str:
+    """Where the router shows its BGP sessions' state."""
+    return dialect.bgp_peer_menu if dialect.bgp is BgpStyle.V6 else V7_SESSION_MENU
 
 
-def sessions(read: MenuReader, major: int) -> dict[str, str]:
+def sessions(read: MenuReader, dialect: Dialect) -> dict[str, str]:
     """Map of node address -> session state ('established' or why not)."""
     out: dict[str, str] = {}
-    if major >= 7:
-        for row in read("/routing/bgp/session"):
-            addr = _addr(row.get("remote.address"))
-            out[addr] = "established" if _truthy(row.get("established")) else str(row.get("state") or "not established")
-    else:
-        for row in read("/routing/bgp/peer"):
-            addr = _addr(row.get("remote-address"))
+    field = dialect.remote_address_field
+    for row in read(session_menu(dialect)):
+        addr = _addr(row.get(field))
+        if dialect.bgp is BgpStyle.V6:
             out[addr] = str(row.get("state") or "idle")
+        else:
+            out[addr] = "established" if _truthy(row.get("established")) else str(row.get("state") or "not established")
     return out
 
 
@@ -62,10 +66,9 @@ def bgp_routes(read: MenuReader) -> list[tuple[str, list[str]]]:
     return routes
 
 
-def check_router(spec: Spec, read: MenuReader, version: str, lb_ips: Iterable[str]) -> list[Check]:
-    major = major_version(version)
+def check_router(spec: Spec, read: MenuReader, dialect: Dialect, lb_ips: Iterable[str]) -> list[Check]:
     checks = []
-    state = sessions(read, major)
+    state = sessions(read, dialect)
     problems = []
     for node in spec.nodes:
         st = state.get(str(node.address))
@@ -76,7 +79,7 @@ def check_router(spec: Spec, read: MenuReader, version: str, lb_ips: Iterable[st
     if problems:
         checks.append(Check("router bgp", State.FAIL, "; ".join(problems)))
     else:
-        checks.append(Check("router bgp", State.OK, f"RouterOS {version}: {len(spec.nodes)} session(s) established"))
+        checks.append(Check("router bgp", State.OK, f"RouterOS {dialect.text}: {len(spec.nodes)} session(s) established"))
 
     node_addrs = {str(n.address) for n in spec.nodes}
     routes = bgp_routes(read)

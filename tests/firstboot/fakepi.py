@@ -42,6 +42,9 @@ n=$(( $(cat "$D/count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$D/count"
 env > "$D/env.$n"
 printf '%s\\n' "$0" "$@" > "$D/args.$n"
+# what k3s would find when it first starts: the CA files and the node password
+(cd "__ROOT__/var/lib/rancher/k3s/server/tls" 2>/dev/null && find . -type f | sort) > "$D/tls.$n"
+cat "__ROOT__/etc/rancher/node/password" > "$D/node-password.$n" 2>/dev/null
 if [ -e "$D/block" ]; then touch "$D/started"; sleep 30; fi
 if [ -e "$D/fail" ]; then echo "[ERROR]  Download failed (stand-in)" >&2; exit 1; fi
 echo "[INFO]  stand-in: k3s $INSTALL_K3S_VERSION$INSTALL_K3S_CHANNEL installed as $INSTALL_K3S_EXEC"
