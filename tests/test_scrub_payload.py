@@ -1,5 +1,8 @@
 """The build's payload against first boot's scrub list: after the scrub no secret is left on the FAT.
 
+(firstrun.sh, which holds the SSH host key in the systemd format, is left out:
+it deletes itself in the hook boot, before first boot runs.)
+
 Renders every node's boot-partition files with :func:`piimg.build.payload.boot_edits`
 (both formats, a BGP password set), lays them out as the FAT and as the root-only
 copy the first-run hook makes, runs first boot's real scrub step on them, and
@@ -22,6 +25,7 @@ from piimg.firstboot.log import Log
 from piimg.firstboot.nodeconf import NodeConfig
 from piimg.firstboot.runner import Runner
 from piimg.firstboot.store import Store
+from piimg.identity.store import NodeName
 from piimg.spec import load as spec_load
 from piimg.spec.model import InitFormat
 from piimg.spec.secrets import Secrets
@@ -41,6 +45,18 @@ def _spec() -> object:
         ],
     }
     return spec_load.parse(raw, env={"PIIMG_TEST_BGP": BGP}, home=Path("/nonexistent-home"))
+
+
+def _secrets(tmp_path: Path, spec: object) -> tuple[Secrets, list[str]]:
+    """The build's secrets with the cluster identity, and every secret string to look for on the FAT."""
+    secrets = SECRETS.with_identity(tmp_path / ".piimg", [NodeName(n.hostname, str(n.address)) for n in spec.nodes])  # type: ignore[attr-defined]
+    assert secrets.identity is not None
+    needles = [*secrets.values(), BGP]
+    pems = [n.host_key.private_openssh.decode() for n in secrets.identity.nodes.values()]
+    pems += [data.decode() for name, data in secrets.identity.ca.server_files.items() if name.endswith(".key")]
+    for pem in pems:  # the key material, however it is indented (user-data) or escaped (JSON)
+        needles += [ln.strip() for ln in pem.splitlines() if ln.strip() and not ln.startswith("-----")]
+    return secrets, needles
 
 
 def _lay_out(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Path]:
@@ -67,21 +83,23 @@ def test_no_secret_is_left_on_the_boot_partition(tmp_path: Path, monkeypatch: py
                                                  node: str) -> None:
     monkeypatch.setenv("PIIMG_TEST_BGP", BGP)
     spec = _spec()
-    edits = payload.boot_edits(spec, spec.node(node), SECRETS, fmt)  # type: ignore[attr-defined]
-    secrets = [*SECRETS.values(), BGP]
-    holders = sorted(rel for rel, data in edits.files.items() if any(s.encode() in data for s in secrets))
+    secrets, needles = _secrets(tmp_path, spec)
+    edits = payload.boot_edits(spec, spec.node(node), secrets, fmt)  # type: ignore[attr-defined]
+    holders = sorted(rel for rel, data in edits.files.items() if any(s.encode() in data for s in needles))
     assert "piimg/node.json" in holders  # the test sees the secrets it looks for
-    boot, installed = _lay_out(tmp_path, edits.files)
+    if fmt is not InitFormat.SYSTEMD:
+        assert "user-data" in holders  # the SSH host key, for cloud-init's ssh module
+    boot, installed = _lay_out(tmp_path, {k: v for k, v in edits.files.items() if k != "firstrun.sh"})
     scrub.step_scrub(_ctx(tmp_path, boot, installed))
     for path in boot.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            for secret in secrets:
+            for secret in needles:
                 assert secret.encode() not in data, f"{path.relative_to(boot)} still holds a secret after the scrub"
     # the root-only copy still has everything later steps need
     assert NodeConfig.from_json((installed / "node.json").read_text()).secrets["k3s_token"] == SECRETS.k3s_token
     for rel in holders:
-        if rel.startswith("piimg/"):
+        if rel.startswith("piimg/"):  # (user-data has done its work: cloud-init ran before first boot)
             assert (installed / rel.removeprefix("piimg/")).is_file()
     assert (installed.stat().st_mode & 0o077) == 0 and ((installed / "node.json").stat().st_mode & 0o077) == 0
 
