@@ -20,10 +20,11 @@ class PiimgError(Exception):
 
     exit_code: int = EXIT_ERROR
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, context: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.context = context  # lines shown between the error and the hint (a quoted spec line)
 
     def __str__(self) -> str:
         return self.message
@@ -32,10 +33,26 @@ class PiimgError(Exception):
 class ConfigError(PiimgError):
     """A bad value in the cluster spec; ``key`` is its dotted path (``nodes[1].address``)."""
 
-    def __init__(self, key: str, message: str, *, hint: str | None = None, file: str | None = None) -> None:
+    def __init__(self, key: str, message: str, *, hint: str | None = None, file: str | None = None,
+                 context: str | None = None) -> None:
         self.key = key
         self.file = file
-        super().__init__(f"{key}: {message}" if key else message, hint=hint)
+        text = one_line(f"{key}: {message}" if key else message)
+        super().__init__(text, hint=hint, context=context)
+
+
+#: An error line quotes the spec's values; a value can be a megabyte long.
+MAX_MESSAGE: Final = 400
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one line of at most about ``limit`` characters: line breaks shown
+    as ``\\n``, the middle of an over-long text left out (with how much was)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit - 100], text[-60:]
+    return f"{head} [... {len(text) - len(head) - len(tail)} characters left out ...] {tail}"
 
 
 class ToolMissing(PiimgError):

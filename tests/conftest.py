@@ -15,9 +15,11 @@ from click.testing import CliRunner
 
 # fixtures `images` and `srv` (a catalog on 127.0.0.1) for the catalog and fetch tests;
 # modules with a fixture of the same name (test_download's `srv`) keep their own
-pytest_plugins = ["tests.catalogserver"]
+# `k3s_release` (a generated k3s release and charts behind a mirror on 127.0.0.1)
+pytest_plugins = ["tests.catalogserver", "tests.releaseserver"]
 
-TEST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA test@piimg"
+# A real public key: `ssh-keygen -t ed25519 -C test@piimg` (OpenSSH 9.2p1); the private half was discarded.
+TEST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKG/9VkN1xCggDUtUiRPJkbbpvUF/EMKs8xOJGdlRBom test@piimg"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

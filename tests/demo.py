@@ -17,7 +17,8 @@ from pathlib import Path
 from tests.imagegen import make_image
 
 OUT = Path("demo-out")
-DEMO_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRlbW9rZXlmb3JwaWltZ2RlbW9vbmx5MTIzNDU2Nzg demo@piimg"
+# A real public key: `ssh-keygen -t ed25519 -C demo@piimg` (OpenSSH 9.2p1); the private half was discarded.
+DEMO_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJMNHUs6XA2ZlG5/PuAntvKeXCIGYR0Ibuvlplx3rv+g demo@piimg"
 
 SPEC = f"""\
 image:

@@ -22,6 +22,7 @@ import yaml
 
 from tests.conftest import TEST_KEY, have, run_ok
 from tests.imagegen import GeneratedImage, extract_partition, make_image, tools_available
+from tests.releaseserver import Published
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,7 +30,7 @@ pytestmark = [
 ]
 
 FIRSTBOOT = Path(__file__).resolve().parent.parent / "piimg" / "firstboot"
-SPEC = f"""\
+SPEC_BASE = f"""\
 access:
   user: admin
   ssh_authorized_keys: ["{TEST_KEY}"]
@@ -41,6 +42,17 @@ nodes:
   - {{hostname: k8s-worker-1, role: agent, address: 10.0.2.11}}
 """
 CGROUP = ("cgroup_memory=1", "cgroup_enable=memory")
+#: what the tests write: SPEC_BASE + the k3s release mirror + ``image:`` (tests may add image keys)
+SPEC = SPEC_BASE + "image:\n  arch: arm64\n"
+
+
+@pytest.fixture(autouse=True)
+def _release(k3s_release: Published, monkeypatch: pytest.MonkeyPatch) -> Published:
+    """k3s and the charts come from a generated release behind a mirror on 127.0.0.1."""
+    monkeypatch.setattr(sys.modules[__name__], "SPEC", SPEC_BASE + k3s_release.cluster_yaml() + "image:\n  arch: arm64\n")
+    return k3s_release
+
+
 HOOK = (
     "systemd.run=/boot/firmware/firstrun.sh",
     "systemd.run_success_action=reboot",
@@ -139,6 +151,15 @@ def _check_common(img: Path, base: GeneratedImage, tmp: Path, hostname: str) -> 
         assert node["manifests"] and node["ingress"], "the initial server deploys the add-ons"
     else:
         assert not any(n.startswith("piimg/manifests/") for n in files)
+    # k3s from the pinned, verified release files; node.json records their digests
+    k3s = node["k3s"]
+    assert "install_url" not in k3s
+    assert hashlib.sha256(files["piimg/k3s/install.sh"]).hexdigest() == k3s["install_sha256"]
+    assert hashlib.sha256(files["piimg/k3s/k3s"]).hexdigest() == k3s["binary_sha256"] and k3s["arch"] == "arm64"
+    for name in node["manifests"]:
+        for doc in yaml.safe_load_all(files[f"piimg/manifests/{name}"]):
+            if doc and doc["kind"] == "HelmChart" and doc["metadata"]["name"] == "metallb":
+                assert "chartContent" in doc["spec"] and "version" not in doc["spec"], name
     unit = FIRSTBOOT / "piimg-firstboot.service"
     if unit.exists():
         assert files["piimg/piimg-firstboot.service"] == unit.read_bytes()
@@ -315,11 +336,11 @@ def test_directory_as_image(piimg: Any, project: Path, tmp_path: Path) -> None:
 
 
 def test_init_format_contradicting_the_image_warns(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
-    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit\n")
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: cloudinit\n")
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path), "--node", "k8s-master")
     assert r.exit_code == 0, r
     assert "warning: image.init_format is cloudinit, but" in r.stderr and "looks like a systemd image" in r.stderr
-    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit-rpi\n")
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: cloudinit-rpi\n")
     r = piimg("build", "--image", str(bases[("trixie", 8)].path), "--node", "k8s-master")
     assert r.exit_code == 0 and "warning" not in r.stderr, r  # both cloud-init: no contradiction
 
@@ -334,7 +355,7 @@ def test_undetectable_init_format_suggests_setting(piimg: Any, project: Path, tm
     assert "image.init_format" in r.stderr
     assert not (project / "build" / "k8s-master.img").exists()
     # stating the format in the spec makes it build
-    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: cloudinit\n")
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: cloudinit\n")
     r = piimg("build", "--image", str(base.path), "--node", "k8s-master")
     assert r.exit_code == 0, r
     words = _cmdline_words(_mtype(project / "build" / "k8s-master.img", base.boot_offset, "cmdline.txt"))
@@ -355,7 +376,7 @@ def test_first_trixie_release_builds_with_cloudinit(piimg: Any, project: Path, t
 @pytest.mark.parametrize("flavour", ["trixie-2025-10-01", "trixie"])
 def test_systemd_format_on_trixie_is_refused(piimg: Any, project: Path, tmp_path: Path, flavour: str) -> None:
     base = make_image(tmp_path / "t.img", flavour=flavour, boot_mib=48, root_mib=24)
-    (project / "piimg.yaml").write_text(SPEC + "image:\n  init_format: systemd\n")
+    (project / "piimg.yaml").write_text(SPEC + "  init_format: systemd\n")
     r = piimg("build", "--image", str(base.path))
     assert r.exit_code != 0
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
@@ -372,11 +393,12 @@ def test_bullseye_is_refused(piimg: Any, project: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not have("setpriv"), reason="needs setpriv (util-linux)")
-def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedImage], home: Path) -> None:
+def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedImage], home: Path, _release: Published) -> None:
     """A whole build as uid/gid 65534 (nobody) without capabilities, on files it owns."""
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: every other test here proves it")
     base = bases[("bookworm", 8)]
+    _release_prelude = _release.child_prelude()
     work = Path(tempfile.mkdtemp(prefix="piimg-unpriv-"))
     try:
         os.chmod(work, 0o777)
@@ -392,10 +414,12 @@ def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedI
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
             "LC_ALL": "C.UTF-8",
         }
+        # the child gets the test's pins (generated release files) before piimg runs
+        code = _release_prelude + "import runpy, sys\nsys.argv = ['piimg', 'build', '--image', sys.argv[1], '--node', 'k8s-master']\n" \
+            "runpy.run_module('piimg', run_name='__main__', alter_sys=True)\n"
         argv = [
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-            sys.executable,
-            "-m", "piimg", "build", "--image", str(img), "--node", "k8s-master",
+            sys.executable, "-c", code, str(img),
         ]
         proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -438,7 +462,7 @@ def test_build_from_a_compressed_image_url(piimg: Any, project: Path, bases: dic
     with open(base.path, "rb") as src, gzip.open(packed, "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     digest = _sha(packed)
-    (project / "piimg.yaml").write_text(SPEC + f"image:\n  url: raspios.img.gz\n  sha256: {digest}\n")
+    (project / "piimg.yaml").write_text(SPEC + f"  url: raspios.img.gz\n  sha256: {digest}\n")
     r = piimg("build", "--node", "k8s-worker-1")
     assert r.exit_code == 0, r
     last = json.loads((project / "build" / "last.json").read_text())
@@ -446,7 +470,7 @@ def test_build_from_a_compressed_image_url(piimg: Any, project: Path, bases: dic
     assert Path(last["base"]["path"]).is_file() and Path(last["base"]["path"]) != packed
     _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
     # a wrong checksum: one line, nothing built
-    (project / "piimg.yaml").write_text(SPEC + f"image:\n  url: raspios.img.gz\n  sha256: {'0' * 64}\n")
+    (project / "piimg.yaml").write_text(SPEC + f"  url: raspios.img.gz\n  sha256: {'0' * 64}\n")
     shutil.rmtree(project / "build")
     r = piimg("build")
     assert r.exit_code != 0 and "Traceback" not in r.output

@@ -120,6 +120,11 @@ CASES: list[tuple[str, object, str, str]] = [
     ("extra disable with empty item", _with("cluster.extra_server_args", ["--disable=metrics-server,"]), "cluster.extra_server_args[0]", "--disable needs a value"),
     ("wifi without country", {**BASE, "wifi": {"ssid": "lab", "psk_env": "PIIMG_TEST_UNSET_WIFI"}}, "locale.wifi_country", "required when wifi is set"),
     ("router ca file missing", _with("router.ca_file", "missing-ca.pem"), "router.ca_file", "no such file"),
+    ("router api address in an lb pool", _with("router.host", "10.0.4.7"), "router.host", "inside cluster.pools[0]"),
+    ("node address in an lb pool", {**_with("network.subnet", "10.0.0.0/16"), "network": {**BASE["network"], "subnet": "10.0.0.0/16", "dhcp_pool": "10.0.3.1-10.0.3.254"}, "cluster": {**BASE["cluster"], "pools": [{"name": "web", "addresses": ["10.0.2.8-10.0.2.12"]}]}}, "nodes[0].address", "inside cluster.pools[0]"),
+    ("router api address is a node", _with("router.host", "10.0.2.10"), "router.host", "is nodes[0].address"),
+    ("hostname with a trailing newline", _with("nodes[0].hostname", "k8s-master\n"), "nodes[0].hostname", "not a valid hostname"),
+    ("ssh key that is no key", _with("access.ssh_authorized_keys", ["ssh-rsa notakey"]), "access.ssh_authorized_keys[0]", "not an OpenSSH public key"),
     ("wifi passphrase env unset", {**_with("locale.wifi_country", "GB"), "wifi": {"ssid": "lab", "psk_env": "PIIMG_TEST_UNSET_WIFI"}}, "wifi.psk_env", "not set"),
 ]
 
@@ -175,17 +180,44 @@ def test_no_login_possible(tmp_path: Path) -> None:
         spec_load.parse({}, home=tmp_path)
 
 
+# A real public key: `ssh-keygen -t rsa -b 2048 -C me@laptop` (OpenSSH 9.2p1); the private half was discarded.
+RSA_KEY = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCIzrwWiCFTmdaxriSQzjO1VAkl+L2WAAVxrEmIi9/jd/ZdGcAb2LsdrQvXU9TNWHgAdiWRmPRz"
+    "jjM1Lq/MHRBX7/OxFPrjbStZkdcT9QxYcSMUtbREiGz50LOW9fAS8M7FsMNEmNvKhnxlxteq/zX3YLU1nezFnzaE2Yc25Xqh+Na5mw0JYRGNZUVG"
+    "znLGH7mnnZYUpj8Mexm1XxRRPGJ1n80ABGZ+B/TEabuyEPlUd+zFnykYLEpCVHBlIJb0kx9LywdOTmEszQYS5RXxbey4mMBgJhRT0J8yL14bGLLn"
+    "IfKet+LmGTLaGtdMH/MLfcWU5ATKBAAD65ndpEiCHtQt me@laptop"
+)
+
+
 def test_ssh_keys_default_from_home(tmp_path: Path) -> None:
     (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAAB3NzaC1yc2E me@laptop\n")
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text(RSA_KEY + "\n")
     spec = spec_load.parse({}, home=tmp_path)
-    assert spec.access.ssh_authorized_keys == ("ssh-rsa AAAAB3NzaC1yc2E me@laptop",)
+    assert spec.access.ssh_authorized_keys == (RSA_KEY,)
 
 
 def test_bgp_password_env_set(home: Path) -> None:
     doc = _with("cluster.bgp.password_env", "BGP_KEY")
     spec = spec_load.parse(doc, env={"BGP_KEY": "s3cret"})
     assert spec.cluster.bgp.password_env == "BGP_KEY"
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        # restraml docs/7.*/inspect.json: tcp-md5-key "string value, max length 80"
+        ("k" * 81, "has 81 characters; RouterOS takes at most 80"),
+        ("schlüssel", "printable ASCII"),  # librouteros encodes API words as ASCII
+        ("tab\tkey", "printable ASCII"),
+    ],
+)
+def test_bgp_key_checked_at_load(home: Path, key: str, words: str) -> None:
+    doc = _with("cluster.bgp.password_env", "BGP_KEY")
+    with pytest.raises(ConfigError) as info:
+        spec_load.parse(doc, env={"BGP_KEY": key})
+    assert info.value.key == "cluster.bgp.password_env"
+    assert words in str(info.value) and key not in str(info.value)
+    assert spec_load.parse(doc, env={"BGP_KEY": "k" * 80}).env_secrets.bgp_password == "k" * 80
 
 
 def test_multi_node_and_ranges(home: Path) -> None:

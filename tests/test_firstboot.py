@@ -6,6 +6,7 @@ payload copied to /opt/piimg), so kills are real SIGKILLs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import stat
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from piimg.firstboot.nodeconf import NodeConfig
-from tests.firstboot.fakepi import BGP_PASSWORD, TOKEN, VERSION, FakePi, K3sServer, find_python39, kube
+from tests.firstboot.fakepi import BGP_PASSWORD, BINARY, TOKEN, VERSION, FakePi, K3sServer, find_python39, kube
 
 pytestmark = pytest.mark.integration
 
@@ -99,11 +100,17 @@ def test_server_first_boot_end_to_end(pi: FakePi) -> None:
     env = pi.install_env()
     assert env["INSTALL_K3S_VERSION"] == VERSION
     assert env["INSTALL_K3S_EXEC"] == "server"
-    for absent in ("K3S_URL", "K3S_TOKEN", "INSTALL_K3S_CHANNEL", "INSTALL_K3S_SKIP_DOWNLOAD"):
+    assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true"  # the script fetches neither binary nor hash
+    for absent in ("K3S_URL", "K3S_TOKEN", "INSTALL_K3S_CHANNEL"):
         assert absent not in env
     assert not any(TOKEN in v for v in env.values())
     assert pi.install_args() == [str(pi.root / "var/lib/piimg/k3s-install.sh")]
-    assert "/install.sh" in pi.server.requests and "/ping" not in pi.server.requests
+    assert (pi.root / "var/lib/piimg/k3s-install.sh").read_text() == pi.script
+    # k3s from the payload, verified: the binary in place before the script ran, nothing fetched
+    binary = pi.root / "usr/local/bin/k3s"
+    assert binary.read_bytes() == BINARY and mode(binary) == 0o755
+    assert pi.server.requests == [], "first boot made a request (install script? get.k3s.io?)"
+    assert "get.k3s.io" not in pi.log()
 
     # system changes went through the runner
     assert pi.argvs("hostnamectl") == [["hostnamectl", "set-hostname", "k8s-master"]]
@@ -301,14 +308,25 @@ def test_install_script_fails_then_retry_succeeds(pi: FakePi) -> None:
     assert_done(pi, SERVER_STEPS)
 
 
-def test_install_script_url_missing(tmp_path: Path, k3s_server: K3sServer) -> None:
+@pytest.mark.parametrize("tampered", ["install.sh", "k3s"])
+def test_payload_not_matching_node_json_is_refused(tmp_path: Path, k3s_server: K3sServer, tampered: str) -> None:
+    """A corrupt (or swapped) file on the FAT is never run: first boot re-checks the build's digests."""
+    pi = FakePi(tmp_path, k3s_server)
+    (pi.boot / "piimg" / "k3s" / tampered).write_bytes(b"#!/bin/sh\necho swapped\n")
+    r = pi.run()
+    assert_failed(pi, r, "k3s", f"k3s/{tampered} in the payload has SHA-256", "rebuild and reflash")
+    assert pi.installs() == 0 and not (pi.root / "usr/local/bin/k3s").exists()
+    assert k3s_server.requests == []
+
+
+def test_payload_without_k3s_is_refused(tmp_path: Path, k3s_server: K3sServer) -> None:
     pi = FakePi(tmp_path, k3s_server)
     cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
-    cfg["k3s"]["install_url"] = k3s_server.url + "/nope.sh"
+    cfg["k3s"]["binary_sha256"] = ""
     (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
-    r = pi.run("--timeout", "download=0.2")
-    assert_failed(pi, r, "k3s", "the k3s install script", "HTTP 404")
-    assert pi.installs() == 0
+    r = pi.run()
+    assert_failed(pi, r, "k3s", "no SHA-256 recorded for k3s/k3s")
+    assert pi.installs() == 0 and k3s_server.requests == []
 
 
 def test_agent_server_never_answers(tmp_path: Path, k3s_server: K3sServer) -> None:
@@ -397,34 +415,28 @@ def test_whole_program_under_python39(pi: FakePi) -> None:
 
 
 # -- variants ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("script_in_payload", [False, True])
-def test_airgap_payload_installs_binary_and_images(pi: FakePi, script_in_payload: bool) -> None:
-    airgap = pi.boot / "piimg" / "k3s"
-    (airgap / "images").mkdir(parents=True)
-    (airgap / "k3s").write_bytes(b"\x7fELF fake k3s")
-    (airgap / "images" / "k3s-airgap-images-arm64.tar.zst").write_bytes(b"images")
-    if script_in_payload:
-        (airgap / "install.sh").write_text(pi.server.script)
-        cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
-        cfg["k3s"]["install_url"] = pi.server.url + "/never-fetched.sh"
-        (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+def test_airgap_payload_installs_binary_and_images(tmp_path: Path, k3s_server: K3sServer) -> None:
+    images = b"airgap images tarball"
+    pi = FakePi(tmp_path, k3s_server)
+    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    cfg["k3s"].update(airgap_images="k3s-airgap-images-arm64.tar.zst", airgap_sha256=hashlib.sha256(images).hexdigest(),
+                      registry_host=None)
+    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
+    (pi.boot / "piimg" / "k3s" / "images").mkdir()
+    (pi.boot / "piimg" / "k3s" / "images" / "k3s-airgap-images-arm64.tar.zst").write_bytes(images)
     r = pi.run()
-    assert ("/install.sh" in pi.server.requests) is not script_in_payload
-    assert "/never-fetched.sh" not in pi.server.requests
     assert r.returncode == 0, r.stdout + r.stderr
     binary = pi.root / "usr/local/bin/k3s"
-    assert binary.read_bytes() == b"\x7fELF fake k3s" and mode(binary) == 0o755
-    images = pi.root / "var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"
-    assert images.read_bytes() == b"images"
+    assert binary.read_bytes() == BINARY and mode(binary) == 0o755
+    placed = pi.root / "var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"
+    assert placed.read_bytes() == images and mode(placed) == 0o600
     env = pi.install_env()
     assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true" and env["INSTALL_K3S_VERSION"] == VERSION
+    assert k3s_server.requests == []
 
 
-def test_channel_and_cloudinit_and_old_boot_layout(tmp_path: Path, k3s_server: K3sServer) -> None:
+def test_cloudinit_and_old_boot_layout(tmp_path: Path, k3s_server: K3sServer) -> None:
     pi = FakePi(tmp_path, k3s_server, role="agent", init_format="cloudinit")
-    cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
-    cfg["k3s"]["version"] = "stable"
-    (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     # a pre-Bookworm layout: the boot partition at /boot
     (pi.root / "boot" / "firmware").rename(pi.root / "bootfw")
     for item in (pi.root / "bootfw").iterdir():
@@ -434,7 +446,7 @@ def test_channel_and_cloudinit_and_old_boot_layout(tmp_path: Path, k3s_server: K
     assert r.returncode == 0, r.stdout + r.stderr
     assert_done(pi, AGENT_STEPS)
     env = pi.install_env()
-    assert env["INSTALL_K3S_CHANNEL"] == "stable" and "INSTALL_K3S_VERSION" not in env
+    assert env["INSTALL_K3S_VERSION"] == VERSION and "INSTALL_K3S_CHANNEL" not in env
     assert not pi.argvs("nmcli")  # cloud-init's network-config pinned the address
     assert not (pi.root / "etc/NetworkManager").exists()
     assert "network-config" in pi.log()
@@ -461,10 +473,10 @@ def test_sigterm_records_interrupted(pi: FakePi) -> None:
 def test_child_runs_are_loopback_only_too(tmp_path: Path, k3s_server: K3sServer) -> None:
     pi = FakePi(tmp_path, k3s_server)
     cfg = json.loads((pi.boot / "piimg" / "node.json").read_text())
-    cfg["k3s"]["install_url"] = "https://get.k3s.io"
+    cfg["k3s"]["registry_host"] = "registry-1.docker.io"
     (pi.boot / "piimg" / "node.json").write_text(json.dumps(cfg))
     r = pi.run()
-    assert_failed(pi, r, "network", "tried to resolve 'get.k3s.io'")
+    assert_failed(pi, r, "network", "tried to resolve 'registry-1.docker.io'")
 
 
 def test_joining_server_waits_for_the_first_server(tmp_path: Path, k3s_server: K3sServer) -> None:

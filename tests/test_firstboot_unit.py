@@ -112,25 +112,44 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 # -- pure helpers -----------------------------------------------------------------------------
+SKIP = {"INSTALL_K3S_SKIP_DOWNLOAD": "true"}
+
+
 @pytest.mark.parametrize(
-    ("version", "role", "url", "airgap", "expected"),
+    ("version", "role", "url", "expected"),
     [
-        ("v1.36.3+k3s1", "server", None, False, {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_VERSION": "v1.36.3+k3s1"}),
-        ("stable", "server", None, False, {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_CHANNEL": "stable"}),
-        ("v1.31", "server", None, False, {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_CHANNEL": "v1.31"}),
-        ("v1.36.3+k3s1", "agent", "https://10.0.2.10:6443", False,
-         {"INSTALL_K3S_EXEC": "agent", "INSTALL_K3S_VERSION": "v1.36.3+k3s1", "K3S_URL": "https://10.0.2.10:6443"}),
-        ("v1.36.3+k3s1", "server", "https://10.0.2.10:6443", True,
-         {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_VERSION": "v1.36.3+k3s1", "INSTALL_K3S_SKIP_DOWNLOAD": "true"}),
+        ("v1.36.3+k3s1", "server", None, {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_VERSION": "v1.36.3+k3s1", **SKIP}),
+        ("v1.36.3+k3s1", "agent", "https://10.0.2.10:6443",
+         {"INSTALL_K3S_EXEC": "agent", "INSTALL_K3S_VERSION": "v1.36.3+k3s1", "K3S_URL": "https://10.0.2.10:6443", **SKIP}),
+        ("v1.36.3+k3s1", "server", "https://10.0.2.10:6443",
+         {"INSTALL_K3S_EXEC": "server", "INSTALL_K3S_VERSION": "v1.36.3+k3s1", **SKIP}),
     ],
 )
-def test_install_env(version: str, role: str, url: str | None, airgap: bool, expected: dict[str, str]) -> None:
-    assert k3s.install_env(version, role, url, airgap=airgap) == expected
+def test_install_env(version: str, role: str, url: str | None, expected: dict[str, str]) -> None:
+    """The script never downloads (INSTALL_K3S_SKIP_DOWNLOAD=true, install.sh's can_skip_download_binary)."""
+    assert k3s.install_env(version, role, url) == expected
+
+
+@pytest.mark.parametrize("version", ["stable", "latest", "v1.31"])
+def test_install_env_refuses_a_channel(version: str) -> None:
+    with pytest.raises(StepError, match="is not a release"):
+        k3s.install_env(version, "server", None)
 
 
 def test_install_env_agent_needs_server_url() -> None:
     with pytest.raises(StepError, match="server_url"):
-        k3s.install_env("v1.36.3+k3s1", "agent", None, airgap=False)
+        k3s.install_env("v1.36.3+k3s1", "agent", None)
+
+
+@pytest.mark.parametrize("machine", ["armv6l", "armv6"])
+def test_armv6_board_refused(machine: str) -> None:
+    with pytest.raises(StepError, match=r"ARMv6 .*k3s publishes no ARMv6 build"):
+        k3s.check_machine(machine)
+
+
+@pytest.mark.parametrize("machine", ["aarch64", "armv7l", "x86_64"])
+def test_other_machines_pass(machine: str) -> None:
+    k3s.check_machine(machine)
 
 
 def test_child_env_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:

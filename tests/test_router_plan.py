@@ -33,7 +33,8 @@ from piimg.spec import load as spec_load
 from piimg.spec import model as spec_model
 
 CASES = sorted((Path(__file__).parent / "data" / "router_plans").glob("*.json"))
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA test@piimg"
+# A real public key: `ssh-keygen -t ed25519 -C test@piimg` (OpenSSH 9.2p1); the private half was discarded.
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKG/9VkN1xCggDUtUiRPJkbbpvUF/EMKs8xOJGdlRBom test@piimg"
 
 BASE: dict[str, Any] = {
     "access": {"ssh_authorized_keys": [KEY]},
@@ -167,6 +168,9 @@ def test_value_comparison() -> None:
     assert same_value("remote.address", "10.0.2.10", "10.0.2.10/32")
     assert not same_value("remote.address", "10.0.2.10", "10.0.2.11")
     assert same_value("tcp-md5-key", "x", None)  # hidden by the router: not comparable
+    assert same_value("tcp-md5-key", "x", "*****")  # masked: not comparable either
+    assert not same_value("tcp-md5-key", "x", "")  # no key on the router: set it
+    assert not same_value("tcp-md5-key", "x", "y")
     assert not same_value("comment", "piimg: homelab", None)
 
 

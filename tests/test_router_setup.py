@@ -514,3 +514,20 @@ def test_firewall_without_lan_list_is_explained(peer: RouterOSPeer, project: Pat
     assert ('note: the firewall rule "drop untrusted" (chain=input action=drop in-interface-list=!trusted) drops everything '
             "the nodes on bridge2 send to the router itself, because bridge2 is not in the list trusted: BGP connections") in r.stdout
     assert "to allow them: /interface list member add list=trusted interface=bridge2" in r.stdout
+
+
+@pytest.mark.parametrize("peer", ["6.49.10", "7.22.1"], indirect=True)
+def test_dhcp_server_rename_is_a_rename(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
+    write_spec(project, peer)
+    assert piimg("router-setup", "--yes", "--no-backup").exit_code == 0
+    [before] = peer.rows("/ip/dhcp-server")
+    start = len(peer.commands)
+    write_spec(project, peer, router={"dhcp_server": "lab-dhcp"})
+    r = piimg("router-setup", "--yes", "--no-backup")
+    assert r.exit_code == 0, r.output
+    assert "~ set DHCP server lab-dhcp: name dhcp2 -> lab-dhcp" in r.stdout
+    assert "/ip/dhcp-server/add" not in peer.commands[start:] and "/ip/dhcp-server/remove" not in peer.commands[start:]
+    [after] = peer.rows("/ip/dhcp-server")  # never two servers on bridge2
+    assert (after[".id"], after["name"], after["interface"]) == (before[".id"], "lab-dhcp", "bridge2")
+    assert {row["server"] for row in peer.rows("/ip/dhcp-server/lease")} == {"lab-dhcp"}
+    assert "no changes" in piimg("router-setup", "--yes").stdout

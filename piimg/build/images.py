@@ -20,7 +20,8 @@ from typing import Final
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits
 from piimg.errors import ImageError, PiimgError
-from piimg.fetch.source import BaseImage, looks_like_a_pi_image, obtain_base_image
+from piimg.fetch import artifacts
+from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
 from piimg.image.fat import FatFS
 from piimg.image.partitions import PiLayout, open_layout
@@ -74,6 +75,17 @@ def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Repor
     )
 
 
+def base_arch(spec: Spec, base: BaseImage, reporter: Reporter = QUIET) -> str:
+    """The base image's architecture (``image.arch``, else its catalog URL or file name)."""
+    arch = artifacts.image_arch(spec.image.arch, base.location, base.name, str(base.path))
+    if arch == "armhf":
+        reporter.warn(
+            "armhf (32-bit) image: k3s-armhf needs an ARMv7 board (Pi 2 or newer); "
+            "first boot refuses a Pi 1, Zero or Zero W"
+        )
+    return arch
+
+
 def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
     """Write ``edits`` into an open boot file system; returns the paths written."""
     for path in edits.remove:
@@ -87,7 +99,7 @@ def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
         parent = path.rpartition("/")[0]
         if parent:
             fs.makedirs(parent)
-        fs.write_file(path, data)
+        fs.write_file(path, data if isinstance(data, bytes) else data.read_bytes())
         written.append(path)
     if not fs.exists(CMDLINE):
         raise ImageError("the boot partition has no cmdline.txt")
@@ -177,13 +189,16 @@ def build_images(
     """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
+    artifacts.check_pins(spec)  # a channel, an unpinned version: refused before any download
     base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
     fmt = _inspect_base(base, layout, spec, reporter)
+    arch = base_arch(spec, base, reporter)
     reporter.info(
         f"base {base.name}: boot partition {layout.boot.size // 2**20} MiB at {layout.boot.start // 2**20} MiB, "
-        f"init format {fmt.value}"
+        f"init format {fmt.value}, {arch}"
     )
+    cluster = artifacts.obtain_cluster_artifacts(spec, arch, Fetcher(reporter=reporter))
     for node in selected:
         if (out / f"{node.hostname}.img").resolve() == Path(base.path).resolve():
             raise ImageError(
@@ -192,7 +207,7 @@ def build_images(
             )
     # Everything that can fail on a value (templates, secrets from the
     # environment) fails here, before the first image is written.
-    edits = {node.hostname: boot_edits(spec, node, secrets, fmt) for node in selected}
+    edits = {node.hostname: boot_edits(spec, node, secrets, fmt, artifacts=cluster) for node in selected}
     built = []
     for node in selected:
         reporter.info(f"building {node.hostname} ...")

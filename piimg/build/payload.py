@@ -11,7 +11,12 @@ FAT file system. Layout on the boot partition::
     piimg/firstboot/*.py        the first-boot program (stdlib only)
     piimg/node.json             this node's settings and secrets
     piimg/piimg-firstboot.service
-    piimg/manifests/*.yaml      initial server only: MetalLB, ingress, ...
+    piimg/manifests/*.yaml      initial server only: MetalLB, ingress, ... (charts inline)
+    piimg/k3s/install.sh        k3s's install script at the pinned tag (verified)
+    piimg/k3s/k3s               the k3s binary of the image's architecture (verified)
+    piimg/k3s/images/*.tar.zst  cluster.airgap only: the release's airgap images
+
+Big files are given as :class:`~pathlib.Path` (read when written), not bytes.
 """
 
 from __future__ import annotations
@@ -21,16 +26,30 @@ import secrets as _random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import piimg.firstboot
 from piimg.build import cmdline
 from piimg.errors import ConfigError
 from piimg.firstboot.identity import HOST_KEY_SECRET, NODE_PASSWORD_SECRET, TLS_SECRET_PREFIX
-from piimg.firstboot.nodeconf import INSTALL_DIR, PAYLOAD_DIR, UNIT_NAME, IngressRef, K3sConfig, NodeConfig
+from piimg.firstboot.nodeconf import (
+    INSTALL_DIR,
+    K3S_BINARY,
+    K3S_DIR,
+    K3S_IMAGES,
+    K3S_SCRIPT,
+    PAYLOAD_DIR,
+    UNIT_NAME,
+    IngressRef,
+    K3sConfig,
+    NodeConfig,
+)
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.spec.model import InitFormat, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
+
+if TYPE_CHECKING:
+    from piimg.fetch.artifacts import ClusterArtifacts
 
 #: k3s needs the memory cgroup; Raspberry Pi OS kernels leave it off unless asked
 #: (the most common reason a k3s node never becomes Ready on a Pi).
@@ -63,7 +82,7 @@ FIRSTBOOT_DIR: Final = Path(piimg.firstboot.__file__).parent
 class BootEdits:
     """Everything to write into one node's boot partition."""
 
-    files: dict[str, bytes]  # path on the boot partition -> content (created or replaced)
+    files: dict[str, bytes | Path]  # path on the boot partition -> content (created or replaced)
     cmdline_add: tuple[str, ...]  # words cmdline.txt must carry, once
     cmdline_drop_keys: tuple[str, ...]  # keys of words removed first (stale values of a rebuild)
     remove: tuple[str, ...] = ()  # files or folders removed first (payload of an earlier build)
@@ -84,7 +103,14 @@ def _ingress(spec: Spec) -> IngressRef | None:
     return IngressRef(namespace=ref[0], service=ref[1]) if ref else None
 
 
-def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, manifests: list[str]) -> NodeConfig:
+def node_config(
+    spec: Spec,
+    node: NodeSpec,
+    secrets: Secrets,
+    fmt: InitFormat,
+    manifests: list[str],
+    artifacts: ClusterArtifacts | None = None,
+) -> NodeConfig:
     initial = node == spec.initial_server
     node_secrets = {"k3s_token": secrets.k3s_token}
     bgp = bgp_password(spec)
@@ -112,11 +138,7 @@ def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, m
         dns=[str(d) for d in spec.network.dns],
         user=spec.access.user,
         init_format=fmt.value,
-        k3s=K3sConfig(
-            version=spec.cluster.k3s_version,
-            config_yaml=render_k3s_config(spec, node, secrets),
-            server_url=None if initial else k3s_server_url(spec),
-        ),
+        k3s=_k3s_config(spec, node, secrets, initial, artifacts),
         secrets=node_secrets,
         ssh_host_public_key=public_key,
         manifests=manifests,
@@ -125,18 +147,60 @@ def node_config(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, m
     )
 
 
-def payload_files(spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat) -> dict[str, bytes]:
-    """``piimg/...`` files (paths relative to the boot partition)."""
-    files = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
+def _k3s_config(
+    spec: Spec, node: NodeSpec, secrets: Secrets, initial: bool, artifacts: ClusterArtifacts | None
+) -> K3sConfig:
+    conf = K3sConfig(
+        version=spec.cluster.k3s_version,
+        config_yaml=render_k3s_config(spec, node, secrets),
+        server_url=None if initial else k3s_server_url(spec),
+    )
+    if artifacts is not None:
+        k = artifacts.k3s
+        conf.arch = k.arch
+        conf.install_sha256 = k.install_sh.sha256
+        conf.binary_sha256 = k.binary.sha256
+        if k.airgap_images is not None:
+            conf.airgap_images = k.airgap_images.name
+            conf.airgap_sha256 = k.airgap_images.sha256
+            conf.registry_host = None
+    return conf
+
+
+def k3s_files(artifacts: ClusterArtifacts) -> dict[str, bytes | Path]:
+    """The k3s files of the payload (install script, binary, airgap images)."""
+    k = artifacts.k3s
+    files: dict[str, bytes | Path] = {
+        f"{PAYLOAD_DIR}/{K3S_DIR}/{K3S_SCRIPT}": k.install_sh.path,
+        f"{PAYLOAD_DIR}/{K3S_DIR}/{K3S_BINARY}": k.binary.path,
+    }
+    if k.airgap_images is not None:
+        files[f"{PAYLOAD_DIR}/{K3S_DIR}/{K3S_IMAGES}/{k.airgap_images.name}"] = k.airgap_images.path
+    return files
+
+
+def payload_files(
+    spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, artifacts: ClusterArtifacts | None = None
+) -> dict[str, bytes | Path]:
+    """``piimg/...`` files (paths relative to the boot partition).
+
+    ``artifacts`` (what :func:`piimg.fetch.artifacts.obtain_cluster_artifacts`
+    returns) puts k3s on the card and the charts into the manifests; without
+    them first boot refuses to install k3s (it downloads nothing itself).
+    """
+    files: dict[str, bytes | Path] = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
     unit = FIRSTBOOT_DIR / UNIT_NAME
     if unit.is_file():
         files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
     manifests: list[str] = []
     if node == spec.initial_server:
-        for name, text in sorted(render_addons(spec, secrets).items()):
+        charts = artifacts.charts if artifacts is not None else None
+        for name, text in sorted(render_addons(spec, secrets, charts=charts).items()):
             files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
             manifests.append(name)
-    files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests).to_json().encode()
+    if artifacts is not None:
+        files.update(k3s_files(artifacts))
+    files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests, artifacts).to_json().encode()
     return files
 
 
@@ -230,12 +294,18 @@ def _regdom_words(spec: Spec) -> tuple[str, ...]:
 
 
 def boot_edits(
-    spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, *, instance_id: str | None = None
+    spec: Spec,
+    node: NodeSpec,
+    secrets: Secrets,
+    fmt: InitFormat,
+    *,
+    instance_id: str | None = None,
+    artifacts: ClusterArtifacts | None = None,
 ) -> BootEdits:
     """The complete set of boot-partition changes for ``node``."""
     ctx = _context(spec, node, secrets)
-    files: dict[str, bytes] = {"ssh": b""}
-    files.update(payload_files(spec, node, secrets, fmt))
+    files: dict[str, bytes | Path] = {"ssh": b""}
+    files.update(payload_files(spec, node, secrets, fmt, artifacts))
     regdom = _regdom_words(spec)
     drop = ("ds", *SYSTEMD_RUN_KEYS, *((REGDOM_KEY,) if regdom else ()))
     if fmt is InitFormat.SYSTEMD:

@@ -96,6 +96,8 @@ _register()
 
 def _report(exc: PiimgError) -> int:
     click.echo(f"error: {exc.message}", err=True)
+    if exc.context:
+        click.echo(exc.context, err=True)
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
     return exc.exit_code

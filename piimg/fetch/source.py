@@ -50,6 +50,7 @@ class BaseImage:
     init_format: str | None  # catalog's init_format when known ("systemd", "cloudinit", "cloudinit-rpi", ...)
     name: str  # human name (catalog name or file name)
     size: int
+    location: str = ""  # the URL or path it came from (names the architecture: ..._arm64/...)
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ class Fetcher:
         if detect_format(path) is Format.RAW:
             size = path.stat().st_size
             return BaseImage(path=path, sha256=digest, download_sha256=None, init_format=want.init_format,
-                             name=want.name, size=size)
+                             name=want.name, size=size, location=want.location)
         if (hit := self._hit(want, digest)) is not None:
             return hit
         return self._install(want, path, digest, source=str(path))
@@ -356,6 +357,7 @@ def _base(entry: CacheEntry, path: Path, want: _Wanted) -> BaseImage:
         init_format=want.init_format or entry.init_format,
         name=want.name or entry.name,
         size=entry.size,
+        location=want.location,
     )
 
 

@@ -1,4 +1,10 @@
-"""Step 5: install k3s with the official install script, pinned version.
+"""Step 5: install k3s from the payload: verified binary, install script at the pinned tag.
+
+Nothing is downloaded here: the build fetched install.sh at the release's
+tag, the binary (and with ``cluster.airgap`` the images) and verified them;
+this step checks them against the digests in node.json once more (the FAT
+is easy to corrupt), places the binary at ``/usr/local/bin/k3s`` and runs
+the script with ``INSTALL_K3S_SKIP_DOWNLOAD=true``.
 
 The token reaches k3s only through ``/etc/rancher/k3s/config.yaml`` (0600):
 never the environment or argv, where ``ps`` and the journal would show it.
@@ -8,6 +14,7 @@ Air-gap install: https://docs.k3s.io/installation/airgap
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -17,6 +24,7 @@ import urllib.request
 from typing import Dict, Optional, Tuple
 
 from .context import Context, StepError
+from .nodeconf import K3S_BINARY, K3S_DIR, K3S_IMAGES, K3S_SCRIPT
 from .runner import CommandError
 from .store import write_atomic
 
@@ -27,19 +35,24 @@ IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 _VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+")
 
 
-def install_env(version: str, role: str, server_url: Optional[str], *, airgap: bool) -> Dict[str, str]:
-    """The install script's environment. Deliberately no K3S_TOKEN."""
-    env = {"INSTALL_K3S_EXEC": "server" if role == "server" else "agent"}
-    if _VERSION_RE.match(version):
-        env["INSTALL_K3S_VERSION"] = version
-    else:  # a channel name: stable, latest, v1.31, ...
-        env["INSTALL_K3S_CHANNEL"] = version
+def install_env(version: str, role: str, server_url: Optional[str]) -> Dict[str, str]:
+    """The install script's environment. Deliberately no K3S_TOKEN.
+
+    ``INSTALL_K3S_SKIP_DOWNLOAD=true``: the script downloads neither the
+    binary nor its hash; it checks that ``/usr/local/bin/k3s`` is executable
+    (``verify_k3s_is_executable``) and installs the service around it.
+    """
+    if not _VERSION_RE.match(version):
+        raise StepError("node.json: k3s.version %r is not a release (a build pins one)" % version)
+    env = {
+        "INSTALL_K3S_EXEC": "server" if role == "server" else "agent",
+        "INSTALL_K3S_VERSION": version,
+        "INSTALL_K3S_SKIP_DOWNLOAD": "true",
+    }
     if role != "server":
         if not server_url:
             raise StepError("node.json: k3s.server_url is required for an agent")
         env["K3S_URL"] = server_url
-    if airgap:
-        env["INSTALL_K3S_SKIP_DOWNLOAD"] = "true"
     return env
 
 
@@ -78,6 +91,28 @@ def server_answers(url: str, timeout: float) -> Tuple[bool, str]:
     return False, "server not answering yet (is the server node up, its first boot done?): " + last
 
 
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(ctx: Context, rel: str, want: str) -> str:
+    """The payload file ``rel``, checked against the digest the build recorded."""
+    path = os.path.join(ctx.payload_dir, K3S_DIR, rel)
+    if not want:
+        raise StepError("node.json: no SHA-256 recorded for k3s/%s: the card was built without k3s; rebuild it" % rel)
+    if not os.path.isfile(path):
+        raise StepError("the payload lacks k3s/%s (%s): rebuild the card" % (rel, path))
+    got = sha256_of(path)
+    if got != want:
+        raise StepError("k3s/%s in the payload has SHA-256 %s, the build recorded %s: the card is corrupt; "
+                        "rebuild and reflash it" % (rel, got, want))
+    return path
+
+
 def _copy(src: str, dst: str, mode: int) -> None:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = dst + ".piimg-tmp"
@@ -86,44 +121,29 @@ def _copy(src: str, dst: str, mode: int) -> None:
     os.replace(tmp, dst)
 
 
-def place_airgap(ctx: Context) -> bool:
-    """Install the payload's k3s binary and images, if it carries them."""
-    binary = os.path.join(ctx.payload_dir, "k3s", "k3s")
-    if not os.path.isfile(binary):
-        return False
+def check_machine(machine: str) -> None:
+    """ARMv6 (Pi 1, Zero, Zero W) runs the 32-bit OS, but k3s-armhf is an ARMv7 binary."""
+    if machine.startswith("armv6"):
+        raise StepError("this board is ARMv6 (uname -m: %s; Pi 1, Zero or Zero W): k3s publishes no ARMv6 "
+                        "build, so it cannot run here; use a Pi 2 or newer" % machine)
+
+
+def place_k3s(ctx: Context) -> str:
+    """Put the verified payload in place: binary, airgap images, install script; returns the script's path."""
+    k = ctx.config.k3s
+    binary = _verified(ctx, K3S_BINARY, k.binary_sha256)
+    script = _verified(ctx, K3S_SCRIPT, k.install_sha256)
+    images = None
+    if k.airgap_images:
+        images = _verified(ctx, "%s/%s" % (K3S_IMAGES, k.airgap_images), k.airgap_sha256 or "")
     _copy(binary, ctx.path(BINARY_PATH), 0o755)
-    images = os.path.join(ctx.payload_dir, "k3s", "images")
-    if os.path.isdir(images):
-        for name in sorted(os.listdir(images)):
-            _copy(os.path.join(images, name), os.path.join(ctx.path(IMAGES_DIR), name), 0o600)
-    ctx.log.info("air-gap: installed k3s binary and images from the payload")
-    return True
-
-
-def fetch_script(ctx: Context) -> str:
-    local = os.path.join(ctx.payload_dir, "k3s", "install.sh")
+    ctx.log.info("installed the k3s %s binary (%s, sha256 %s) as %s" % (k.version, k.arch, k.binary_sha256, BINARY_PATH))
+    if images is not None:
+        _copy(images, os.path.join(ctx.path(IMAGES_DIR), os.path.basename(images)), 0o600)
+        ctx.log.info("air-gap: placed %s in %s" % (os.path.basename(images), IMAGES_DIR))
     dest = ctx.path(SCRIPT_PATH)
-    if os.path.isfile(local):
-        _copy(local, dest, 0o700)
-        return dest
-    url = ctx.config.k3s.install_url
-    body = {}
-
-    def attempt() -> Tuple[bool, str]:
-        try:
-            status, data = http_get(url, ctx.timeouts["http"])
-        except urllib.error.HTTPError as exc:
-            return False, "%s answered HTTP %d" % (url, exc.code)
-        except (OSError, ValueError) as exc:
-            return False, "%s: %s" % (url, getattr(exc, "reason", exc))
-        if not data.startswith(b"#!"):
-            return False, "%s did not return a shell script (HTTP %d)" % (url, status)
-        body["data"] = data
-        return True, "fetched %s (%d bytes)" % (url, len(data))
-
-    ctx.log.info(ctx.wait_for("the k3s install script", attempt, "download"))
     os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
-    write_atomic(dest, body["data"].decode("utf-8", "replace"), 0o700)
+    _copy(script, dest, 0o700)
     return dest
 
 
@@ -135,12 +155,12 @@ def step_k3s(ctx: Context) -> None:
     os.makedirs(os.path.dirname(config_path), mode=0o755, exist_ok=True)
     write_atomic(config_path, cfg.k3s.config_yaml, 0o600)
     ctx.log.info("wrote %s (0600)" % CONFIG_PATH)
-    airgap = place_airgap(ctx)
-    script = fetch_script(ctx)
+    check_machine(os.uname().machine)
+    script = place_k3s(ctx)
     if cfg.k3s.server_url:
         url = cfg.k3s.server_url
         ctx.log.info(ctx.wait_for("the k3s server at %s" % url, lambda: server_answers(url, ctx.timeouts["http"]), "server"))
-    env = install_env(cfg.k3s.version, cfg.role, cfg.k3s.server_url, airgap=airgap)
+    env = install_env(cfg.k3s.version, cfg.role, cfg.k3s.server_url)
     try:
         res = ctx.run(["sh", script], env=env, timeout=ctx.timeouts["install"])
     except CommandError as exc:

@@ -21,14 +21,28 @@ SCHEMA = 1
 PAYLOAD_DIR = "piimg"  # folder on the boot partition
 INSTALL_DIR = "/opt/piimg"  # where the first-run hook copies the payload
 UNIT_NAME = "piimg-firstboot.service"
+# k3s in the payload: PAYLOAD_DIR/K3S_DIR/{K3S_SCRIPT, K3S_BINARY, K3S_IMAGES/<tarball>}
+K3S_DIR = "k3s"
+K3S_SCRIPT = "install.sh"
+K3S_BINARY = "k3s"
+K3S_IMAGES = "images"
 
 
 @dataclass
 class K3sConfig:
-    version: str  # e.g. v1.36.3+k3s1, or a channel name ("stable")
+    """k3s as the build verified it; first boot checks the payload's files against these digests."""
+
+    version: str  # a release, e.g. v1.36.3+k3s1
     config_yaml: str  # content of /etc/rancher/k3s/config.yaml (token included)
-    install_url: str = "https://get.k3s.io"
     server_url: Optional[str] = None  # agents and joining servers: https://SERVER:6443
+    arch: str = ""  # arm64 | armhf: the build of the payload's binary
+    install_sha256: str = ""  # of k3s/install.sh (the script at the version's tag)
+    binary_sha256: str = ""  # of k3s/k3s (per the release's sha256sum file)
+    airgap_images: Optional[str] = None  # file name under k3s/images/ (cluster.airgap)
+    airgap_sha256: Optional[str] = None
+    # DNS must resolve this before k3s pulls its images (rancher/mirrored-*,
+    # klipper-helm are on docker.io); None with the airgap images on the card.
+    registry_host: Optional[str] = "registry-1.docker.io"
 
 
 @dataclass

@@ -6,7 +6,6 @@ import ipaddress
 import os
 import socket
 from typing import List, Optional, Tuple
-from urllib.parse import urlparse
 
 from .context import Context, RebootRequested, StepError, is_stub
 from .runner import CommandError
@@ -151,10 +150,9 @@ def clock_synced(ctx: Context) -> Tuple[bool, str]:
 
 def step_network(ctx: Context) -> None:
     ctx.log.info(ctx.wait_for("a default route", lambda: default_route(ctx), "network"))
-    # DNS is needed for the install script and image pulls; a fully air-gapped
-    # payload (binary + install.sh) may live on a network without it.
-    airgapped = all(os.path.isfile(os.path.join(ctx.payload_dir, "k3s", f)) for f in ("k3s", "install.sh"))
-    host = None if airgapped else urlparse(ctx.config.k3s.install_url).hostname
+    # k3s itself comes from the payload; DNS is needed for image pulls (k3s's
+    # system images are on docker.io) unless the payload carries the airgap images.
+    host = ctx.config.k3s.registry_host
     ctx.log.info(ctx.wait_for("DNS", lambda: dns_works(host), "network"))
     ctx.log.info(ctx.wait_for("clock synchronisation", lambda: clock_synced(ctx), "clock"))
 

@@ -26,7 +26,8 @@ by the tests.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 from piimg import versions as v
 from piimg.errors import PiimgError
@@ -34,6 +35,9 @@ from piimg.manifests.env import render
 from piimg.manifests.k3s import MASKED, bgp_password
 from piimg.spec.model import Ingress, Spec
 from piimg.spec.secrets import Secrets
+
+if TYPE_CHECKING:
+    from piimg.fetch.artifacts import ChartArchive
 
 METALLB_ADDON: Final = "piimg-metallb.yaml"
 BGP_SECRET_ADDON: Final = "piimg-metallb-bgp-secret.yaml"
@@ -151,7 +155,17 @@ def warnings(spec: Spec) -> list[str]:
     return out
 
 
-def _metallb(spec: Spec) -> str:
+def _content(charts: Mapping[str, ChartArchive] | None, name: str) -> dict[str, str | None]:
+    """Template values that embed the fetched archive of chart ``name`` (none without ``charts``)."""
+    if charts is None:
+        return {"chart_content": None, "chart_sha256": None}
+    archive = charts.get(name)
+    if archive is None:
+        raise PiimgError(f"chart {name}: not among the fetched chart archives ({', '.join(sorted(charts))})")
+    return {"chart_content": archive.content_base64(), "chart_sha256": archive.file.sha256}
+
+
+def _metallb(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str:
     return render(
         "metallb.yaml.j2",
         version=spec.cluster.metallb_version,
@@ -159,6 +173,7 @@ def _metallb(spec: Spec) -> str:
         repo=v.METALLB_CHART_REPO,
         chart=v.METALLB_CHART,
         chart_version=v.metallb_chart_version(spec.cluster.metallb_version),
+        **_content(charts, v.METALLB_CHART),
     )
 
 
@@ -188,7 +203,7 @@ def _metallb_config(spec: Spec, *, with_secret: bool) -> str:
     )
 
 
-def _ingress(spec: Spec) -> str | None:
+def _ingress(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str | None:
     ingress = spec.cluster.ingress
     if ingress is Ingress.NGINX:
         return render(
@@ -197,6 +212,8 @@ def _ingress(spec: Spec) -> str | None:
             release="nginx-ingress",
             chart=v.NGINX_INGRESS_CHART,
             chart_version=v.NGINX_INGRESS_CHART_VERSION,
+            # by reference until a digest is pinned (see versions.NGINX_INGRESS_CHART_PIN)
+            **_content(charts if v.NGINX_INGRESS_CHART_PIN is not None else None, "nginx-ingress"),
         )
     if ingress is Ingress.INGRESS_NGINX:
         return render(
@@ -206,25 +223,35 @@ def _ingress(spec: Spec) -> str | None:
             repo=v.INGRESS_NGINX_CHART_REPO,
             chart=v.INGRESS_NGINX_CHART,
             chart_version=v.INGRESS_NGINX_CHART_VERSION,
+            **_content(charts, v.INGRESS_NGINX_CHART),
         )
     # traefik: k3s deploys it (it is not in `disable`); its Service is already
     # type LoadBalancer and MetalLB answers for it. none: nothing to deploy.
     return None
 
 
-def render_addons(spec: Spec, secrets: Secrets, *, mask_secrets: bool = False) -> dict[str, str]:
+def render_addons(
+    spec: Spec,
+    secrets: Secrets,
+    *,
+    mask_secrets: bool = False,
+    charts: Mapping[str, ChartArchive] | None = None,
+) -> dict[str, str]:
     """Ordered ``{file name: YAML text}`` for the initial server's auto-deploy folder.
 
     ``secrets`` is accepted for symmetry with :func:`render_k3s_config`; the
     only secret here is the BGP password, which comes from the environment.
+    ``charts`` (the verified archives :mod:`piimg.fetch.artifacts` fetched, by
+    chart name) are embedded as ``spec.chartContent``: what a build ships.
+    Without them the HelmCharts name repo and version (a preview only).
     """
     del secrets  # no generated secret is deployed as a manifest (yet)
     password = bgp_password(spec)
-    files: dict[str, str] = {METALLB_ADDON: _metallb(spec)}
+    files: dict[str, str] = {METALLB_ADDON: _metallb(spec, charts)}
     if password is not None:
         files[BGP_SECRET_ADDON] = _bgp_secret(spec, password, mask_secrets=mask_secrets)
     files[METALLB_CONFIG_ADDON] = _metallb_config(spec, with_secret=password is not None)
-    ingress = _ingress(spec)
+    ingress = _ingress(spec, charts)
     if ingress is not None:
         files[INGRESS_ADDONS[spec.cluster.ingress]] = ingress
     check_addon_names(list(files))

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from piimg.router import facts
-from piimg.router.dialects import Dialect
+from piimg.router.dialects import BgpStyle, Dialect
 from piimg.router.model import (
+    BGP_CONNECTION,
+    BGP_INSTANCE,
     BRIDGE_PORT,
     IP_ADDRESS,
     LAN_LIST,
@@ -67,10 +69,15 @@ def _canon(field_name: str, value: str) -> str:
 
 
 def same_value(field_name: str, want: str, have: str | None) -> bool:
-    if have is None:
+    if field_name in SECRET_FIELDS and (have is None or (have != "" and set(have) == {"*"})):
         # RouterOS hides sensitive values from accounts without the "sensitive"
-        # policy; an unreadable secret cannot be compared, so it is left alone.
-        return field_name in SECRET_FIELDS
+        # policy (the field is left out, or printed as stars, e.g. napalm-ros's
+        # v6 mock _routing_bgp_peer_print.json has "tcp-md5-key": "*****"); an
+        # unreadable secret cannot be compared, so it is left alone rather than
+        # rewritten on every run.
+        return True
+    if have is None:
+        return False
     return _canon(field_name, want) == _canon(field_name, have)
 
 
@@ -233,6 +240,7 @@ def make_plan(desired: Desired, current: Current) -> Plan:
         owned = [r for r in rows if is_owned(r.get("comment"), cluster)]
         unowned = [r for r in rows if not is_owned(r.get("comment"), cluster)]
         matched: set[str] = set()
+        wanted = {i.key for i in desired.items if i.menu is menu}
         for item in (i for i in desired.items if i.menu is menu):
             key = item.key
             if menu is BRIDGE_PORT and interfaces is not None and key not in interfaces:
@@ -267,6 +275,21 @@ def make_plan(desired: Desired, current: Current) -> Plan:
                 conflicts.append(_conflict(menu, key, r, f"{menu.what} {other} with {f}={item.props[f]}", cluster))
                 continue
             mine = next((r for r in owned if menu.identity(r) == key and r.get(".id") not in matched), None)
+            if mine is None and menu.exclusive:
+                # Our item under its old key (dhcp2 renamed to dhcp3 on the same
+                # interface; a node renamed): rename it in place. Adding first and
+                # removing the old one last would make two DHCP servers on one
+                # interface, or two peers to one address, for a while.
+                mine = next(
+                    (
+                        r
+                        for r in owned
+                        if r.get(".id") not in matched
+                        and menu.identity(r) not in wanted
+                        and any(f in item.props and same_value(f, item.props[f], r.get(f)) for f in menu.exclusive)
+                    ),
+                    None,
+                )
             if mine is None:
                 changes.append(Operation("add", menu, key, dict(item.props)))
                 continue
@@ -285,9 +308,41 @@ def make_plan(desired: Desired, current: Current) -> Plan:
         cluster=cluster,
         operations=operations,
         conflicts=tuple(conflicts),
-        notes=desired.notes + tuple(fact_notes),
+        notes=desired.notes + tuple(fact_notes) + tuple(_orphan_instances(desired, current)),
         warnings=tuple(_management_warnings(desired, current, operations)),
     )
+
+
+def _orphan_instances(desired: Desired, current: Current) -> list[str]:
+    """Instances RouterOS made when it upgraded 7.19 connections, that nothing uses once piimg's own is in place.
+
+    Upgrading to 7.20 turns each group of connections into an instance named
+    ``bgp-instance-N`` (terraform-routeros resource_routing_bgp_instance.go
+    records ``name: "bgp-instance-1"``) and points the connections at it; piimg
+    moves its own connections to its ``piimg-<cluster>`` instance, which
+    leaves the auto-made one behind with the same AS. It is not piimg's to
+    remove, so the plan says so.
+    """
+    if not desired.dialect.has_bgp_instance or desired.dialect.bgp is BgpStyle.V6:
+        return []
+    ours = next((i for i in desired.items if i.menu is BGP_INSTANCE), None)
+    if ours is None:
+        return []
+    instances = [normalize_row(r) for r in current.get(BGP_INSTANCE.path, ())]
+    connections = [normalize_row(r) for r in current.get(BGP_CONNECTION.path, ())]
+    used = {c.get("instance") for c in connections if not is_owned(c.get("comment"), desired.cluster)}
+    notes = []
+    for inst in instances:
+        name = inst.get("name", "")
+        if is_owned(inst.get("comment"), desired.cluster) or name in used or name == ours.key:
+            continue
+        if inst.get("as") == ours.props.get("as"):
+            notes.append(
+                f"BGP instance {name} is not managed by piimg, has the same AS ({inst.get('as')}) and no connection "
+                f"uses it once piimg's connections are on {ours.key} (RouterOS 7.20 makes such instances when it "
+                f"upgrades 7.19 connections); if nothing else needs it: /routing bgp instance remove [find name={name}]"
+            )
+    return notes
 
 
 def _management_warnings(desired: Desired, current: Current, operations: tuple[Operation, ...]) -> list[str]:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final, Literal, TypeVar, overload
-
-import yaml
+from urllib.parse import urlsplit
 
 from piimg.errors import ConfigError
+from piimg.spec import sshkeys, yamlload
 from piimg.spec.model import (
     DEFAULT_K3S_VERSION,
     DEFAULT_METALLB_VERSION,
     AccessSpec,
     AddressRange,
+    Arch,
     BgpSpec,
     ClusterSpec,
     ImageSpec,
@@ -44,13 +46,13 @@ from piimg.spec.rules import cross_check, resolve_env_secrets
 
 T = TypeVar("T")
 
-_HOSTNAME_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_MAC_RE: Final = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
-_K3S_VERSION_RE: Final = re.compile(r"^v1\.\d+\.\d+(-rc\d+)?\+k3s\d+$")
-_METALLB_VERSION_RE: Final = re.compile(r"^v0\.\d+\.\d+$")
-_SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
-_ENV_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_USER_RE: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_HOSTNAME_RE: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_MAC_RE: Final = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
+_K3S_VERSION_RE: Final = re.compile(r"v1\.\d+\.\d+(-rc\d+)?\+k3s\d+")
+_METALLB_VERSION_RE: Final = re.compile(r"v0\.\d+\.\d+")
+_SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
+_ENV_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _K3S_CHANNELS: Final = ("stable", "latest", "testing")
 _KNOWN_DISABLE: Final = ("traefik", "servicelb", "metrics-server", "local-storage", "coredns", "runtimes")
 
@@ -190,7 +192,7 @@ def _env_name(ctx: _Ctx, key: str, value: object) -> str: ...
 def _env_name(ctx: _Ctx, key: str, value: object, *, optional: Literal[True]) -> str | None: ...
 def _env_name(ctx: _Ctx, key: str, value: object, *, optional: bool = False) -> str | None:
     name = _str(ctx, key, value, optional=True) if optional else _str(ctx, key, value)
-    if name is not None and not _ENV_RE.match(name):
+    if name is not None and not _ENV_RE.fullmatch(name):
         raise ctx.err(key, f"{name!r} is not an environment variable name")
     return name
 
@@ -202,7 +204,7 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
     sha = _str(ctx, "image.sha256", d.get("sha256", base.sha256), optional=True)
     if sha is not None:
         sha = sha.lower()
-        if not _SHA256_RE.match(sha):
+        if not _SHA256_RE.fullmatch(sha):
             raise ctx.err("image.sha256", f"{sha!r} is not a SHA-256 hex digest (64 hex digits)")
     for key, value in (("image.url", url), ("image.catalog", d.get("catalog"))):
         scheme = str(value).split("://", 1)[0] if "://" in str(value or "") else None
@@ -218,22 +220,27 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
         url=url,
         sha256=sha,
         init_format=_enum(ctx, "image.init_format", d.get("init_format", base.init_format.value), InitFormat),
+        arch=_enum(ctx, "image.arch", d.get("arch", base.arch.value), Arch),
     )
 
 
 def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
     d = _mapping(ctx, "access", raw, AccessSpec.__dataclass_fields__)
     user = _str(ctx, "access.user", d.get("user", "pi"))
-    if not _USER_RE.match(user) or user == "root":
+    if not _USER_RE.fullmatch(user) or user == "root":
         raise ctx.err("access.user", f"{user!r} is not a valid login name (lowercase letters, digits, _ and -; not root)")
     keys = []
     for i, k in enumerate(_list(ctx, "access.ssh_authorized_keys", d.get("ssh_authorized_keys"))):
         key = _str(ctx, f"access.ssh_authorized_keys[{i}]", k).strip()
-        if not re.match(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+", key):
-            raise ctx.err(f"access.ssh_authorized_keys[{i}]", f"not an OpenSSH public key: {key[:30]!r}")
+        try:
+            sshkeys.parse(key)  # type, base64, the blob's own type name and fields (see sshkeys)
+        except sshkeys.BadKey as exc:
+            raise ctx.err(f"access.ssh_authorized_keys[{i}]", f"not an OpenSSH public key: {exc}",
+                          hint="paste the whole line of the .pub file (ssh-keygen -y -f KEY prints it), "
+                               "or leave the list empty to use ~/.ssh/id_*.pub") from None
         keys.append(key)
     pw = _str(ctx, "access.password_hash", d.get("password_hash"), optional=True)
-    if pw is not None and not re.match(r"^\$6\$(rounds=\d+\$)?[^$]*\$[./A-Za-z0-9]{86}$", pw):
+    if pw is not None and not re.fullmatch(r"\$6\$(rounds=\d+\$)?[^$]*\$[./A-Za-z0-9]{86}", pw):
         raise ctx.err(
             "access.password_hash",
             "is not a crypt(3) SHA-512 hash ($6$salt$...)",
@@ -257,7 +264,7 @@ def _known_timezones() -> frozenset[str]:
 def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
     d = _mapping(ctx, "locale", raw, LocaleSpec.__dataclass_fields__)
     tz = _str(ctx, "locale.timezone", d.get("timezone", "Etc/UTC"))
-    if not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", tz):
+    if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", tz):
         raise ctx.err("locale.timezone", f"{tz!r} is not a time zone name like Europe/Berlin")
     zones = _known_timezones()
     if zones and tz not in zones:
@@ -265,10 +272,10 @@ def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
         raise ctx.err("locale.timezone", f"{tz!r} is not a known time zone (IANA tz database)",
                       hint=f"did you mean {close[0]!r}?" if close else "see /usr/share/zoneinfo")
     keymap = _str(ctx, "locale.keymap", d.get("keymap", "us"))
-    if not re.match(r"^[a-z][a-z0-9_-]*$", keymap):
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", keymap):
         raise ctx.err("locale.keymap", f"{keymap!r} is not a keymap name like us or de")
     country = _str(ctx, "locale.wifi_country", d.get("wifi_country"), optional=True)
-    if country is not None and not re.match(r"^[A-Z]{2}$", country):
+    if country is not None and not re.fullmatch(r"[A-Z]{2}", country):
         raise ctx.err("locale.wifi_country", f"{country!r} is not a two-letter country code like GB")
     return LocaleSpec(timezone=tz, keymap=keymap, wifi_country=country)
 
@@ -319,14 +326,14 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
     if port is not None and not 1 <= port <= 65535:
         raise ctx.err("router.port", f"{port} is not a TCP port")
     version = str(_str(ctx, "router.version", d.get("version", "auto")))
-    if version != "auto" and not re.match(r"^[67](\.\d+)?$", version):
+    if version != "auto" and not re.fullmatch(r"[67](\.\d+)?", version):
         raise ctx.err("router.version", f"{version!r} is not auto, 6, 7 or 7.N (e.g. 7.20)")
     ports = tuple(_str(ctx, f"router.ports[{i}]", p) for i, p in enumerate(_list(ctx, "router.ports", d.get("ports", list(base.ports)))))
     if len(set(ports)) != len(ports):
         raise ctx.err("router.ports", "lists a port twice")
     ca_file = _str(ctx, "router.ca_file", d.get("ca_file"), optional=True)
     host = _str(ctx, "router.host", d.get("host", base.host))
-    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", host):
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
         hint = "give the port in router.port" if ":" in host else None
         raise ctx.err("router.host", f"{host!r} is not an IPv4 address or host name", hint=hint)
     return RouterSpec(
@@ -356,7 +363,7 @@ def _load_pools(ctx: _Ctx, raw: object) -> tuple[PoolSpec, ...]:
         if "name" not in d:
             raise ctx.err(f"{key}.name", "required")
         name = _str(ctx, f"{key}.name", d["name"])
-        if not _HOSTNAME_RE.match(name):
+        if not _HOSTNAME_RE.fullmatch(name):
             raise ctx.err(f"{key}.name", f"{name!r} is not a valid Kubernetes name (lowercase RFC 1123 label)")
         addrs = _list(ctx, f"{key}.addresses", d.get("addresses"))
         if not addrs:
@@ -377,16 +384,16 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
     d = _mapping(ctx, "cluster", raw, ClusterSpec.__dataclass_fields__)
     base = ClusterSpec()
     name = _str(ctx, "cluster.name", d.get("name", base.name))
-    if not _HOSTNAME_RE.match(name):
+    if not _HOSTNAME_RE.fullmatch(name):
         raise ctx.err("cluster.name", f"{name!r} is not a lowercase RFC 1123 label")
     k3s = _str(ctx, "cluster.k3s_version", d.get("k3s_version", base.k3s_version))
-    if k3s not in _K3S_CHANNELS and not _K3S_VERSION_RE.match(k3s):
+    if k3s not in _K3S_CHANNELS and not _K3S_VERSION_RE.fullmatch(k3s):
         raise ctx.err(
             "cluster.k3s_version",
             f"{k3s!r} is not a k3s release like {DEFAULT_K3S_VERSION} or a channel ({', '.join(_K3S_CHANNELS)})",
         )
     mlb = _str(ctx, "cluster.metallb_version", d.get("metallb_version", base.metallb_version))
-    if not _METALLB_VERSION_RE.match(mlb):
+    if not _METALLB_VERSION_RE.fullmatch(mlb):
         raise ctx.err("cluster.metallb_version", f"{mlb!r} is not a MetalLB release like {DEFAULT_METALLB_VERSION}")
     disable = tuple(_str(ctx, f"cluster.disable[{i}]", v) for i, v in enumerate(_list(ctx, "cluster.disable", d.get("disable", list(base.disable)))))
     for i, item in enumerate(disable):
@@ -404,9 +411,17 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
         password_env=bgp_pw,
         allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", False)),
     )
+    install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
+    if install_sha is not None:
+        install_sha = install_sha.lower()
+        if not _SHA256_RE.match(install_sha):
+            raise ctx.err("cluster.k3s_install_sha256", f"{install_sha!r} is not a SHA-256 hex digest (64 hex digits)")
     return ClusterSpec(
         name=name,
         k3s_version=k3s,
+        airgap=_bool(ctx, "cluster.airgap", d.get("airgap", base.airgap)),
+        artifact_mirror=_mirror(ctx, "cluster.artifact_mirror", d.get("artifact_mirror")),
+        k3s_install_sha256=install_sha,
         disable=disable,
         extra_server_args=extra,
         bgp=bgp,
@@ -414,6 +429,39 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
         metallb_version=mlb,
         ingress=ingress,
     )
+
+
+def _mirror(ctx: _Ctx, key: str, value: object) -> str | None:
+    """An artefact mirror's base URL, without the trailing slash.
+
+    Plain http:// only for a loopback address: the k3s binary's checksum comes
+    from the release's sha256sum file, which a mirror serves too, so the
+    transport must be trustworthy (TLS, or this machine).
+    """
+    url = _str(ctx, key, value, optional=True)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ctx.err(key, f"{url!r} is not an http(s) URL like https://mirror.example/piimg")
+    if parts.query or parts.fragment:
+        raise ctx.err(key, f"{url!r}: a base URL has no ?query or #fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ctx.err(
+            key,
+            f"{url!r}: plain http:// is only accepted for a loopback address",
+            hint="the mirror also serves the checksum files; use https://",
+        )
+    return str(url).rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
@@ -427,14 +475,14 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
             if required not in d:
                 raise ctx.err(f"{key}.{required}", "required")
         hostname = _str(ctx, f"{key}.hostname", d["hostname"])
-        if not _HOSTNAME_RE.match(hostname):
+        if not _HOSTNAME_RE.fullmatch(hostname):
             raise ctx.err(
                 f"{key}.hostname",
                 f"{hostname!r} is not a valid hostname (RFC 1123: lowercase letters, digits and -, at most 63)",
             )
         mac = _str(ctx, f"{key}.mac", d.get("mac"), optional=True)
         if mac is not None:
-            if not _MAC_RE.match(mac):
+            if not _MAC_RE.fullmatch(mac):
                 raise ctx.err(f"{key}.mac", f"{mac!r} is not a MAC address like dc:a6:32:01:02:03")
             mac = mac.replace("-", ":").upper()
         nodes.append(
@@ -460,7 +508,13 @@ def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
         except OSError:
             continue
         if text:
-            keys.append(text.splitlines()[0].strip())
+            line = text.splitlines()[0].strip()
+            try:
+                sshkeys.parse(line)
+            except sshkeys.BadKey as exc:
+                raise ConfigError("access.ssh_authorized_keys", f"{pub}: not an OpenSSH public key: {exc}",
+                                  hint="fix or remove that file, or list the keys in access.ssh_authorized_keys") from None
+            keys.append(line)
     return tuple(keys)
 
 
@@ -501,23 +555,6 @@ def parse(
     return dataclasses.replace(spec, env_secrets=resolve_env_secrets(ctx, spec, env))
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """YAML 1.1 without base-60 integers: PyYAML reads an unquoted, all-digit
-    MAC such as ``12:34:56:12:34:56`` (or a time like ``11:22``) as a number."""
-
-
-_INT_TAG: Final = "tag:yaml.org,2002:int"
-_SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SpecLoader.add_implicit_resolver(
-    _INT_TAG,
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-
-
 def loads(
     text: str,
     *,
@@ -527,14 +564,7 @@ def loads(
     home: Path | None = None,
 ) -> Spec:
     """Parse and validate spec text (``file`` names it in messages)."""
-    try:
-        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass: safe
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{file or '<string>'}:{mark.line + 1}:{mark.column + 1}" if mark else (file or "<string>")
-        raise ConfigError("", f"{where}: YAML syntax error: {exc.problem}", file=file) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{file or '<string>'}: YAML error: {exc}", file=file) from None
+    raw = yamlload.load_text(text, file=file)  # bounded, duplicate keys refused, errors in words
     return parse(raw, file=file, base_dir=base_dir, env=env, home=home)
 
 
@@ -548,7 +578,12 @@ def load(
     """Load and validate the spec file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # read no more than the bound: a wrong -c FILE may be huge
+            data = fh.read(yamlload.MAX_BYTES + 1)
+        if len(data) > yamlload.MAX_BYTES:
+            raise ConfigError("", f"{path}: larger than {yamlload.MAX_BYTES // 1024} KiB: not a spec",
+                              hint="a spec is a few kilobytes; is this the right file?")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("", f"{path}: no such file", hint="create one with: piimg init") from None
     except (OSError, UnicodeDecodeError) as exc:

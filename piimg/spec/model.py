@@ -37,6 +37,14 @@ class InitFormat(enum.StrEnum):
     CLOUDINIT_RPI = "cloudinit-rpi"
 
 
+class Arch(enum.StrEnum):
+    """The OS image's userland architecture: which k3s binary the nodes get."""
+
+    AUTO = "auto"
+    ARM64 = "arm64"
+    ARMHF = "armhf"
+
+
 class Role(enum.StrEnum):
     SERVER = "server"
     AGENT = "agent"
@@ -84,6 +92,7 @@ class ImageSpec:
     url: str | None = None
     sha256: str | None = None
     init_format: InitFormat = InitFormat.AUTO
+    arch: Arch = Arch.AUTO
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,12 @@ class ClusterSpec:
     )
     metallb_version: str = DEFAULT_METALLB_VERSION
     ingress: Ingress = Ingress.NGINX
+    #: ship the release's airgap images tarball too: k3s then needs no registry
+    airgap: bool = False
+    #: base URL that holds every upstream artefact under ``<host>/<path>``
+    artifact_mirror: str | None = None
+    #: SHA-256 of install.sh at ``k3s_version``, for versions piimg does not pin
+    k3s_install_sha256: str | None = None
 
 
 @dataclass(frozen=True)

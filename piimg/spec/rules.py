@@ -93,6 +93,36 @@ def _node_roles(ctx: _Ctx, spec: Spec) -> None:
         raise ctx.err("nodes[0].role", "the first node must be the initial server (role: server)")
 
 
+def _addresses_outside_lb_pools(ctx: _Ctx, spec: Spec) -> None:
+    """MetalLB hands out every address of a pool to services and announces it over
+    BGP: an address that is already a node, the gateway or the router's API
+    endpoint would be answered by two machines."""
+    owners: list[tuple[str, IPv4Address, str]] = [
+        (f"nodes[{i}].address", n.address, f"{n.hostname}'s address") for i, n in enumerate(spec.nodes)
+    ]
+    owners.append(("network.gateway", spec.network.gateway, "the gateway"))
+    try:
+        router = IPv4Address(spec.router.host)
+    except ValueError:  # a host name: nothing to compare before it is resolved
+        router = None
+    if router is not None:
+        owners.append(("router.host", router, "the router's API address"))
+        for i, n in enumerate(spec.nodes):
+            if n.address == router:
+                raise ctx.err("router.host", f"{router} is nodes[{i}].address ({n.hostname}), a Pi, not the router",
+                              hint="router.host is the MikroTik's address, usually network.gateway")
+    for key, addr, what in owners:
+        for i, pool in enumerate(spec.cluster.pools):
+            for j, rng in enumerate(pool.addresses):
+                if addr in rng:
+                    raise ctx.err(
+                        key,
+                        f"{addr} ({what}) is inside cluster.pools[{i}].addresses[{j}] {rng} (pool {pool.name})",
+                        hint="MetalLB would give this address to a LoadBalancer service too; "
+                             "keep the pools apart from the addresses of nodes and router",
+                    )
+
+
 def _lb_pools(ctx: _Ctx, spec: Spec) -> None:
     net = spec.network
     all_ranges: list[tuple[str, AddressRange]] = []
@@ -249,6 +279,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _wifi_country,
     _node_addresses,
     _node_roles,
+    _addresses_outside_lb_pools,
     _lb_pools,
     _bgp_asn,
     _login_possible,
@@ -257,6 +288,20 @@ RULES: Final[tuple[Rule, ...]] = (
     _metallb_version,
     _component_architectures,
 )
+
+
+#: RouterOS's tcp-md5-key: "string value, max length 80" (every 7.x
+#: /console/inspect dump in tikoci/restraml, 7.9-7.24); the API encodes words
+#: as ASCII (librouteros protocol.encode_word), so a non-ASCII key cannot even
+#: be sent. Printable ASCII also keeps it intact through FRR and MetalLB config.
+BGP_KEY_MAX: Final = 80
+
+
+def _check_bgp_key(ctx: _Ctx, name: str, key: str) -> None:
+    if len(key) > BGP_KEY_MAX:
+        raise ctx.err("cluster.bgp.password_env", f"the BGP key in ${name} has {len(key)} characters; RouterOS takes at most {BGP_KEY_MAX}")
+    if not all(" " <= c <= "~" for c in key):
+        raise ctx.err("cluster.bgp.password_env", f"the BGP key in ${name} must be printable ASCII (RouterOS's API sends ASCII only)")
 
 
 def resolve_env_secrets(ctx: _Ctx, spec: Spec, env: Mapping[str, str]) -> EnvSecrets:
@@ -275,6 +320,7 @@ def resolve_env_secrets(ctx: _Ctx, spec: Spec, env: Mapping[str, str]) -> EnvSec
         bgp = env.get(name)
         if not bgp:
             raise ctx.err("cluster.bgp.password_env", f"environment variable {name} is not set")
+        _check_bgp_key(ctx, name, bgp)
     return EnvSecrets(wifi_passphrase=wifi, bgp_password=bgp)
 
 

@@ -2,7 +2,8 @@
 
 The guest reaches them only through qemu ``guestfwd`` rules (see qemu.py).
 
-``INSTALL_SH`` stands in for https://get.k3s.io: instead of installing k3s it
+``INSTALL_SH`` stands in for k3s's install.sh (the test puts it into the
+payload in place of the pinned script, with its digest): instead of installing k3s it
 records how it was called (argv, full environment, the k3s config file, the
 server manifests present) into ``/var/lib/piimg-e2e/install.json`` on the
 guest, which the test reads from the ext4 partition after the boot, and it
@@ -108,7 +109,9 @@ if args[:2] == ["get", "node"] and len(args) == 3:
 elif args == ["get", "pods"]:
     items = []
     chart = chart_in(ns)
-    if chart and re.search(r"^\s+chart:.*metallb", chart, re.M):
+    # the MetalLB chart by reference (chart: ...metallb) or by content (HelmChart metallb with chartContent)
+    if chart and (re.search(r"^\s+chart:.*metallb", chart, re.M) or (
+            re.search(r"^\s+name:\s*metallb\s*$", chart, re.M) and re.search(r"^\s+chartContent:\s*\S", chart, re.M))):
         for comp in ("controller", "speaker"):
             items.append({"metadata": {"name": comp, "namespace": ns, "labels": {"app.kubernetes.io/component": comp}},
                           "status": {"phase": "Running"}})

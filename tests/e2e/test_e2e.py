@@ -11,14 +11,18 @@ exits, and from the serial log:
 - cloud-init format (Trixie): boot 1 applies user-data/network-config and
   starts the first-boot service; a further boot only if it is not done yet.
 
-e2e-only override: node.json's ``k3s.install_url`` is pointed at the
-stand-in install server (``http://10.0.2.100/install.sh``, reached through a
-guestfwd rule) and its wait limits are shortened; the spec has no knob for
-the install URL (the real one is https://get.k3s.io).
+k3s comes from the payload: the build fetches a generated k3s release from
+a loopback mirror (``cluster.artifact_mirror``, tests/releaseserver.py).
+e2e-only override after the build: the payload's install.sh is replaced by
+the stand-in installer (its SHA-256 put into node.json), the DNS probe of
+the registry is switched off (the guest has no internet) and the wait limits
+are shortened. The stand-in server at ``http://10.0.2.100`` must see no
+request: first boot downloads nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,9 +35,9 @@ import yaml
 from tests.conftest import TEST_KEY
 from tests.e2e import imgfs, qemu, standin
 from tests.e2e.baseimage import SYS_MODS_INIT, BaseImage
+from tests.releaseserver import Published
 
 INSTALL_HOST = "10.0.2.100"
-INSTALL_URL = f"http://{INSTALL_HOST}/install.sh"
 K3S_VERSION = "v1.36.3+k3s1"
 UNIT = "piimg-firstboot.service"
 WANTS = "/etc/systemd/system/multi-user.target.wants"
@@ -47,11 +51,11 @@ AGENT = {"hostname": "k8s-worker-1", "role": "agent", "address": "10.0.2.11"}
 SERVER_URL = f"https://{SERVER['address']}:6443"
 
 
-def spec_text(init_format: str) -> str:
+def spec_text(init_format: str, mirror: str) -> str:
     spec: dict[str, Any] = {
-        "image": {"init_format": init_format},
+        "image": {"init_format": init_format, "arch": "arm64"},
         "access": {"user": "pi", "ssh_authorized_keys": [TEST_KEY]},
-        "cluster": {"k3s_version": K3S_VERSION},
+        "cluster": {"k3s_version": K3S_VERSION, "artifact_mirror": mirror},
         "nodes": [SERVER, AGENT],
     }
     return yaml.safe_dump(spec, sort_keys=False)
@@ -101,7 +105,7 @@ class Run:
 
 
 @pytest.fixture()
-def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Run]]:
+def run_factory(tmp_path: Path, request: pytest.FixtureRequest, k3s_release: Published) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
     with (
         standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server,
@@ -109,7 +113,7 @@ def run_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
     ):
 
         def make(base: BaseImage, init_format: str, node: dict[str, str] = SERVER) -> Run:
-            return _build(tmp_path, base, init_format, node, server, supervisor, runs)
+            return _build(tmp_path, base, init_format, node, server, supervisor, runs, k3s_release.mirror)
 
         yield make
     rep = getattr(request.node, "rep_call", None)
@@ -126,6 +130,7 @@ def _build(
     server: standin.FileServer,
     supervisor: standin.FileServer,
     runs: list[Run],
+    mirror: str,
 ) -> Run:
     from click.testing import CliRunner
 
@@ -133,7 +138,7 @@ def _build(
 
     project = tmp_path / "proj"
     project.mkdir()
-    (project / "piimg.yaml").write_text(spec_text(init_format))
+    (project / "piimg.yaml").write_text(spec_text(init_format, mirror))
     out = tmp_path / "out"
     runner = CliRunner()
     rc: dict[str, int] = {}
@@ -152,9 +157,11 @@ def _build(
     assert image.is_file(), res.output
     fat = imgfs.Fat(image, base.boot_offset)
     ext = imgfs.Ext4(image, base.root_offset)
-    # e2e-only: the install script comes from the stand-in server
+    # e2e-only: the stand-in installer in place of the pinned install.sh, no DNS probe
     conf = json.loads(fat.read_text("piimg/node.json"))
-    conf["k3s"]["install_url"] = INSTALL_URL
+    fat.write_text("piimg/k3s/install.sh", standin.INSTALL_SH)
+    conf["k3s"]["install_sha256"] = hashlib.sha256(standin.INSTALL_SH.encode()).hexdigest()
+    conf["k3s"]["registry_host"] = None
     conf["timeouts"] = TIMEOUTS
     fat.write_text("piimg/node.json", json.dumps(conf, indent=2) + "\n")
     run = Run(node=node, image=image, fat=fat, ext=ext, workdir=tmp_path, server=server, supervisor=supervisor)
@@ -213,6 +220,8 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
 
     record = json.loads(ext.read_text("/var/lib/piimg-e2e/install.json"))
     assert record["uid"] == 0
+    assert run.server.requests == [], "first boot downloaded something (k3s comes from the payload)"
+    assert record["env"].get("INSTALL_K3S_SKIP_DOWNLOAD") == "true", record["env"]
     assert record["env"].get("INSTALL_K3S_VERSION") == K3S_VERSION, record["env"]
     assert record["env"].get("INSTALL_K3S_EXEC") == run.node["role"], record["env"]
     assert "K3S_TOKEN" not in record["env"]
@@ -293,7 +302,7 @@ def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Cal
     _boot_until_done(run, first=3)
     assert "PIIMG-E2E-PROBE:" in run.boots[-1].log
     assert_first_boot_done(run, secrets)
-    assert [r.path for r in run.server.requests if r.path == "/install.sh"], "install script never fetched"
+    assert run.server.requests == [], "first boot fetched something; k3s comes from the payload"
 
 
 @pytest.mark.e2e

@@ -4,11 +4,14 @@
 controllers, the boot partition with the payload), simulates the first-run
 hook (copy to ``/opt/piimg``) and runs the program in a child process through
 ``driver.py`` with a recording runner. ``K3sServer`` is a real HTTP server on
-127.0.0.1 serving a stand-in k3s install script and the server's ``/ping``.
+127.0.0.1 serving the server's ``/ping`` (and an ``/install.sh`` first boot
+must never ask for: k3s comes from the payload, as a build lays it out:
+``piimg/k3s/install.sh`` and ``piimg/k3s/k3s`` with their SHA-256 in node.json).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,9 +37,11 @@ VERSION = "v1.36.3+k3s1"
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "network": 5, "clock": 5, "download": 5,
         "server": 5, "node": 5, "metallb": 5, "ingress": 5, "install": 30, "http": 2}
 
+BINARY = b"\x7fELF fake k3s binary for the first-boot tests\n"
+
 STANDIN = """#!/bin/sh
-# stand-in for get.k3s.io: records what it was given into the fake root
-D="__ROOT__/standin"
+# stand-in for k3s's install.sh: records what it was given into the fake root
+D="${0%/var/lib/piimg/k3s-install.sh}/standin"  # the fake root: the script runs from there
 mkdir -p "$D"
 n=$(( $(cat "$D/count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$D/count"
@@ -104,8 +109,10 @@ def node_config(role: str, server: K3sServer, **changes: Any) -> NodeConfig:
         k3s=K3sConfig(
             version=VERSION,
             config_yaml=f"token: {TOKEN}\nnode-name: {hostname}\n",
-            install_url=server.url + "/install.sh",
             server_url=server_url,
+            arch="arm64",
+            binary_sha256=hashlib.sha256(BINARY).hexdigest(),
+            registry_host="localhost",
         ),
         secrets={"k3s_token": TOKEN, "bgp_password": BGP_PASSWORD},
         manifests=["metallb.yaml", "metallb-config.yaml"] if role == "server" else [],
@@ -137,7 +144,10 @@ class FakePi:
         self.boot = self.root / "boot" / "firmware"
         self.payload = self.root / "opt" / "piimg"
         self.ctl.mkdir(parents=True)
-        server.script = STANDIN.replace("__ROOT__", str(self.root))
+        self.script = STANDIN
+        server.script = "#!/bin/sh\necho 'first boot fetched the install script' >&2; exit 1\n"
+        if not self.config.k3s.install_sha256:
+            self.config.k3s.install_sha256 = hashlib.sha256(self.script.encode()).hexdigest()
         self.write("etc/hostname", "raspberrypi\n")
         self.write("etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n")
         self.write("proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
@@ -151,6 +161,9 @@ class FakePi:
         shutil.copytree(PACKAGE, bp / "firstboot", ignore=shutil.ignore_patterns("__pycache__", "*.service"))
         shutil.copy(PACKAGE / "piimg-firstboot.service", bp / "piimg-firstboot.service")
         (bp / "node.json").write_text(self.config.to_json())
+        (bp / "k3s").mkdir()
+        (bp / "k3s" / "install.sh").write_text(self.script)
+        (bp / "k3s" / "k3s").write_bytes(BINARY)
         if self.config.manifests:
             (bp / "manifests").mkdir()
             (bp / "manifests" / "metallb.yaml").write_text("kind: Namespace\n")

