@@ -279,3 +279,11 @@ def test_node_address_equal_to_a_pool_address(home: Path) -> None:
 def test_router_host_name_is_not_compared(home: Path) -> None:
     spec = spec_load.parse(_with("router.host", "router.lan"))
     assert spec.router.host == "router.lan"
+
+
+def test_k3s_install_sha256_must_be_the_whole_value(home: Path) -> None:
+    # a digest followed by anything (here a newline and a second word) is no digest
+    for bad in ("a" * 64 + "zz", "a" * 64 + "\nb"):
+        doc = _with("cluster.k3s_install_sha256", bad)
+        with pytest.raises(ConfigError, match=r"^cluster\.k3s_install_sha256: "):
+            spec_load.parse(doc)

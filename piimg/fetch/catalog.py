@@ -27,9 +27,9 @@ from urllib.parse import unquote, urljoin, urlparse
 from piimg.errors import ConfigError, DownloadError
 
 MAX_DEPTH: Final = 5
-_DATE_SUFFIX: Final = re.compile(r"[-_]\d{4}-\d{2}-\d{2}$")
+_DATE_SUFFIX: Final = re.compile(r"[-_]\d{4}-\d{2}-\d{2}\Z")
 _DATE_PREFIX: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[-_]")
-_COMPRESSION: Final = re.compile(r"(\.(img|iso|raw))?(\.(xz|gz|zst|zip|bz2))?$", re.IGNORECASE)
+_COMPRESSION: Final = re.compile(r"(\.(img|iso|raw))?(\.(xz|gz|zst|zip|bz2))?\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

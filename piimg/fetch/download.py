@@ -176,7 +176,7 @@ def _attempt(
         if resp.status_code not in (200, 206):
             raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
         if resp.status_code == 206:
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
             if not m or int(m.group(1)) != have:
                 raise DownloadError(f"{url}: server sent the wrong range ({resp.headers.get('Content-Range')!r})")
             mode = "ab"
@@ -272,14 +272,14 @@ def sha256_file(path: Path, reporter: Reporter = QUIET, *, description: str | No
     return h.hexdigest()
 
 
-_SHA_LINE: Final = re.compile(r"^\s*([0-9a-fA-F]{64})\s+\*?(.*?)\s*$")
+_SHA_LINE: Final = re.compile(r"\s*([0-9a-fA-F]{64})\s+\*?(.*?)\s*")
 
 
 def parse_sha256_file(text: str, filename: str) -> str | None:
     """The digest for ``filename`` from ``sha256sum`` output (or the only digest)."""
     digests: list[tuple[str, str]] = []
     for line in text.splitlines():
-        m = _SHA_LINE.match(line)
+        m = _SHA_LINE.fullmatch(line)
         if m:
             digests.append((m.group(1).lower(), os.path.basename(m.group(2))))
         elif re.fullmatch(r"\s*[0-9a-fA-F]{64}\s*", line):

@@ -290,7 +290,7 @@ def _is_under(path: Path, root: Path) -> bool:
     return True
 
 
-_MAC_DISK: Final = re.compile(r"^/dev/r?(disk\d+(?:s\d+)*)$")
+_MAC_DISK: Final = re.compile(r"/dev/r?(disk\d+(?:s\d+)*)")
 
 
 class MacDevices:
@@ -304,7 +304,7 @@ class MacDevices:
         return data if isinstance(data, dict) else {}
 
     def discover(self, path: str) -> Device:
-        match = _MAC_DISK.match(path)
+        match = _MAC_DISK.fullmatch(path)
         if not match:
             if not os.path.lexists(path):
                 return Device(path, "missing", write_path=path, platform="darwin")
@@ -379,7 +379,7 @@ def _mac_mounts(listing: dict[str, Any], whole: str) -> tuple[list[Mount], list[
     for disk in entries:
         for store in disk.get("APFSPhysicalStores", []) or []:
             phys = str(store.get("DeviceIdentifier", ""))
-            owner[str(disk.get("DeviceIdentifier", ""))] = owner.get(phys, re.sub(r"s\d+$", "", phys))
+            owner[str(disk.get("DeviceIdentifier", ""))] = owner.get(phys, re.sub(r"s\d+\Z", "", phys))
     mounts: list[Mount] = []
     reasons: list[str] = []
     for disk in entries:

@@ -54,7 +54,7 @@ BGP_ADVERTISEMENT_NAME: Final = "piimg-pools"
 #: What an Addon name (``metadata.name``) must match: k3s cuts the file name
 #: at its first dot, so the name itself never has one (a lowercase RFC 1123
 #: label, at most 63 characters here).
-_ADDON_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ADDON_NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 #: The order k3s applies piimg's files in (sorted paths), as the module docstring says.
 K3S_APPLY_ORDER_NOTE: Final = (
@@ -101,7 +101,7 @@ def check_addon_names(file_names: list[str]) -> None:
     seen: set[str] = set()
     for file_name in file_names:
         name = addon_name(file_name)
-        if not _ADDON_NAME_RE.match(name):
+        if not _ADDON_NAME_RE.fullmatch(name):
             raise PiimgError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
         if name in v.K3S_RESERVED_ADDONS:
             raise PiimgError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")

@@ -414,7 +414,7 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
     install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
     if install_sha is not None:
         install_sha = install_sha.lower()
-        if not _SHA256_RE.match(install_sha):
+        if not _SHA256_RE.fullmatch(install_sha):
             raise ctx.err("cluster.k3s_install_sha256", f"{install_sha!r} is not a SHA-256 hex digest (64 hex digits)")
     return ClusterSpec(
         name=name,
