@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from piimg.build import lastbuild
 from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.errors import PiimgError
 from piimg.status import kubeconfig as kcfg
 from piimg.status.checks import Options, run_checks
 from piimg.status.model import Check, State, all_ok
@@ -20,6 +22,15 @@ def _router_opener(app: App) -> RouterOpener:
     from piimg.status.router_access import opener
 
     return opener(app.spec())
+
+
+def _built_formats(app: App) -> dict[str, str]:
+    """Each node's init format from the last build, if there is one (it tells the cloud-init seed race apart)."""
+    try:
+        record = lastbuild.load(app.paths.last_build)
+    except PiimgError:
+        return {}
+    return {name: entry.init_format for name, entry in record.nodes.items()}
 
 
 def _print(checks: list[Check]) -> None:
@@ -53,7 +64,8 @@ def status(
     spec = app.spec()
     if not kubeconfig_path.is_absolute():
         kubeconfig_path = app.paths.root / kubeconfig_path if not kubeconfig_path.exists() else kubeconfig_path
-    opts = Options(kubeconfig=kubeconfig_path, router=None if no_router else _router_opener(app))
+    opts = Options(kubeconfig=kubeconfig_path, router=None if no_router else _router_opener(app),
+                   init_formats=_built_formats(app))
     deadline = time.monotonic() + timeout
     rounds = 0
     while True:
