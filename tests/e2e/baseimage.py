@@ -213,7 +213,7 @@ while case "$(systemctl show -p ActiveState --value piimg-firstboot.service)" in
 echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname)" \\
      "firstboot=$(systemctl show -p ActiveState --value piimg-firstboot.service)/$(systemctl show -p Result --value piimg-firstboot.service)" \\
      "multiuser_at=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)" \\
-     "firstboot_exit_at=$(systemctl show -p ExecMainExitTimestampMonotonic --value piimg-firstboot.service)" \\
+     "firstboot_last_log_at=$(journalctl -b -u piimg-firstboot.service -o short-monotonic --no-pager -q | tail -n 1 | sed 's/^\\[ *\\([0-9.]*\\)\\].*/\\1/')" \\
      "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\
      "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
 systemctl --failed --no-legend --plain | sed 's/^/PIIMG-E2E-FAILED: /'
