@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools
+APT_PACKAGES := dosfstools mtools fdisk e2fsprogs xz-utils zstd openssh-server openssh-client openssl shellcheck systemd util-linux bmap-tools iproute2 frr gobgpd
 # make e2e: debootstrap a Debian rootfs and boot images under qemu (root needed)
 E2E_APT_PACKAGES := debootstrap qemu-system-x86 mtools e2fsprogs dosfstools fdisk coreutils openssl
 

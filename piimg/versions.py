@@ -137,17 +137,50 @@ class ChartPin:
     source: str  # where the digest was read
 
 
-#: MetalLB charts by ``cluster.metallb_version``. The digest is the chart
-#: repository's own ``digest:`` for the archive its ``urls:`` names
-#: (metallb.github.io/metallb is the gh-pages branch of metallb/metallb).
+#: MetalLB chart archives by chart version, pinned by content: the chart
+#: repository's own ``digest:`` of the archive its ``urls:`` names
+#: (metallb.github.io/metallb is the gh-pages branch of metallb/metallb):
+#: metallb/metallb@c60ed789c7fd5ed25ebf53a028205c38308a202f:index.yaml, one
+#: entry per release in METALLB_PUBLISHED_CHARTS. The archives themselves
+#: are release assets, not in the repository: only their digests were read.
+METALLB_CHART_SHA256: Final[dict[str, str]] = {
+    "0.13.2": "fc4a708cf6f917d983cdaac2468890ffe58fa33cca955862ea4a073c6c88a8e1",
+    "0.13.3": "d3e1eaca1136bf9a98bd5cfa1d1f76ebe657b55df84d09d38ba31803280b86b6",
+    "0.13.4": "d5b50b14c5e73b8173c4a398c8f4a4219359d16b1eeab4b025a9e0fe1cdb47ac",
+    "0.13.5": "5c9d3d87a23f0ab0940816f0f504020d16d1e2ab4bd6a2a7dfcd84fe2243ffa3",
+    "0.13.6": "6246b67e172500890338492469cc16bb955f769624f6392322672e492ad0ac81",
+    "0.13.7": "dd8fd26554168c9033f09eda053f7f26ee528303c3f9cfb51c0730814ce6bd7f",
+    "0.13.9": "acf9c7f0430e71e000b2cf63836693bf4aa7dba0563f95dade91b28d56666022",
+    "0.13.10": "e35d56c9590c7801f483131e9fcbc5273eaedafed96a8a471bbac0d11616f6a5",
+    "0.13.11": "3990e4a29b1c31f97db194edf349c1b0b0130be517563eb6a0d4af5f77e81c19",
+    "0.13.12": "3593d73d8955358f98ec0f8257c944c7346e3f56425b78370650df8543657d35",
+    "0.14.2": "4f19c01e4d918868e12cc7b299a66d37509e5b985c65cb2cf6069ed3c68ec4b1",
+    "0.14.3": "187adab54a96af4d8e7802f78921afad0866faef9afc53cf68628a745fec3833",
+    "0.14.4": "41c6026f19737cf3658df23d51023f924a510e8be619a733da38e7e4dc79d872",
+    "0.14.5": "12e8d6a6ef2bf0d6450c10fba55c94282ef2d3559f78d2fbf626000d13baa9ef",
+    "0.14.6": "f91dd8e75fe601451f4789d014bde078ba82ac21b9117a3b57a00cd9729345fa",
+    "0.14.7": "ae6cfa05f4475b6d7af78c2a2a7821db69f885a58c095c6c452f2779e1e34fed",
+    "0.14.8": "9049735178558ce096e34eb723fa6d05d9efc8b275dcc1aa6f0f05cc8f905f8a",
+    "0.14.9": "e808428c9047d0c218634bc0f7cc92b8545d4c207470b3b563cfcbb46ab31ae9",
+    "0.15.0": "d5ea9c1d4425cf494fddbfe14ce6887337433a61c3de75a52a147a8a3fa855a9",
+    "0.15.1": "09e08918bb43d2454e22974209f7de3e63abd3372cde9ea18ab588d161e5b02c",
+    "0.15.2": "4f0fc313cd97819a1c78fff0a389dfe1c9f98bc490f33f521317475df1d7b873",
+    "0.15.3": "27db761c5ad2525fd130c92fe2f2d4500f8870e402fefe3c9cb8d34d8a71a70c",
+    "0.16.0": "108ad635a9ab8c2d07207a5610358d3671f8f0d5cf744b62fecf0acb5436b052",
+    "0.16.1": "fb06bb584fcb7856f15733b2a6a2aff5b61b5c350687e341c163ae24a5938adc",
+}
+_METALLB_DIGESTS_FROM: Final = "metallb/metallb@c60ed789c7fd5ed25ebf53a028205c38308a202f:index.yaml (gh-pages)"
+
+#: ChartPin per ``cluster.metallb_version`` (v0.16.1 -> chart 0.16.1).
 METALLB_CHARTS: Final[dict[str, ChartPin]] = {
-    "v0.16.1": ChartPin(
+    f"v{chart}": ChartPin(
         "metallb",
-        "0.16.1",
-        "https://github.com/metallb/metallb/releases/download/metallb-chart-0.16.1/metallb-0.16.1.tgz",
-        "fb06bb584fcb7856f15733b2a6a2aff5b61b5c350687e341c163ae24a5938adc",
-        "metallb/metallb@c60ed789c7fd5ed25ebf53a028205c38308a202f:index.yaml (gh-pages), entry metallb 0.16.1",
-    ),
+        chart,
+        f"https://github.com/metallb/metallb/releases/download/metallb-chart-{chart}/metallb-{chart}.tgz",
+        digest,
+        f"{_METALLB_DIGESTS_FROM}, entry metallb {chart}",
+    )
+    for chart, digest in METALLB_CHART_SHA256.items()
 }
 
 

@@ -74,16 +74,27 @@ def healthy(nodes: list[tuple[str, str]], lb_ip: str, lb_port: int) -> dict[str,
 
 
 class FakeKube:
-    def __init__(self, tmp: Path, responses: dict[str, Any]) -> None:
+    """``serving=(cert chain PEM, key PEM)`` and ``client_ca`` stand in for a k3s apiserver
+    with its own CAs: clients then authenticate with a certificate whose O is
+    ``system:masters`` (verified by the TLS handshake against ``client_ca``)."""
+
+    def __init__(self, tmp: Path, responses: dict[str, Any], *, host: str = "127.0.0.1", port: int = 0,
+                 serving: tuple[bytes, bytes] | None = None, client_ca: bytes | None = None) -> None:
         self.responses = copy.deepcopy(responses)
         self.requests: list[str] = []
+        self.client_subjects: list[Any] = []
         self.tmp = tmp
         key, cert = tmp / "k8s.key", tmp / "k8s.crt"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-            check=True, capture_output=True,
-        )
+        if serving is None:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                 "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                check=True, capture_output=True,
+            )
+        else:
+            cert.write_bytes(serving[0])
+            key.write_bytes(serving[1])
+            key.chmod(0o600)
         self.cert = cert
         fake = self
 
@@ -94,7 +105,11 @@ class FakeKube:
             def do_GET(self) -> None:
                 path = self.path.split("?")[0].rstrip("/") or "/"
                 fake.requests.append(path)
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                peer = self.connection.getpeercert() if client_ca is not None else None  # type: ignore[attr-defined]
+                if peer:
+                    fake.client_subjects.append(peer.get("subject"))
+                groups = [v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "organizationName"]
+                if "system:masters" not in groups and self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     self._send(401, {"kind": "Status", "status": "Failure", "code": 401, "reason": "Unauthorized"})
                     return
                 body = fake.responses.get(path)
@@ -111,9 +126,12 @@ class FakeKube:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
+        if client_ca is not None:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=client_ca.decode())
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -101,7 +101,8 @@ def publish(rel: Release, version: str = VERSION) -> dict[str, str]:
 
 def publish_charts(rel: Release) -> dict[str, versions.ChartPin]:
     pins = {}
-    for pin in (*versions.METALLB_CHARTS.values(), versions.NGINX_INGRESS_CHART_PIN, versions.INGRESS_NGINX_CHART_PIN):
+    for pin in (versions.METALLB_CHARTS[versions.METALLB_VERSION], versions.NGINX_INGRESS_CHART_PIN,
+                versions.INGRESS_NGINX_CHART_PIN):
         if pin is None:  # not pinned by content (see piimg/versions.py)
             continue
         data = chart_tgz(pin.name, pin.version)
@@ -113,8 +114,7 @@ def publish_charts(rel: Release) -> dict[str, versions.ChartPin]:
 def pin(monkeypatch: pytest.MonkeyPatch, install_sha: str, charts: dict[str, versions.ChartPin]) -> None:
     """Point piimg's pins at the generated files (for this test only)."""
     monkeypatch.setitem(versions.K3S_INSTALL_SH_SHA256, VERSION, install_sha)
-    for key, p in list(versions.METALLB_CHARTS.items()):
-        monkeypatch.setitem(versions.METALLB_CHARTS, key, charts[p.name])
+    monkeypatch.setitem(versions.METALLB_CHARTS, versions.METALLB_VERSION, charts["metallb"])
     if "nginx-ingress" in charts:
         monkeypatch.setattr(versions, "NGINX_INGRESS_CHART_PIN", charts["nginx-ingress"])
     monkeypatch.setattr(versions, "INGRESS_NGINX_CHART_PIN", charts["ingress-nginx"])
@@ -149,6 +149,34 @@ class Published:
 
     def child_prelude(self) -> str:
         return child_prelude(self.install_sha, self.charts)
+
+
+#: Environment variable the child processes of a test read the pins from (see child_prelude);
+#: only test code reads it (``exec(os.environ.get(PRELUDE_ENV, ""))``), never piimg.
+PRELUDE_ENV = "PIIMG_TEST_PINS_PRELUDE"
+
+
+@pytest.fixture(scope="session")
+def _session_release() -> Iterator[Published]:
+    with FileServer() as srv:
+        rel = Release(srv)
+        pins = publish(rel)
+        yield Published(rel, pins["install.sh"], publish_charts(rel))
+
+
+@pytest.fixture(autouse=True)
+def _release_everywhere(_session_release: Published, monkeypatch: pytest.MonkeyPatch) -> Published:
+    """Every test: a build fetches k3s and the charts from the generated release on 127.0.0.1.
+
+    ``$PIIMG_ARTIFACT_MIRROR`` names the mirror (a spec's cluster.artifact_mirror
+    still wins), piimg's pins point at the generated files, and child
+    processes get the same pins through ``$PIIMG_TEST_PINS_PRELUDE``.
+    """
+    rel = _session_release
+    monkeypatch.setenv("PIIMG_ARTIFACT_MIRROR", rel.mirror)
+    monkeypatch.setenv(PRELUDE_ENV, rel.child_prelude())
+    pin(monkeypatch, rel.install_sha, rel.charts)
+    return rel
 
 
 @pytest.fixture()

@@ -31,7 +31,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sshd(tmp: Path) -> Sshd:
+def start_sshd(tmp: Path, *, host_key_pem: bytes | None = None) -> Sshd:
+    """sshd on 127.0.0.1; ``host_key_pem`` (an OpenSSH private key) replaces the throwaway host key."""
     sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
     if sshd is None or shutil.which("ssh") is None:
         pytest.skip("openssh-server/openssh-client not installed")
@@ -42,6 +43,10 @@ def start_sshd(tmp: Path) -> Sshd:
     host_key, user_key = tmp / "host_ed25519", tmp / "id_ed25519"
     for key in (host_key, user_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    if host_key_pem is not None:
+        host_key.write_bytes(host_key_pem)
+        pub = subprocess.run(["ssh-keygen", "-y", "-f", str(host_key)], check=True, capture_output=True, text=True)
+        host_key.with_suffix(".pub").write_text(pub.stdout)
     auth = tmp / "authorized_keys"
     auth.write_text(user_key.with_suffix(".pub").read_text())
     auth.chmod(0o600)

@@ -19,11 +19,12 @@ from piimg.fetch.download import RetryPolicy
 from piimg.fetch.source import Fetcher
 from piimg.spec import load as spec_load
 from piimg.spec.model import Arch
+from tests.conftest import TEST_KEY
 from tests.httpserver import Fault
 from tests.releaseserver import VERSION, Published, path_of
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=2)
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0a2V5Zm9ycGlpbWd0ZXN0c29ubHkxMjM0NTY3OA t@t"
+KEY = TEST_KEY
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
@@ -174,16 +175,26 @@ def test_chart_content_is_the_pinned_archive_and_fits_the_helmchart_schema(k3s_r
     ],
 )
 def test_architecture_from_the_image_name(names: tuple[str, ...], arch: str) -> None:
-    assert artifacts.image_arch(Arch.AUTO, *names) == arch
+    assert artifacts.image_arch(Arch.AUTO, *names)[0] == arch
 
 
 def test_architecture_rules() -> None:
-    assert artifacts.image_arch(Arch.ARMHF, "raspios-arm64.img") == "armhf"  # image.arch wins
+    assert artifacts.image_arch(Arch.ARMHF, "raspios-arm64.img") == ("armhf", "image.arch")  # image.arch wins
     with pytest.raises(ConfigError, match=r"image.arch: .*armel.* ARMv6 image: k3s publishes no ARMv6 build"):
         artifacts.image_arch(Arch.AUTO, "/img/raspbian-armel.img")
-    with pytest.raises(ConfigError, match=r"image.arch: cannot tell the architecture of /img/base.img") as exc:
-        artifacts.image_arch(Arch.AUTO, "/img/base.img")
-    assert "image.arch: arm64" in (exc.value.hint or "")
+    # a name that says nothing: arm64, said so (first boot refuses it on a 32-bit kernel)
+    arch, how = artifacts.image_arch(Arch.AUTO, "/img/base.img")
+    assert arch == "arm64" and how.startswith("assumed") and "image.arch" in how
+
+
+def test_mirror_from_the_environment(k3s_release: Published) -> None:
+    spec = _spec(k3s_release.mirror)
+    assert artifacts.mirror_for(spec, {artifacts.MIRROR_ENV: "https://other/x"}) == k3s_release.mirror  # the key wins
+    plain = spec_load.loads(yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}}), env={})
+    assert artifacts.mirror_for(plain, {}) is None
+    assert artifacts.mirror_for(plain, {artifacts.MIRROR_ENV: "https://m.lan/p/"}) == "https://m.lan/p"
+    with pytest.raises(ConfigError, match=r"PIIMG_ARTIFACT_MIRROR: .* only accepted for a loopback address"):
+        artifacts.mirror_for(plain, {artifacts.MIRROR_ENV: "http://m.lan/p"})
 
 
 def test_channel_unpinned_version_and_metallb_refused_before_download(k3s_release: Published) -> None:
@@ -192,8 +203,10 @@ def test_channel_unpinned_version_and_metallb_refused_before_download(k3s_releas
     with pytest.raises(ConfigError, match=r"cluster.k3s_install_sha256: .* v1.30.0\+k3s1 needs its SHA-256"):
         artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1"))  # type: ignore[arg-type]
     artifacts.check_pins(_spec(k3s_release.mirror, k3s_version="v1.30.0+k3s1", k3s_install_sha256="a" * 64))  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"cluster.metallb_version: .* not v0.15.2"):
-        artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.15.2"))  # type: ignore[arg-type]
+    # every published MetalLB chart is pinned (digests of metallb's index.yaml); a future one is not
+    artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.15.2"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"cluster.metallb_version: .* not v0.17.0"):
+        artifacts.check_pins(_spec(k3s_release.mirror, metallb_version="v0.17.0"))  # type: ignore[arg-type]
     assert k3s_release.rel.requested() == []
 
 
@@ -232,8 +245,9 @@ def test_artifact_mirror_validation(value: object, message: str) -> None:
 
 
 def test_spec_keys_parse() -> None:
+    # armhf needs an ingress with 32-bit images (spec rule _component_architectures): traefik
     doc = {"access": {"ssh_authorized_keys": [KEY]}, "image": {"arch": "armhf"},
-           "cluster": {"artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
+           "cluster": {"ingress": "traefik", "disable": ["servicelb"], "artifact_mirror": "http://127.0.0.1:8080/m/", "airgap": True, "k3s_install_sha256": "B" * 64}}
     spec = spec_load.loads(yaml.safe_dump(doc), env={})
     assert spec.image.arch is Arch.ARMHF and spec.cluster.airgap is True
     assert spec.cluster.artifact_mirror == "http://127.0.0.1:8080/m" and spec.cluster.k3s_install_sha256 == "b" * 64

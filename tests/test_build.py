@@ -512,3 +512,19 @@ def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, b
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path))
     assert r.exit_code != 0 and "wifi.psk_env" in r.stderr and "short" not in r.stderr
     assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
+
+
+def test_build_with_airgap_ships_the_images(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
+                                            tmp_path: Path, _release: Published) -> None:
+    """cluster.airgap: the release's airgap tarball is on the card, verified, and first boot needs no registry."""
+    base = bases[("bookworm", 8)]
+    (project / "piimg.yaml").write_text(SPEC_BASE + _release.cluster_yaml() + "  airgap: true\nimage:\n  arch: arm64\n")
+    r = piimg("build", "--image", str(base.path), "--node", "k8s-worker-1")
+    assert r.exit_code == 0, r
+    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    k3s = json.loads(files["piimg/node.json"])["k3s"]
+    name = "k3s-airgap-images-arm64.tar.zst"
+    assert k3s["airgap_images"] == name and k3s["registry_host"] is None
+    data = files[f"piimg/k3s/images/{name}"]
+    assert data == _release.rel.files[_release.rel.url(name)]
+    assert hashlib.sha256(data).hexdigest() == k3s["airgap_sha256"]

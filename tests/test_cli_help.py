@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from piimg.cli import cli
+from tests.conftest import TEST_KEY
 
 COMMANDS = [
     ["init"], ["validate"], ["os", "list"], ["fetch"], ["build"], ["flash"], ["router-setup"],
@@ -63,7 +64,7 @@ def test_installed_console_script(tmp_path: Path) -> None:
     assert exe
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh0ZXN0 t@t\n")
+    (home / ".ssh" / "id_ed25519.pub").write_text(TEST_KEY + "\n")  # a real key: init/validate parse it
     env = {**os.environ, "HOME": str(home)}
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("piimg, version")

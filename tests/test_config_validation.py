@@ -63,6 +63,13 @@ CASES: list[tuple[str, object, str, str]] = [
     ("metallb configmap era", _with("cluster.metallb_version", "v0.12.1"), "cluster.metallb_version", "ConfigMap"),
     # no chart 0.14.0 in the chart repository (metallb/metallb gh-pages index.yaml)
     ("metallb without chart", _with("cluster.metallb_version", "v0.14.0"), "cluster.metallb_version", "no chart 0.14.0"),
+    # k3s from pinned, verified files only (piimg/versions.py, fetch/artifacts.py): a channel
+    # has no fixed files, an unpinned release needs the install script's digest from the user
+    ("k3s channel", _with("cluster.k3s_version", "stable"), "cluster.k3s_version", "is a channel, not a release"),
+    ("k3s install.sh unpinned", _with("cluster.k3s_version", "v1.30.0+k3s1"), "cluster.k3s_install_sha256",
+     "needs its SHA-256"),
+    ("metallb chart not pinned", _with("cluster.metallb_version", "v0.17.0"), "cluster.metallb_version",
+     "pins the MetalLB chart by content"),
     # NGINX IC images are linux/arm64 and linux/amd64 only (nginx/kubernetes-ingress matrix-images-oss.json)
     ("32-bit image with nginx", _with("image.os", "raspios-lite-armhf"), "cluster.ingress", "image.os 'raspios-lite-armhf'"),
     (

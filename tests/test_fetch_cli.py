@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from piimg.errors import ConfigError, DownloadError, ImageError
 from piimg.fetch import source
@@ -40,7 +43,7 @@ def _image_files() -> list[str]:
 def test_fetch_os_from_catalog_then_cache_hit(srv, images, project: Path, piimg) -> None:
     s, url = srv
     _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
-    r = piimg("fetch")
+    r = piimg("fetch", "--image-only")  # the image's lines only; k3s and the charts: test_fetch_cluster_files
     assert r.exit_code == 0, r
     path = Path(r.stdout.strip())
     assert path.is_file() and path.is_relative_to(user_cache_dir())
@@ -332,3 +335,35 @@ def test_network_down_falls_back_to_cached_catalog(images, project: Path) -> Non
     reporter = QuietReporter()
     assert obtain_base_image(spec, policy=FAST, reporter=reporter) == first
     assert any("using the copy of the catalog cached earlier" in w for w in reporter.warnings)
+
+
+def test_fetch_cluster_files_then_offline(srv, images, project: Path, piimg, _release_everywhere) -> None:
+    """`piimg fetch` also caches k3s for the image's architecture and the charts; --offline then needs no server."""
+    s, url = srv
+    _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
+    rel = _release_everywhere.rel
+    rel.srv.reset_log()
+    r = piimg("fetch", "--json")
+    assert r.exit_code == 0, r
+    got = json.loads(r.stdout)
+    k3s = got["k3s"]
+    assert k3s["arch"] == "arm64" and k3s["version"] == "v1.36.3+k3s1"  # arm64: from the catalog URL
+    assert Path(k3s["binary"]["path"]).read_bytes() == rel.files[rel.url("k3s-arm64")]
+    assert Path(k3s["install_sh"]["path"]).is_file() and "airgap_images" not in k3s
+    assert sorted(got["charts"]) == ["metallb"]
+    assert "cached: k3s-arm64" in r.stderr
+    # piimg manifests shows what the card gets: the cached MetalLB archive inline
+    r = piimg("manifests")
+    (chart,) = [d for d in yaml.safe_load_all(r.stdout) if d and d.get("kind") == "HelmChart" and d["metadata"]["name"] == "metallb"]
+    assert base64.b64decode(chart["spec"]["chartContent"]) == Path(got["charts"]["metallb"]["path"]).read_bytes()
+    rel.srv.reset_log()
+    s.reset_log()
+    r = piimg("fetch", "--offline", "--json")
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout) == got
+    assert rel.requested() == [] and s.requests == []
+    # --image-only does not need them; offline without them names the first missing file
+    shutil.rmtree(user_cache_dir() / "artifacts")
+    assert piimg("fetch", "--offline", "--image-only").exit_code == 0
+    r = piimg("fetch", "--offline")
+    assert r.exit_code == 1 and "offline: install.sh (sha256" in r.stderr and "piimg fetch" in r.stderr

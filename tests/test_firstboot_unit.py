@@ -141,15 +141,21 @@ def test_install_env_agent_needs_server_url() -> None:
         k3s.install_env("v1.36.3+k3s1", "agent", None)
 
 
-@pytest.mark.parametrize("machine", ["armv6l", "armv6"])
-def test_armv6_board_refused(machine: str) -> None:
+@pytest.mark.parametrize("arch", ["armhf", "arm64"])
+def test_armv6_board_refused(arch: str) -> None:
     with pytest.raises(StepError, match=r"ARMv6 .*k3s publishes no ARMv6 build"):
-        k3s.check_machine(machine)
+        k3s.check_machine("armv6l", arch)
 
 
-@pytest.mark.parametrize("machine", ["aarch64", "armv7l", "x86_64"])
-def test_other_machines_pass(machine: str) -> None:
-    k3s.check_machine(machine)
+def test_arm64_payload_on_a_32bit_kernel_refused() -> None:
+    with pytest.raises(StepError, match=r"k3s for arm64, but this kernel is 32-bit \(uname -m: armv7l\)"):
+        k3s.check_machine("armv7l", "arm64")
+
+
+@pytest.mark.parametrize(("machine", "arch"), [("aarch64", "arm64"), ("armv7l", "armhf"), ("aarch64", "armhf"),
+                                               ("x86_64", "arm64")])
+def test_machines_that_run_the_payload(machine: str, arch: str) -> None:
+    k3s.check_machine(machine, arch)  # x86_64: the e2e guest (a stand-in binary)
 
 
 def test_child_env_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:

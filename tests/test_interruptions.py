@@ -46,6 +46,7 @@ nodes:
 CHILD = textwrap.dedent(
     """
     import os, sys
+    exec(os.environ.get("PIIMG_TEST_PINS_PRELUDE", ""))  # the test's generated k3s release (tests/releaseserver.py)
     sig, where, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     if where == "flash-body":
         import piimg.flash.write as w

@@ -43,7 +43,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
 
 
 def piimg_child(*args: str, wrap: list[str] | None = None, cwd: Path) -> subprocess.CompletedProcess[str]:
-    argv = [*(wrap or []), sys.executable, "-m", "piimg", *args]
+    # the test's generated k3s release pins (tests/releaseserver.py), then piimg's own __main__
+    code = 'import os, runpy, sys\nexec(os.environ.get("PIIMG_TEST_PINS_PRELUDE", ""))\n' \
+        'sys.argv[0] = "piimg"\nrunpy.run_module("piimg", run_name="__main__", alter_sys=True)\n'
+    argv = [*(wrap or []), sys.executable, "-c", code, *args]
     return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 

@@ -3,6 +3,7 @@ Kubernetes API stand-in, an HTTP "ingress", and (router) a RouterOS API peer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import threading
@@ -210,10 +211,22 @@ def test_router_v6_peer_not_established(spec: spec_model.Spec) -> None:
     assert checks["router routes"].state is State.FAIL and LB_IP in checks["router routes"].detail
 
 
+@pytest.mark.parametrize("flags", [{"active": False}, {}, {"active": "false", "inactive": "true"}])
+def test_router_inactive_bgp_route_is_not_present(spec: spec_model.Spec, flags: dict[str, Any]) -> None:
+    """/ip route print lists received BGP routes without A (active) too; only installed ones count."""
+    tables = {
+        "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": True}],
+        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.2.10", "bgp": True, **flags}],
+    }
+    checks = by_name(check_router(spec, _reader(tables), dialect_for("7.20.1 (stable)"), [LB_IP]))
+    assert checks["router routes"].state is State.FAIL
+    assert f"BGP route(s) for {LB_IP} received but not active" in checks["router routes"].detail
+
+
 def test_router_route_via_wrong_gateway(spec: spec_model.Spec) -> None:
     tables = {
         "/routing/bgp/session": [{"remote.address": "127.0.2.10", "established": "true"}],
-        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true"}],
+        "/ip/route": [{"dst-address": f"{LB_IP}/32", "gateway": "127.0.3.77", "bgp": "true", "active": "true"}],
     }
     checks = by_name(check_router(spec, _reader(tables), dialect_for("7.16"), [LB_IP]))
     assert checks["router routes"].state is State.FAIL
@@ -227,6 +240,18 @@ def test_router_unreachable_other_checks_still_run(spec: spec_model.Spec, kube: 
     checks = by_name(run_checks(spec, opts))
     assert checks["router bgp"].state is State.FAIL and "connection refused" in checks["router bgp"].detail
     assert checks["loadbalancers"].state is State.OK
+    assert checks[f"http {LB_IP}"].state is State.OK
+
+
+def test_frr_router_is_not_opened(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path, ingress: Ingress) -> None:
+    """router.kind frr: no RouterOS API to read; the check says where to look instead."""
+    def never() -> Any:
+        raise AssertionError("the RouterOS opener must not be called for an FRR router")
+
+    frr_spec = dataclasses.replace(spec, router=dataclasses.replace(spec.router, kind=spec_model.RouterKind.FRR))
+    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=never, node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=2)
+    checks = by_name(run_checks(frr_spec, opts))
+    assert checks["router bgp"].state is State.SKIPPED and "vtysh" in checks["router bgp"].detail
     assert checks[f"http {LB_IP}"].state is State.OK
 
 

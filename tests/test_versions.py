@@ -41,6 +41,8 @@ def test_published_metallb_charts_are_sorted_and_include_the_default() -> None:
         ({"url": "https://example.org/images/2025-10-01-raspios-trixie-armhf-lite.img.xz", "sha256": "a" * 64}, "arm"),
         ({"url": "https://example.org/2025-10-01-raspios-trixie-arm64-lite.img.xz", "sha256": "a" * 64}, "arm64"),
         ({"os": "ubuntu-server-24-04"}, None),  # no architecture in the name: not guessed
+        ({"os": "ubuntu-server-24-04", "arch": "armhf"}, "arm"),  # image.arch says it
+        ({"os": "raspios-lite-armhf", "arch": "arm64"}, "arm64"),  # image.arch wins over the name
     ],
 )
 def test_image_architecture_from_the_name(image: dict[str, str], arch: str | None) -> None:
@@ -70,6 +72,12 @@ def test_ingress_per_architecture(os: str, ingress: str, refused: bool) -> None:
         make_spec(image={"os": os}, cluster={"ingress": ingress})
 
 
+def test_explicit_image_arch_is_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        make_spec(image={"os": "ubuntu-server-24-04", "arch": "armhf"})
+    assert err.value.key == "cluster.ingress" and "image.arch 'armhf'" in err.value.message
+
+
 @pytest.mark.parametrize(
     ("version", "verdict"),
     [
@@ -79,18 +87,17 @@ def test_ingress_per_architecture(os: str, ingress: str, refused: bool) -> None:
         ("v0.14.1", "no chart"),
         ("v0.14.2", None),
         ("v0.16.1", None),
-        ("v0.17.0", "newer"),  # accepted with a warning: newer than the index piimg knows
+        # newer than the index piimg knows: no chart digest to verify it against (piimg/versions.py)
+        ("v0.17.0", "by content"),
     ],
 )
 def test_metallb_versions(version: str, verdict: str | None) -> None:
-    if verdict in ("ConfigMap", "no chart"):
+    if verdict in ("ConfigMap", "no chart", "by content"):
         with pytest.raises(ConfigError, match=verdict) as err:
             make_spec(cluster={"metallb_version": version})
         assert err.value.key == "cluster.metallb_version"
         return
-    spec = make_spec(cluster={"metallb_version": version})
-    said = " ".join(warnings(spec))
-    assert ("newer than the MetalLB charts" in said) is (verdict == "newer")
+    make_spec(cluster={"metallb_version": version})
 
 
 def test_bgp_password_warning_only_with_a_password() -> None:
@@ -98,3 +105,17 @@ def test_bgp_password_warning_only_with_a_password() -> None:
     spec = make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": "key"})
     assert BGP_PASSWORD_WARNING in warnings(spec)
     assert "CONFIG_TCP_MD5SIG" in BGP_PASSWORD_WARNING and "router" in BGP_PASSWORD_WARNING
+
+
+def test_bgp_key_limit_agrees_from_spec_to_kernel() -> None:
+    """80 bytes: RouterOS's tcp-md5-key, the kernel's TCP_MD5SIG_MAXKEYLEN (linux/tcp.h) and MetalLB's
+    buildTCPMD5Sig (metallb@v0.16.1:internal/bgp/native/native.go:714-730, an 80-byte key array)."""
+    from piimg.firstboot import bgp
+    from piimg.spec import rules
+
+    assert rules.BGP_KEY_MAX == bgp.TCP_MD5SIG_MAXKEYLEN == 80
+    longest = "k" * 80  # printable ASCII: characters == bytes
+    spec = make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": longest})
+    assert len(bgp.md5sig_option(spec.env_secrets.bgp_password.encode())) == 216  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="at most 80"):
+        make_spec(cluster={"bgp": {"password_env": "K"}}, env={"K": longest + "k"})

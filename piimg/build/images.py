@@ -19,7 +19,7 @@ from typing import Final
 
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits
-from piimg.errors import ImageError, PiimgError
+from piimg.errors import ImageError, LastBuildError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
@@ -77,7 +77,9 @@ def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Repor
 
 def base_arch(spec: Spec, base: BaseImage, reporter: Reporter = QUIET) -> str:
     """The base image's architecture (``image.arch``, else its catalog URL or file name)."""
-    arch = artifacts.image_arch(spec.image.arch, base.location, base.name, str(base.path))
+    arch, how = artifacts.image_arch(spec.image.arch, base.location, base.name, str(base.path))
+    if how.startswith("assumed"):
+        reporter.warn(f"k3s for arm64 ({how})")
     if arch == "armhf":
         reporter.warn(
             "armhf (32-bit) image: k3s-armhf needs an ARMv7 board (Pi 2 or newer); "
@@ -155,7 +157,7 @@ def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: lis
     nodes: dict[str, lastbuild.NodeImage] = {}
     try:
         previous = lastbuild.load(path)
-    except PiimgError:
+    except LastBuildError:
         previous = None
     if previous is not None and previous.base.sha256 == base.sha256:
         # keep nodes built earlier from the same base (piimg build --node X)

@@ -62,20 +62,53 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
 
 @click.command()
 @click.option("--offline", is_flag=True, help="Use only the cache; say what is missing.")
-@click.option("--verify", is_flag=True, help="Re-hash a cached image fully.")
+@click.option("--verify", is_flag=True, help="Re-hash cached files fully.")
 @click.option("--image", metavar="PATH|URL", help="Fetch this image instead of image.os / image.url.")
 @click.option("--sha256", metavar="HEX", help="Expected SHA-256 of --image as downloaded.")
+@click.option("--image-only", is_flag=True, help="Only the base image, not k3s and the Helm charts.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_app
-def fetch(app: App, offline: bool, verify: bool, image: str | None, sha256: str | None, as_json: bool) -> None:
-    """Download, verify and cache the base image; print its path."""
-    from piimg.fetch.source import obtain_base_image
+def fetch(app: App, offline: bool, verify: bool, image: str | None, sha256: str | None, image_only: bool,
+          as_json: bool) -> None:
+    """Download, verify and cache the base image, k3s and the Helm charts; print the image's path.
 
-    base = obtain_base_image(app.spec(), image=image, sha256=sha256, offline=offline, verify=verify,
+    k3s (install script at the pinned tag, binary, with cluster.airgap the
+    images) is fetched for the image's architecture; `piimg build` then
+    needs no network. Each cached file is named on stderr.
+    """
+    from piimg.build.images import base_arch
+    from piimg.fetch import artifacts
+    from piimg.fetch.source import Fetcher, obtain_base_image
+
+    spec = app.spec()
+    if not image_only:
+        artifacts.check_pins(spec)
+    base = obtain_base_image(spec, image=image, sha256=sha256, offline=offline, verify=verify,
                              reporter=app.reporter)
+    cluster = None
+    if not image_only:
+        arch = base_arch(spec, base, app.reporter)
+        cluster = artifacts.obtain_cluster_artifacts(
+            spec, arch, Fetcher(offline=offline, verify=verify, reporter=app.reporter)
+        )
+        files = [cluster.k3s.install_sh, cluster.k3s.binary, *([cluster.k3s.airgap_images] if cluster.k3s.airgap_images else []),
+                 *(c.file for c in cluster.charts.values())]
+        for f in files:
+            app.reporter.info(f"cached: {f.name} (sha256 {f.sha256}) {f.path}")
     if as_json:
-        echo_json({"path": str(base.path), "sha256": base.sha256, "download_sha256": base.download_sha256,
-                   "init_format": base.init_format, "name": base.name, "size": base.size})
+        out: dict[str, object] = {"path": str(base.path), "sha256": base.sha256, "download_sha256": base.download_sha256,
+                                  "init_format": base.init_format, "name": base.name, "size": base.size}
+        if cluster is not None:
+            k = cluster.k3s
+            out["k3s"] = {
+                "version": k.version, "arch": k.arch,
+                **{key: {"path": str(f.path), "sha256": f.sha256, "url": f.url}
+                   for key, f in (("install_sh", k.install_sh), ("binary", k.binary), ("airgap_images", k.airgap_images))
+                   if f is not None},
+            }
+            out["charts"] = {name: {"version": c.pin.version, "path": str(c.file.path), "sha256": c.file.sha256,
+                                    "url": c.file.url} for name, c in cluster.charts.items()}
+        echo_json(out)
         return
     echo(str(base.path))
 

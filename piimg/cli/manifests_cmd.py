@@ -31,10 +31,22 @@ def manifests(app: App, node: str | None, output: Path | None, show_secrets: boo
     multi-document YAML. Secrets are hidden unless --show-secrets is given.
     With -o DIR, the addons are written to DIR (one file each) and the k3s
     config to DIR/k3s/NODE/config.yaml.
+
+    Chart archives that `piimg fetch` or `piimg build` cached are embedded
+    (chartContent), as on the card; before that, the HelmCharts name
+    repository and version, and a note says so. Nothing is downloaded.
     """
+    from piimg.fetch.artifacts import cached_charts
+    from piimg.fetch.source import Fetcher
+
     # Hidden secrets need no secrets file: reviewing must not create one.
     secrets = app.secrets() if show_secrets else Secrets(k3s_token=MASKED)
-    bundle = render_bundle(app.spec(), secrets, node, mask_secrets=not show_secrets)
+    spec = app.spec()
+    charts = cached_charts(spec, Fetcher(reporter=app.reporter))
+    bundle = render_bundle(spec, secrets, node, mask_secrets=not show_secrets, charts=charts)
+    if charts is None and bundle.addons:
+        app.reporter.info("chart archives not fetched yet: HelmCharts shown by repository and version; "
+                          "`piimg fetch` caches them, and the card embeds them (chartContent)")
     for warning in bundle.warnings:
         app.reporter.warn(warning)
     if output is None:

@@ -24,8 +24,9 @@ def _interactive() -> bool:
 @click.option(
     "--export",
     type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.rsc",
-    help="Write the equivalent RouterOS script and stop (offline when router.version is not auto).",
+    metavar="FILE",
+    help="Write the equivalent RouterOS script and stop (offline when router.version is not auto); "
+    "with router.kind: frr, the FRR bgpd configuration.",
 )
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--no-backup", is_flag=True, help="Do not save /system/backup on the router before changing it.")
@@ -40,13 +41,24 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     """
     from piimg.manifests.addons import bgp_password_warning
     from piimg.router.client import router_password
-    from piimg.router.setup import export_script, open_session
+    from piimg.router.setup import export_frr, export_script, open_session
+    from piimg.spec.model import RouterKind
 
     spec = app.spec()
     md5_caveat = bgp_password_warning(spec)
     if md5_caveat is not None:
         app.reporter.warn(md5_caveat)
     prompt = _prompt if _interactive() else None
+    if spec.router.kind is RouterKind.FRR:
+        if export is None:
+            raise RouterError(
+                "router.kind is frr: piimg cannot configure an FRR router itself",
+                hint=app.cmd("router-setup --export frr.conf") + " writes the bgpd configuration to load with vtysh -f",
+            )
+        export_frr(spec, export)
+        echo(f"wrote {export} (FRR bgpd configuration; it holds the BGP key: mode 0600)")
+        next_step(f"copy {export.name} to the router and load it: vtysh -f {export.name}; set up the addressing and DHCP its comments list")
+        return
     if export is not None:
         dialect = export_script(spec, export, password=lambda: router_password(spec.router, prompt=prompt))
         echo(f"wrote {export} for {dialect}")

@@ -10,8 +10,10 @@ import click
 from piimg.build import lastbuild
 from piimg.cli.common import App, echo, echo_json, pass_app
 from piimg.errors import PiimgError
+from piimg.identity import store as identity_store
 from piimg.status import kubeconfig as kcfg
 from piimg.status.checks import Options, run_checks
+from piimg.status.kubeaccess import KubeAccess, resolve
 from piimg.status.model import Check, State, all_ok
 from piimg.status.routerchk import RouterOpener
 
@@ -47,29 +49,45 @@ def _print(checks: list[Check]) -> None:
 @click.option("--interval", default=15, show_default=True, type=click.IntRange(min=1), metavar="SECONDS",
               help="Pause between --watch rounds.")
 @click.option(
-    "--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("kubeconfig"), show_default=True, help="Kubeconfig written by `piimg kubeconfig`.",
+    "--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Kubeconfig to use (context cluster.name). Default: minted from .piimg/k3s-ca for a cluster piimg "
+         "built, else ./kubeconfig, else $KUBECONFIG / ~/.kube/config with a context named cluster.name, "
+         "else fetched from the server over SSH.",
 )
 @click.option("--no-router", is_flag=True, help="Skip the router checks.")
 @pass_app
 def status(
-    app: App, as_json: bool, watch: bool, timeout: int, interval: int, kubeconfig_path: Path, no_router: bool
+    app: App, as_json: bool, watch: bool, timeout: int, interval: int, kubeconfig_path: Path | None, no_router: bool
 ) -> int:
     """End-to-end health: nodes, first boot, k3s, MetalLB, router BGP, routes, HTTP.
 
     Each check prints ok, FAIL, pending or skipped with one line of detail,
     in the order a person would debug. Exit status 0 only when all pass.
-    Run `piimg status --watch` after flashing and walking away.
+    Run `piimg status --watch` after flashing and walking away: for a
+    cluster piimg built it needs no kubeconfig or ssh step first (node host
+    keys are pinned in .piimg/known_hosts, the admin certificate is made from
+    .piimg/k3s-ca).
     """
     spec = app.spec()
-    if not kubeconfig_path.is_absolute():
-        kubeconfig_path = app.paths.root / kubeconfig_path if not kubeconfig_path.exists() else kubeconfig_path
-    opts = Options(kubeconfig=kubeconfig_path, router=None if no_router else _router_opener(app),
+    state = app.paths.state_dir
+    known = identity_store.known_hosts_path(state)
+    ca = identity_store.load_existing(state)
+    if kubeconfig_path is not None and not kubeconfig_path.is_absolute() and not kubeconfig_path.exists():
+        kubeconfig_path = app.paths.root / kubeconfig_path
+
+    def access() -> KubeAccess:
+        return resolve(spec, root=app.paths.root, ca=ca, explicit=kubeconfig_path,
+                       fetch=lambda: kcfg.fetch(spec, kcfg.server_target(spec, known_hosts=known)))
+
+    minted = access() if ca is not None and kubeconfig_path is None else None  # one certificate per run
+    opts = Options(kubeconfig=minted or access(), known_hosts=known, router=None if no_router else _router_opener(app),
                    init_formats=_built_formats(app))
     deadline = time.monotonic() + timeout
     rounds = 0
     while True:
         rounds += 1
+        if rounds > 1 and minted is None:
+            opts.kubeconfig = access()  # a kubeconfig may have appeared (k3s.yaml, piimg kubeconfig)
         checks = run_checks(spec, opts)
         if not watch or all_ok(checks):
             break
@@ -97,20 +115,30 @@ def status(
     help="Where to write it (default: ./kubeconfig beside piimg.yaml).",
 )
 @click.option("--merge", is_flag=True, help="Merge into ~/.kube/config ($KUBECONFIG) without touching other contexts.")
+@click.option("--ssh", "over_ssh", is_flag=True,
+              help="Fetch /etc/rancher/k3s/k3s.yaml from the server over SSH instead of minting one.")
 @pass_app
-def kubeconfig(app: App, output: Path | None, merge: bool) -> None:
-    """Fetch the cluster's kubeconfig from the server node over SSH.
+def kubeconfig(app: App, output: Path | None, merge: bool, over_ssh: bool) -> None:
+    """Write a kubeconfig for the cluster (context and names: cluster.name).
 
-    Reads /etc/rancher/k3s/k3s.yaml from the first server with the system ssh
-    client (your keys, host key checking on), points it at
-    https://SERVER:6443 and names cluster, context and user after
-    cluster.name. Written with mode 0600.
+    For a cluster piimg built, it is made here, with no SSH and before the
+    nodes even boot: an admin client certificate (group system:masters)
+    signed by the cluster's client CA in .piimg/k3s-ca, the server CA pinned.
+    Otherwise (no .piimg/k3s-ca, or --ssh) it reads /etc/rancher/k3s/k3s.yaml
+    from the first server with the system ssh client (host key checked
+    against .piimg/known_hosts when piimg made it). Either way it points at
+    https://SERVER:6443. Written with mode 0600.
     """
     spec = app.spec()
-    doc = kcfg.fetch(spec, kcfg.server_target(spec))
+    ca = None if over_ssh else identity_store.load_existing(app.paths.state_dir)
+    if ca is not None:
+        doc = kcfg.mint(spec, ca)
+    else:
+        known = identity_store.known_hosts_path(app.paths.state_dir)
+        doc = kcfg.fetch(spec, kcfg.server_target(spec, known_hosts=known))
     if merge:
         path = kcfg.write(doc, output or kcfg.default_merge_path(), merge_into_existing=True)
-        echo(f"merged context {spec.cluster.name} into {path}")
+        echo(f"merged context {spec.cluster.name} into {path}; try: kubectl --context {spec.cluster.name} get nodes")
     else:
         path = kcfg.write(doc, output or app.paths.root / "kubeconfig")
         echo(f"wrote {path}; try: kubectl --kubeconfig {path} get nodes")

@@ -32,14 +32,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from piimg import versions
-from piimg.errors import ConfigError, DownloadError
+from piimg.errors import ConfigError, DownloadError, NotFound
 from piimg.fetch.cache import Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
@@ -96,6 +96,26 @@ def release_url(version: str, name: str) -> str:
     return f"{versions.K3S_RELEASES_URL}/{version}/{name}"
 
 
+#: Used when the spec sets no ``cluster.artifact_mirror`` (CI, a site-wide mirror).
+MIRROR_ENV: Final = "PIIMG_ARTIFACT_MIRROR"
+
+
+def mirror_for(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:
+    """``cluster.artifact_mirror``, else ``$PIIMG_ARTIFACT_MIRROR`` (checked like the key), else None."""
+    if spec.cluster.artifact_mirror:
+        return spec.cluster.artifact_mirror
+    value = (os.environ if env is None else env).get(MIRROR_ENV, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1") or (parts.hostname or "").startswith("127.")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(MIRROR_ENV, f"{value!r} is not an http(s) base URL like https://mirror.example/piimg")
+    if parts.scheme == "http" and not loopback:
+        raise ConfigError(MIRROR_ENV, f"{value!r}: plain http:// is only accepted for a loopback address")
+    return value.rstrip("/")
+
+
 def mirrored(url: str, mirror: str | None) -> str:
     """``url`` below ``mirror`` as ``<mirror>/<host>/<path>``; ``url`` itself without a mirror."""
     if not mirror:
@@ -109,16 +129,19 @@ _ARMHF_WORDS: Final = frozenset({"armhf", "armv7", "armv7l"})
 _ARMV6_WORDS: Final = frozenset({"armel", "armv6", "armv6l"})
 
 
-def image_arch(chosen: Arch, *names: str) -> str:
-    """The userland architecture of the base image: ``image.arch``, else its name.
+def image_arch(chosen: Arch, *names: str) -> tuple[str, str]:
+    """(architecture, how it was found) of the base image: ``image.arch``, else its name, else arm64.
 
     Raspberry Pi OS names every image by it (catalog folder
     ``raspios_lite_arm64``, file ``...-raspios-bookworm-armhf-lite.img.xz``).
-    A 32-bit image is armhf for k3s: the armhf binary needs ARMv7 (Pi 2 and
+    A name that says neither gets arm64, the architecture of the default
+    image and of every Pi since the Pi 3 running a 64-bit kernel; first boot
+    refuses an arm64 payload on a 32-bit kernel (armv7l) with a clear error.
+    A 32-bit image is armhf for k3s: that binary needs ARMv7 (Pi 2 and
     newer); first boot refuses an ARMv6 board (Pi 1, Zero, Zero W).
     """
     if chosen is not Arch.AUTO:
-        return chosen.value
+        return chosen.value, "image.arch"
     for name in names:
         words = set(re.split(r"[^a-z0-9]+", name.lower()))
         if words & _ARMV6_WORDS:
@@ -127,15 +150,10 @@ def image_arch(chosen: Arch, *names: str) -> str:
                 f"{name} is an ARMv6 image: k3s publishes no ARMv6 build (Pi 1, Zero, Zero W cannot run k3s)",
             )
         if words & _ARM64_WORDS:
-            return "arm64"
+            return "arm64", f"the name {name}"
         if words & _ARMHF_WORDS:
-            return "armhf"
-    shown = ", ".join(n for n in names if n) or "the base image"
-    raise ConfigError(
-        "image.arch",
-        f"cannot tell the architecture of {shown} (its name says neither arm64 nor armhf)",
-        hint="set image.arch: arm64 (64-bit Raspberry Pi OS) or armhf (32-bit)",
-    )
+            return "armhf", f"the name {name}"
+    return "arm64", "assumed: the image's name says neither arm64 nor armhf; set image.arch if it is 32-bit"
 
 
 def release_version(spec: Spec) -> str:
@@ -321,7 +339,7 @@ def fetch_k3s(store: ArtifactStore, spec: Spec, arch: str) -> K3sArtifacts:
     sums_url = release_url(version, names.sums)
     try:
         sums, _ = store.text(sums_url, names.sums)
-    except FileNotFoundError:
+    except NotFound:
         raise DownloadError(
             f"{mirrored(sums_url, store.mirror)}: not found: k3s {version} has no {names.sums} (no {arch} build?)"
         ) from None
@@ -362,7 +380,16 @@ def fetch_charts(store: ArtifactStore, pins: Iterable[versions.ChartPin]) -> dic
 
 def obtain_cluster_artifacts(spec: Spec, arch: str, fetcher: Fetcher) -> ClusterArtifacts:
     """Everything first boot installs from the card, for a base image of ``arch``."""
-    store = ArtifactStore(fetcher, spec.cluster.artifact_mirror)
+    store = ArtifactStore(fetcher, mirror_for(spec))
     pins = chart_pins(spec)  # a spec error before any download
     k3s = fetch_k3s(store, spec, arch)
     return ClusterArtifacts(k3s=k3s, charts=fetch_charts(store, pins))
+
+
+def cached_charts(spec: Spec, fetcher: Fetcher) -> dict[str, ChartArchive] | None:
+    """The spec's chart archives if all are in the cache (never downloads); None otherwise."""
+    offline = Fetcher(cache=fetcher.cache, offline=True, reporter=fetcher.reporter)
+    try:
+        return fetch_charts(ArtifactStore(offline, None), chart_pins(spec))
+    except DownloadError:
+        return None

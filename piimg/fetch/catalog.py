@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urljoin, urlparse
 
-from piimg.errors import ConfigError, DownloadError
+from piimg.errors import ConfigError, DownloadError, NotFound
 
 MAX_DEPTH: Final = 5
 _DATE_SUFFIX: Final = re.compile(r"[-_]\d{4}-\d{2}-\d{2}\Z")
@@ -181,7 +181,7 @@ def load_document(source: str, *, fetch_text: Callable[[str], str], base_dir: Pa
     if is_url(source):
         try:
             text = fetch_text(source)
-        except FileNotFoundError:
+        except NotFound:
             raise DownloadError(f"{source}: catalog not found (HTTP 404)") from None
     else:
         path = local_path(source, base_dir)

@@ -25,7 +25,7 @@ from typing import Final
 import requests
 import urllib3.exceptions
 
-from piimg.errors import DownloadError
+from piimg.errors import DownloadError, NotFound
 from piimg.progress import QUIET, Reporter
 
 CHUNK: Final = 1 << 20
@@ -250,7 +250,7 @@ def fetch_text(
         except requests.RequestException as exc:
             raise DownloadError(f"{url}: {_reason(exc)}") from exc
         if resp.status_code == 404:
-            raise FileNotFoundError(url)
+            raise NotFound(url)
         if resp.status_code != 200:
             raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
         if len(resp.content) > limit:

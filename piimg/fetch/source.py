@@ -245,7 +245,7 @@ class Fetcher:
         """The digest from ``URL.sha256`` (sha256sum format); refuses http:// without one."""
         try:
             text = self.fetch_text(url + ".sha256")
-        except (FileNotFoundError, DownloadError):
+        except DownloadError:  # NotFound (no .sha256 published) included
             text = None
         digest = _parse_sha_file(text, _file_name(url)) if text is not None else None
         if digest is None:

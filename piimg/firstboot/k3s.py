@@ -70,9 +70,13 @@ def http_get(url: str, timeout: float, *, verify: bool = True) -> Tuple[int, byt
 def server_answers(url: str, timeout: float) -> Tuple[bool, str]:
     """True once the k3s server's supervisor answers ``/ping`` (or ``/cacerts``).
 
-    Both endpoints need no authentication. The server's certificate is
-    self-signed, so it is not verified here: this is only a liveness check,
-    the join itself verifies the CA against the token.
+    Both endpoints need no authentication, and no secret is sent, so the
+    certificate (from the cluster's own CA) is not verified here: this is
+    only a liveness check. The join verifies it: piimg gives every node the
+    secure token ``K10<CA hash>::server:<secret>``, and k3s compares the
+    hash of the CA bundle from ``/cacerts`` with it before it sends the
+    secret (k3s-io/k3s@0566d457:pkg/clientaccess/token.go,
+    ``validateCAHash``). A bare secret (short token) would trust any CA.
     """
     base = url.rstrip("/")
     last = ""
@@ -121,11 +125,18 @@ def _copy(src: str, dst: str, mode: int) -> None:
     os.replace(tmp, dst)
 
 
-def check_machine(machine: str) -> None:
-    """ARMv6 (Pi 1, Zero, Zero W) runs the 32-bit OS, but k3s-armhf is an ARMv7 binary."""
+def check_machine(machine: str, arch: str) -> None:
+    """The payload's k3s build must run on this kernel.
+
+    ARMv6 (Pi 1, Zero, Zero W) runs the 32-bit OS, but k3s-armhf is an ARMv7
+    binary; k3s-arm64 needs a 64-bit kernel (uname -m aarch64).
+    """
     if machine.startswith("armv6"):
         raise StepError("this board is ARMv6 (uname -m: %s; Pi 1, Zero or Zero W): k3s publishes no ARMv6 "
                         "build, so it cannot run here; use a Pi 2 or newer" % machine)
+    if arch == "arm64" and machine.startswith("armv"):
+        raise StepError("the card carries k3s for arm64, but this kernel is 32-bit (uname -m: %s): rebuild "
+                        "with image.arch: armhf (or use a 64-bit image)" % machine)
 
 
 def place_k3s(ctx: Context) -> str:
@@ -155,7 +166,7 @@ def step_k3s(ctx: Context) -> None:
     os.makedirs(os.path.dirname(config_path), mode=0o755, exist_ok=True)
     write_atomic(config_path, cfg.k3s.config_yaml, 0o600)
     ctx.log.info("wrote %s (0600)" % CONFIG_PATH)
-    check_machine(os.uname().machine)
+    check_machine(os.uname().machine, cfg.k3s.arch)
     script = place_k3s(ctx)
     if cfg.k3s.server_url:
         url = cfg.k3s.server_url

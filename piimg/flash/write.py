@@ -45,7 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Final
 
-from piimg.errors import ImageError, Interrupted, NeedsRoot, PiimgError, UnsafeTarget, os_hint
+from piimg.errors import FlashFailed, ImageError, Interrupted, NeedsRoot, UnsafeTarget, os_hint
 from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
@@ -63,7 +63,7 @@ VERIFY_AHEAD: Final = 3
 BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
 
 
-class VerifyFailed(PiimgError):
+class VerifyFailed(FlashFailed):
     """What was read back from the target differs from the image."""
 
     def __init__(self, target: str, offset: int, why: str = "") -> None:
@@ -333,7 +333,7 @@ def _write_and_verify(
                     else:
                         _pwrite_full(fd, view, chunk.start)
                 except OSError as exc:
-                    raise PiimgError(
+                    raise FlashFailed(
                         f"{progress.target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
                         hint=os_hint(exc) if block_device is False else "was the card removed? the card is incomplete: flash it again",
                     ) from None
@@ -373,7 +373,7 @@ def _clear_head(target: str, fd: int, direct: bool, length: int) -> int:
     except OSError as exc:
         if buffered >= 0:
             os.close(buffered)
-        raise PiimgError(
+        raise FlashFailed(
             f"{target}: write failed at byte 0: {exc.strerror or exc}",
             hint="was the card removed? flash it again",
         ) from None
@@ -389,7 +389,7 @@ def _sync(target: str, *fds: int) -> None:
             if fd >= 0:
                 os.fsync(fd)
     except OSError as exc:
-        raise PiimgError(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
+        raise FlashFailed(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
 
 
 def _verify(

@@ -136,14 +136,6 @@ def warnings(spec: Spec) -> list[str]:
     password = bgp_password_warning(spec)
     if password is not None:
         out.append(password)
-    chart = v.metallb_chart_version(spec.cluster.metallb_version)
-    if chart not in v.METALLB_PUBLISHED_CHARTS:
-        # newer than the chart repository index piimg was checked against (older unpublished ones are refused)
-        out.append(
-            f"cluster.metallb_version: {spec.cluster.metallb_version} is newer than the MetalLB charts piimg was "
-            f"checked with (up to {v.METALLB_PUBLISHED_CHARTS[-1]}); make sure chart {chart} exists in "
-            f"{v.METALLB_CHART_REPO}"
-        )
     servers = len(spec.servers)
     if servers > 1 and servers % 2 == 0:
         # embedded etcd needs a majority: 2 servers survive no failure, 4 survive one like 3

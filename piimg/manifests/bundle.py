@@ -11,9 +11,10 @@ into the manifests folder never picks it up as an addon).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from piimg.fsutil import write_atomic
 from piimg.manifests.addons import render_addons, warnings
@@ -21,6 +22,9 @@ from piimg.manifests.k3s import render_k3s_config
 from piimg.spec.model import NodeSpec, Spec
 from piimg.spec.secrets import Secrets
 from piimg.versions import K3S_MANIFESTS_DIR
+
+if TYPE_CHECKING:
+    from piimg.fetch.artifacts import ChartArchive
 
 K3S_CONFIG_PATH: Final = "/etc/rancher/k3s/config.yaml"
 
@@ -61,12 +65,23 @@ def _ending_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def render_bundle(spec: Spec, secrets: Secrets, node_name: str | None = None, *, mask_secrets: bool = True) -> Bundle:
-    """The files first boot deploys on ``node_name`` (default: the initial server)."""
+def render_bundle(
+    spec: Spec,
+    secrets: Secrets,
+    node_name: str | None = None,
+    *,
+    mask_secrets: bool = True,
+    charts: Mapping[str, ChartArchive] | None = None,
+) -> Bundle:
+    """The files first boot deploys on ``node_name`` (default: the initial server).
+
+    ``charts``: the fetched chart archives, embedded as the build does; without
+    them the HelmCharts name repository and version.
+    """
     node = spec.initial_server if node_name is None else spec.node(node_name)
     addons: dict[str, str] = {}
     if node.hostname == spec.initial_server.hostname:
-        addons = render_addons(spec, secrets, mask_secrets=mask_secrets)
+        addons = render_addons(spec, secrets, mask_secrets=mask_secrets, charts=charts)
     return Bundle(
         node=node,
         k3s_config=render_k3s_config(spec, node, secrets, mask_secrets=mask_secrets),

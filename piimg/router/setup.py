@@ -16,7 +16,7 @@ from typing import Any
 from piimg.errors import PiimgError, RouterError
 from piimg.fsutil import write_atomic
 from piimg.progress import QUIET, Reporter
-from piimg.router import rsc
+from piimg.router import frr, rsc
 from piimg.router.apply import ApplyResult, apply_plan, backup_name, read_current
 from piimg.router.client import connect
 from piimg.router.dialects import Dialect, detect_version, dialect_from_spec, same_family
@@ -65,6 +65,13 @@ def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> It
     finally:
         with contextlib.suppress(Exception):
             api.close()
+
+
+def export_frr(spec: Spec, dest: Path) -> None:
+    """Write the FRR bgpd configuration (``router.kind: frr``); it holds the BGP key, so mode 0600."""
+    if not dest.parent.is_dir():
+        raise PiimgError(f"--export {dest}: folder {dest.parent} does not exist")
+    write_atomic(dest, frr.render(spec, bgp_password=spec.env_secrets.bgp_password), mode=0o600)
 
 
 def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dialect:

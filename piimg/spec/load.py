@@ -38,6 +38,7 @@ from piimg.spec.model import (
     NodeSpec,
     PoolSpec,
     Role,
+    RouterKind,
     RouterSpec,
     Spec,
     WifiSpec,
@@ -337,6 +338,7 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
         hint = "give the port in router.port" if ":" in host else None
         raise ctx.err("router.host", f"{host!r} is not an IPv4 address or host name", hint=hint)
     return RouterSpec(
+        kind=_enum(ctx, "router.kind", d.get("kind", base.kind.value), RouterKind),
         host=host,
         port=port,
         tls=_bool(ctx, "router.tls", d.get("tls", True)),
@@ -618,6 +620,9 @@ def summary(spec: Spec) -> list[str]:
     lines.append(f"image: {src} (init format {spec.image.init_format.value})")
     lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
                  f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
+    for line in spec.access.ssh_authorized_keys:
+        key = sshkeys.parse(line)  # checked at load; the fingerprint is what `ssh-keygen -l` shows
+        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}")
     return lines
 
 

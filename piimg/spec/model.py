@@ -50,6 +50,15 @@ class Role(enum.StrEnum):
     AGENT = "agent"
 
 
+class RouterKind(enum.StrEnum):
+    """What the BGP router is: a MikroTik piimg configures over its API, or an
+    FRR-based router (OPNsense/pfSense FRR plugin, VyOS, UniFi, OpenWrt, a
+    Linux box) piimg writes bgpd configuration for."""
+
+    ROUTEROS = "routeros"
+    FRR = "frr"
+
+
 class Ingress(enum.StrEnum):
     NGINX = "nginx"
     INGRESS_NGINX = "ingress-nginx"
@@ -126,6 +135,7 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class RouterSpec:
+    kind: RouterKind = RouterKind.ROUTEROS
     host: str = "10.0.2.1"
     port: int | None = None
     tls: bool = True

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from piimg import versions
+from piimg.errors import ConfigError
 from piimg.spec import k3sflags
-from piimg.spec.model import AddressRange, Ingress, IPv4Address, Role, Spec
+from piimg.spec.model import AddressRange, Arch, Ingress, IPv4Address, Role, Spec
 from piimg.spec.secrets import EnvSecrets
 
 if TYPE_CHECKING:
@@ -231,12 +232,15 @@ _ARCH_WORDS: Final = (("arm64", "arm64"), ("aarch64", "arm64"), ("armhf", "arm")
 
 
 def image_architecture(spec: Spec) -> tuple[str, str, str] | None:
-    """(architecture, spec key, value) of the OS image, when its name says it; None when unknown.
+    """(architecture, spec key, value) of the OS image's userland; None when unknown.
 
-    Raspberry Pi OS names its downloads by architecture (raspios_lite_arm64,
-    raspios_lite_armhf; ``image.os`` slugs follow them), and so do the image
-    files (2025-10-01-raspios-trixie-armhf-lite.img.xz).
+    ``image.arch`` when set; otherwise the name: Raspberry Pi OS names its
+    downloads by architecture (raspios_lite_arm64, raspios_lite_armhf;
+    ``image.os`` slugs follow them), and so do the image files
+    (2025-10-01-raspios-trixie-armhf-lite.img.xz).
     """
+    if spec.image.arch is not Arch.AUTO:
+        return ("arm" if spec.image.arch is Arch.ARMHF else "arm64"), "image.arch", spec.image.arch.value
     if spec.image.url is not None:
         key, value = "image.url", spec.image.url.rsplit("/", 1)[-1]
     else:
@@ -273,6 +277,16 @@ def _component_architectures(ctx: _Ctx, spec: Spec) -> None:
         raise ctx.err(key, f"{value!r} is a {bits} image, and {name} publishes none ({source})")
 
 
+def _pinned_artifacts(ctx: _Ctx, spec: Spec) -> None:
+    """k3s and the charts must be files piimg can verify: a release (no channel) with a pinned install.sh."""
+    from piimg.fetch import artifacts  # the pins are read where they are verified
+
+    try:
+        artifacts.check_pins(spec)
+    except ConfigError as exc:
+        raise ctx.err(exc.key, exc.message.removeprefix(f"{exc.key}: "), hint=exc.hint) from None
+
+
 #: Every cross-field rule, in the order they run. Append new rules here.
 RULES: Final[tuple[Rule, ...]] = (
     _router_ca_file,
@@ -287,6 +301,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _k3s_extra_server_args,
     _metallb_version,
     _component_architectures,
+    _pinned_artifacts,
 )
 
 

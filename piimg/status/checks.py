@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from piimg.errors import PiimgError
-from piimg.spec.model import Spec
+from piimg.spec.model import RouterKind, Spec
 from piimg.status import seedrace
 from piimg.status.kube import ClusterFacts, check_cluster
+from piimg.status.kubeaccess import KubeAccess
 from piimg.status.model import Check, State
 from piimg.status.routerchk import RouterOpener, check_router
 from piimg.status.ssh import SshFailed, SshTarget, read_remote_file
@@ -30,7 +31,9 @@ STATUS_FILE = "/boot/firmware/piimg/status.json"
 
 @dataclass
 class Options:
-    kubeconfig: Path
+    kubeconfig: Path | KubeAccess
+    #: .piimg/known_hosts when piimg generated the nodes' host keys (looked up by hostname)
+    known_hosts: Path | None = None
     ssh_port: int = 22
     timeout: float = 5.0
     status_file: str = STATUS_FILE
@@ -70,7 +73,9 @@ def check_nodes(spec: Spec, opts: Options) -> list[Check]:
             checks.append(Check(f"firstboot {node.hostname}", State.SKIPPED, "node unreachable"))
             continue
         checks.append(Check(f"node {node.hostname}", State.OK, f"{node.address}:{opts.ssh_port} answers"))
-        target = SshTarget(host=host, user=spec.access.user, port=port, connect_timeout=int(max(opts.timeout, 1)))
+        target = SshTarget(host=host, user=spec.access.user, port=port, connect_timeout=int(max(opts.timeout, 1)),
+                           known_hosts=str(opts.known_hosts) if opts.known_hosts else None,
+                           host_key_alias=node.hostname if opts.known_hosts else None)
         try:
             status = json.loads(read_remote_file(target, opts.status_file, sudo=False, timeout=opts.timeout * 4))
         except SshFailed as exc:
@@ -115,6 +120,10 @@ def run_checks(spec: Spec, opts: Options) -> list[Check]:
     checks += kube_checks
     if opts.router is None:
         checks.append(Check("router bgp", State.SKIPPED, "router checks switched off (--no-router)"))
+    elif spec.router.kind is RouterKind.FRR:
+        # piimg reads RouterOS over its API only; an FRR router is checked on the router itself
+        checks.append(Check("router bgp", State.SKIPPED,
+                            "router.kind is frr: on the router, vtysh -c 'show bgp summary' and 'show bgp ipv4 unicast'"))
     else:
         try:
             read, dialect = opts.router()

@@ -17,12 +17,14 @@ append it to :data:`JUDGES`, and add JSON cases.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from piimg.spec.model import Spec
+from piimg.status.kubeaccess import KubeAccess
 from piimg.status.model import Check, State
 from piimg.versions import METALLB_NAMESPACE
 
@@ -69,28 +71,45 @@ class ClusterFacts:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    reason = getattr(exc, "reason", None)
     status = getattr(exc, "status", None)
     if status:
-        return f"HTTP {status} {reason or ''}".strip()
-    return text[0][:160] if text else type(exc).__name__
+        return f"HTTP {status} {getattr(exc, 'reason', None) or ''}".strip()
+    # urllib3's MaxRetryError / NewConnectionError: the reason, not the whole repr
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, Exception):
+        exc = reason
+    text = str(exc).strip()
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno_text:
+        return errno_text.group(1).strip().lower()
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        why = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text.split("certificate verify failed:")[-1]).strip(" )'\"")
+        return f"the server's certificate is not signed by the kubeconfig's CA ({why})"
+    lines = text.splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
 
 
-def gather(kubeconfig: Path, *, timeout: float) -> KubeFacts:
+def gather(kubeconfig: Path | KubeAccess, *, timeout: float) -> KubeFacts:
     """Read every object the checks need; a read that fails is recorded, not raised."""
-    if not kubeconfig.exists():
-        return KubeFacts(api=Reading(error=f"no kubeconfig at {kubeconfig}: run `piimg kubeconfig` first"))
+    access = kubeconfig if isinstance(kubeconfig, KubeAccess) else KubeAccess.from_file(kubeconfig)
+    if access.problem:
+        return KubeFacts(api=Reading(error=access.problem))
+    server = ""
     try:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        api_client = access.api_client()
         api_client.configuration.retries = 0
+        server = api_client.configuration.host
         core = client.CoreV1Api(api_client)
         version = client.VersionApi(api_client).get_code(_request_timeout=timeout)
         api = Reading(body={"host": api_client.configuration.host, "gitVersion": version.git_version})
     except Exception as exc:  # any failure here means the API is not usable
-        return KubeFacts(api=Reading(error=f"{kubeconfig}: {_short(exc)}"))
+        reason = _short(exc)
+        if not server:
+            return KubeFacts(api=Reading(error=f"{access.source}: {reason}"))
+        where = f"{server}: {reason}" if reason.startswith(("the server's", "HTTP")) else f"{server} unreachable ({reason})"
+        return KubeFacts(api=Reading(error=f"{where}; kubeconfig: {access.source}"))
 
     def read(call: Callable[[], Any]) -> Reading:
         try:
@@ -264,6 +283,6 @@ def judge(spec: Spec, facts: KubeFacts) -> tuple[list[Check], ClusterFacts]:
     return [api, *(j(spec, facts) for j in JUDGES)], load_balancers(spec, facts)
 
 
-def check_cluster(spec: Spec, kubeconfig: Path, *, timeout: float = 10) -> tuple[list[Check], ClusterFacts]:
+def check_cluster(spec: Spec, kubeconfig: Path | KubeAccess, *, timeout: float = 10) -> tuple[list[Check], ClusterFacts]:
     """Gather, then judge."""
     return judge(spec, gather(kubeconfig, timeout=timeout))

@@ -1,30 +1,68 @@
-"""``piimg kubeconfig``: the cluster's kubeconfig from the server node.
+"""``piimg kubeconfig``: a kubeconfig for the cluster, made here or fetched.
 
-k3s writes ``/etc/rancher/k3s/k3s.yaml`` with ``server: https://127.0.0.1:6443``
-and everything named ``default``. We point it at the server's address (which
-is in the certificate's SANs: the manifests add it as ``tls-san``) and name
-cluster, context and user after ``cluster.name`` so several clusters can live
-in one ``~/.kube/config``.
+A cluster piimg bootstrapped has its CAs in ``.piimg/k3s-ca``
+(piimg.identity): :func:`mint` signs an admin client certificate with the
+client CA (group ``system:masters``, as k3s's own admin) and pins the server
+CA, before and without any SSH to the node.
+
+Otherwise :func:`fetch` reads ``/etc/rancher/k3s/k3s.yaml`` over SSH; k3s
+writes it with ``server: https://127.0.0.1:6443`` and everything named
+``default``.
+
+Either way the server is the initial server's address (in the serving
+certificate's SANs: the k3s config has it as ``node-ip`` and ``tls-san``) and
+cluster, context and user are named after ``cluster.name`` so several
+clusters can live in one ``~/.kube/config``.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
+from piimg.identity.k3sca import ClusterCA
 from piimg.spec.model import Spec
 from piimg.status.ssh import SshTarget, read_remote_file
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+#: The user name in the minted client certificate (its group is system:masters).
+ADMIN_USER: Final = "piimg-admin"
 
 
-def server_target(spec: Spec, *, port: int = 22) -> SshTarget:
-    return SshTarget(host=str(spec.initial_server.address), user=spec.access.user, port=port)
+def server_url(spec: Spec) -> str:
+    return f"https://{spec.initial_server.address}:6443"
+
+
+def server_target(spec: Spec, *, port: int = 22, known_hosts: Path | None = None) -> SshTarget:
+    return SshTarget(host=str(spec.initial_server.address), user=spec.access.user, port=port,
+                     known_hosts=str(known_hosts) if known_hosts else None,
+                     host_key_alias=spec.initial_server.hostname if known_hosts else None)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def mint(spec: Spec, ca: ClusterCA, *, server: str | None = None) -> dict[str, Any]:
+    """A kubeconfig with a new admin client certificate from ``ca`` and its server CA pinned."""
+    cert, key = ca.mint_client(ADMIN_USER)
+    name = spec.cluster.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server or server_url(spec),
+                                                "certificate-authority-data": _b64(ca.server_ca_bundle)}}],
+        "users": [{"name": name, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
 
 
 def rewrite(doc: dict[str, Any], *, server: str, name: str) -> dict[str, Any]:
@@ -68,7 +106,7 @@ def fetch(spec: Spec, target: SshTarget | None = None, *, remote_path: str = K3S
         raise PiimgError(f"{target.host}:{remote_path}: not valid YAML") from None
     if not isinstance(doc, dict):
         raise PiimgError(f"{target.host}:{remote_path}: not a kubeconfig")
-    return rewrite(doc, server=f"https://{spec.initial_server.address}:6443", name=spec.cluster.name)
+    return rewrite(doc, server=server_url(spec), name=spec.cluster.name)
 
 
 def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False) -> Path:

@@ -6,7 +6,11 @@ too: RouterOS 6 shows a session's state on the ``/routing bgp peer`` entry
 itself (``state=established``); RouterOS 7 has a separate
 ``/routing/bgp/session`` menu whose entries carry ``remote.address`` and the
 ``established`` flag. Routes learned over BGP carry the ``bgp`` flag (``b``
-in ``/ip route print``) in both.
+in ``/ip route print``) in both; only the ones with the ``active`` flag
+(``A``: installed and used for forwarding) count. ``/ip route print`` also
+lists BGP routes that lost best-path selection, were filtered or whose gateway
+does not resolve, without ``A`` (help.mikrotik.com "IP Routing": "Flags: D -
+dynamic; X - disabled, I - inactive, A - active; ... b - bgp").
 """
 
 from __future__ import annotations
@@ -56,14 +60,21 @@ def sessions(read: MenuReader, dialect: Dialect) -> dict[str, str]:
     return out
 
 
-def bgp_routes(read: MenuReader) -> list[tuple[str, list[str]]]:
+def bgp_routes(read: MenuReader, *, active: bool = True) -> list[tuple[str, list[str]]]:
+    """BGP routes as (dst-address, gateways); with ``active`` only the installed ones."""
     routes = []
     for row in read("/ip/route"):
         if not _truthy(row.get("bgp")):
             continue
+        if active and (not _truthy(row.get("active")) or _truthy(row.get("inactive"))):
+            continue
         gateways = [_addr(g) for g in str(row.get("gateway") or "").split(",") if g]
         routes.append((str(row.get("dst-address") or ""), gateways))
     return routes
+
+
+def _covers(dst: str, addr: ipaddress.IPv4Address) -> bool:
+    return bool(dst) and addr in ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False)
 
 
 def check_router(spec: Spec, read: MenuReader, dialect: Dialect, lb_ips: Iterable[str]) -> list[Check]:
@@ -83,23 +94,28 @@ def check_router(spec: Spec, read: MenuReader, dialect: Dialect, lb_ips: Iterabl
 
     node_addrs = {str(n.address) for n in spec.nodes}
     routes = bgp_routes(read)
-    missing, good = [], []
+    received = bgp_routes(read, active=False)
+    missing, good, inactive = [], [], []
     lb_ips = list(lb_ips)
     for ip in lb_ips:
         addr = ipaddress.IPv4Address(ip)
-        via = [
-            gws for dst, gws in routes
-            if dst and addr in ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False)
-            and any(g in node_addrs for g in gws)
-        ]
+        via = [gws for dst, gws in routes if _covers(dst, addr) and any(g in node_addrs for g in gws)]
         if via:
             good.append(f"{ip} via {', '.join(sorted({g for gws in via for g in gws if g in node_addrs}))}")
+        elif any(_covers(dst, addr) and any(g in node_addrs for g in gws) for dst, gws in received):
+            inactive.append(ip)
         else:
             missing.append(ip)
     if not lb_ips:
         checks.append(Check("router routes", State.SKIPPED, "no LoadBalancer IP to look for"))
-    elif missing:
-        checks.append(Check("router routes", State.FAIL, f"no BGP route with a node as gateway for {', '.join(missing)}"))
+    elif missing or inactive:
+        why = []
+        if missing:
+            why.append(f"no BGP route with a node as gateway for {', '.join(missing)}")
+        if inactive:
+            why.append(f"BGP route(s) for {', '.join(inactive)} received but not active (not installed: "
+                       "filtered, not the best path, or the gateway does not resolve)")
+        checks.append(Check("router routes", State.FAIL, "; ".join(why)))
     else:
         checks.append(Check("router routes", State.OK, "; ".join(good)))
     return checks

@@ -1,8 +1,12 @@
 """Reading files from nodes with the system ``ssh`` client.
 
-BatchMode (never a password prompt), host key checking on: a first contact
-fails with a sentence that says how to accept the key, rather than trusting
-whatever answers on the node's address.
+BatchMode (never a password prompt), ``StrictHostKeyChecking=yes`` always.
+For a cluster piimg built, the node's host key was generated on this machine
+(piimg.identity) and ``.piimg/known_hosts`` holds it: ssh is given that file
+only, looked up under the node's hostname (``HostKeyAlias``), so the first
+contact is already verified and a re-flashed node (same key) still matches.
+For other clusters the user's own known_hosts is used, and a first contact
+fails with a sentence that says how to check and accept the key.
 """
 
 from __future__ import annotations
@@ -22,12 +26,27 @@ class SshTarget:
     #: an ssh_config file (``ssh -F``); default from $PIIMG_SSH_CONFIG, else ssh's own
     config_file: str | None = None
     connect_timeout: int = 10
+    #: piimg's known_hosts (.piimg/known_hosts); None: the user's own files
+    known_hosts: str | None = None
+    #: the name the node's key is listed under in ``known_hosts`` (its hostname)
+    host_key_alias: str | None = None
 
     def argv(self, remote_command: str) -> list[str]:
         argv = ["ssh"]
         config_file = self.config_file or os.environ.get("PIIMG_SSH_CONFIG")
         if config_file:
             argv += ["-F", config_file]
+        if self.known_hosts:
+            # -o beats any ssh_config: only the keys piimg generated count, and
+            # only their type is negotiated.
+            argv += [
+                "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "UpdateHostKeys=no",
+                "-o", "HostKeyAlgorithms=ssh-ed25519",
+            ]
+            if self.host_key_alias:
+                argv += ["-o", f"HostKeyAlias={self.host_key_alias}"]
         argv += [
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes",
@@ -72,6 +91,17 @@ class SshFailed(PiimgError):
 def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
     err = exc.stderr
     where = f"{target.user}@{target.host}:{path}"
+    if target.known_hosts and ("Host key verification failed" in err or "IDENTIFICATION HAS CHANGED" in err
+                               or "no matching host key type" in err):
+        # the node shows another key than piimg generated for it: a stranger, or a
+        # card whose cloud-init never applied user-data (see status.seedrace)
+        name = target.host_key_alias or target.host
+        return SshFailed(
+            SshFailed.HOST_KEY_CHANGED,
+            f"{target.host}: the SSH host key is not the one piimg generated for {name} ({target.known_hosts})",
+            hint="another machine has this address, or the card was not flashed from an image piimg built here: "
+                 "rebuild (the key is kept) and re-flash it",
+        )
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
         return SshFailed(
             SshFailed.HOST_KEY_CHANGED,

@@ -41,15 +41,16 @@ BINARY = b"\x7fELF fake k3s binary for the first-boot tests\n"
 
 STANDIN = """#!/bin/sh
 # stand-in for k3s's install.sh: records what it was given into the fake root
-D="${0%/var/lib/piimg/k3s-install.sh}/standin"  # the fake root: the script runs from there
+R="${0%/var/lib/piimg/k3s-install.sh}"  # the fake root: the script runs from there
+D="$R/standin"
 mkdir -p "$D"
 n=$(( $(cat "$D/count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$D/count"
 env > "$D/env.$n"
 printf '%s\\n' "$0" "$@" > "$D/args.$n"
 # what k3s would find when it first starts: the CA files and the node password
-(cd "__ROOT__/var/lib/rancher/k3s/server/tls" 2>/dev/null && find . -type f | sort) > "$D/tls.$n"
-cat "__ROOT__/etc/rancher/node/password" > "$D/node-password.$n" 2>/dev/null
+(cd "$R/var/lib/rancher/k3s/server/tls" 2>/dev/null && find . -type f | sort) > "$D/tls.$n"
+cat "$R/etc/rancher/node/password" > "$D/node-password.$n" 2>/dev/null
 if [ -e "$D/block" ]; then touch "$D/started"; sleep 30; fi
 if [ -e "$D/fail" ]; then echo "[ERROR]  Download failed (stand-in)" >&2; exit 1; fi
 echo "[INFO]  stand-in: k3s $INSTALL_K3S_VERSION$INSTALL_K3S_CHANNEL installed as $INSTALL_K3S_EXEC"
