@@ -42,8 +42,8 @@ def flash(
     """Write IMAGE (default: the last build) to DEVICE, safely and verified.
 
     Only the blocks that hold data are written (the block map comes from the
-    image's own FAT and ext4 metadata), the partition table last, and every
-    written block is read back from the device and compared.
+    image's own FAT and ext4 metadata), the partition table cleared first and
+    written last, and every written block is read back from the device and compared.
 
     \b
     Examples:

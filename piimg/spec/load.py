@@ -620,6 +620,9 @@ def summary(spec: Spec) -> list[str]:
     lines.append(f"image: {src} (init format {spec.image.init_format.value})")
     lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
                  f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
+    for line in spec.access.ssh_authorized_keys:
+        key = sshkeys.parse(line)  # checked at load; the fingerprint is what `ssh-keygen -l` shows
+        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}")
     return lines
 
 
