@@ -11,7 +11,8 @@ from piimg.build import lastbuild
 from piimg.cli.common import App, as_root_command, confirm, echo, pass_app
 from piimg.errors import NeedsRoot
 from piimg.flash import verb
-from piimg.flash.devices import Device, for_this_machine, human_size
+from piimg.flash.devices import Device, for_this_machine
+from piimg.units import human_size
 
 
 @click.command()
