@@ -74,7 +74,7 @@ def test_flash_to_a_file_needs_force(image: GeneratedImage, tmp_path: Path, piim
     assert read_at(target, 0, 4096) == PATTERN
     r = piimg("flash", str(image.path), str(target), "--yes", "--force")
     assert r.exit_code == 0, r
-    assert "verified" in r.stdout and "MB/s" in r.stdout
+    assert "verified" in r.stdout and "MiB/s" in r.stdout
     check_card(image, target, tmp_path)
 
 

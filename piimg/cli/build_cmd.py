@@ -9,15 +9,10 @@ import click
 
 from piimg.cli.common import App, echo, echo_json, next_step, pass_app
 from piimg.errors import PiimgError
+from piimg.units import human_size
 
 if TYPE_CHECKING:
     from piimg.build.images import BuiltNode
-
-
-def _size(n: int) -> str:
-    if n >= 2**30:
-        return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 @click.command()
@@ -66,9 +61,9 @@ def build(
     else:
         for b in built:
             if b.is_overlay:
-                what = f"overlay: {_size(b.changed_bytes)} differ from the base ({_size(b.size)} image)"
+                what = f"overlay: {human_size(b.changed_bytes)} differ from the base ({human_size(b.size)} image)"
             else:
-                what = f"full image {_size(b.size)} ({b.copy_method})"
+                what = f"full image {human_size(b.size)} ({b.copy_method})"
             echo(f"{b.hostname}: {b.image}")
             echo(f"  {what}, init format {b.init_format.value}, {b.role} at {b.address}, {b.seconds:.1f} s")
             echo(f"  boot partition: {', '.join(w for w in b.written if '/' not in w)}, "

@@ -14,9 +14,10 @@ from click.shell_completion import CompletionItem
 from piimg.cli.common import App, as_root_command, confirm, echo, echo_json, next_step, pass_app
 from piimg.errors import NeedsRoot, PiimgError
 from piimg.flash import record, safety, verb
-from piimg.flash.devices import Device, Devices, for_this_machine, human_size
+from piimg.flash.devices import Device, Devices, for_this_machine
 from piimg.flash.write import FlashResult
 from piimg.image import overlay
+from piimg.units import human_size
 
 _SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -264,8 +265,9 @@ def flash(
     """Write IMAGE (default: the last build) to DEVICE, safely and verified.
 
     Only the blocks that hold data are written (the block map comes from the
-    image's own FAT and ext4 metadata), the partition table last, and every
-    written block is read back from the device and compared. A node built as
+    image's own FAT and ext4 metadata), the partition table cleared first and
+    written last, and every written block is read back from the device and
+    compared. A node built as
     an overlay is composed with its base image while it is written.
 
     Without DEVICE, piimg lists the disks it would write (and why it refuses

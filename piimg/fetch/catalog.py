@@ -25,6 +25,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urljoin, urlparse
 
 from piimg.errors import ConfigError, DownloadError, NotFound
+from piimg.units import is_sha256
 
 MAX_DEPTH: Final = 5
 _DATE_SUFFIX: Final = re.compile(r"[-_]\d{4}-\d{2}-\d{2}\Z")
@@ -86,7 +87,7 @@ def _int(value: Any) -> int | None:
 
 
 def _sha(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value) else None
+    return value.lower() if isinstance(value, str) and is_sha256(value.lower()) else None
 
 
 def parse(

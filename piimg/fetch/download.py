@@ -27,6 +27,7 @@ import urllib3.exceptions
 
 from piimg.errors import DownloadError, NotFound
 from piimg.progress import QUIET, Reporter
+from piimg.units import SHA256_PATTERN, is_sha256
 
 CHUNK: Final = 1 << 20
 USER_AGENT: Final = "piimg (+https://github.com/piimg/piimg)"
@@ -272,7 +273,7 @@ def sha256_file(path: Path, reporter: Reporter = QUIET, *, description: str | No
     return h.hexdigest()
 
 
-_SHA_LINE: Final = re.compile(r"\s*([0-9a-fA-F]{64})\s+\*?(.*?)\s*")
+_SHA_LINE: Final = re.compile(rf"\s*({SHA256_PATTERN})\s+\*?(.*?)\s*", re.IGNORECASE)
 
 
 def parse_sha256_file(text: str, filename: str) -> str | None:
@@ -282,7 +283,7 @@ def parse_sha256_file(text: str, filename: str) -> str | None:
         m = _SHA_LINE.fullmatch(line)
         if m:
             digests.append((m.group(1).lower(), os.path.basename(m.group(2))))
-        elif re.fullmatch(r"\s*[0-9a-fA-F]{64}\s*", line):
+        elif is_sha256(line.strip().lower()):
             digests.append((line.strip().lower(), ""))
     for digest, name in digests:
         if name == filename:

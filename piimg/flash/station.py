@@ -102,7 +102,7 @@ def matches(device: Device, *, size: int | None, model: str | None) -> str | Non
     Sizes match within 10 %: a "32 GB" card holds 29.7 to 32.0 GB depending on the maker.
     """
     if size is not None and abs(device.size - size) > size // 10:
-        from piimg.flash.devices import human_size
+        from piimg.units import human_size
 
         return f"its size {human_size(device.size)} is not the expected {human_size(size)} (--expect-size)"
     if model is not None and model.lower() not in device.label.lower():

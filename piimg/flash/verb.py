@@ -13,6 +13,7 @@ from piimg.flash.write import FlashResult, write_image
 from piimg.image import blockmap, decompress, overlay, partitions
 from piimg.image.overlay import ComposedImage
 from piimg.progress import QUIET, Reporter
+from piimg.units import human_size
 
 
 def compression_of(path: str | os.PathLike[str]) -> str | None:
@@ -172,7 +173,7 @@ def _flash_checked(
         block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
         source = block_map.source
     reporter.info(
-        f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
+        f"writing {human_size(block_map.mapped_bytes)} of {human_size(image_size)} "
         f"(block map from {source}) to {device.write_path}"
     )
     result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)

@@ -49,6 +49,7 @@ from piimg.errors import FlashFailed, ImageError, Interrupted, NeedsRoot, Unsafe
 from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
+from piimg.units import human_rate, human_size
 
 MiB: Final = 1024 * 1024
 #: The partition table and boot sector live here; written last.
@@ -118,14 +119,12 @@ class FlashResult:
         return self.verify_seconds is not None
 
     def summary(self) -> str:
-        rate = self.bytes_written / 1e6 / max(self.write_seconds, 1e-6)
         text = (
-            f"wrote {self.bytes_written / 1e6:.1f} MB of {self.image_size / 1e6:.1f} MB to {self.target} "
-            f"in {self.write_seconds:.1f} s ({rate:.1f} MB/s)"
+            f"wrote {human_size(self.bytes_written)} of {human_size(self.image_size)} to {self.target} "
+            f"in {self.write_seconds:.1f} s ({human_rate(self.bytes_written, self.write_seconds)})"
         )
         if self.verify_seconds is not None:
-            vrate = self.bytes_written / 1e6 / max(self.verify_seconds, 1e-6)
-            text += f", verified in {self.verify_seconds:.1f} s ({vrate:.1f} MB/s)"
+            text += f", verified in {self.verify_seconds:.1f} s ({human_rate(self.bytes_written, self.verify_seconds)})"
         else:
             text += ", not verified"
         return text
@@ -320,7 +319,7 @@ class _Progress:
             return f"nothing was written to {self.target}"
         if not self.complete:
             return (
-                f"{self.target} is incomplete ({self.written / 1e6:.1f} of {image_size / 1e6:.1f} MB written) "
+                f"{self.target} is incomplete ({human_size(self.written)} of {human_size(image_size)} written) "
                 "and has no partition table, so it will not boot; run the same piimg flash again"
             )
         return f"{self.target} was written but not verified; run the same piimg flash again to be sure"
