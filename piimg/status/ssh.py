@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from piimg.errors import CommandFailed, PiimgError
+from piimg.errors import CommandFailed, PiimgError, stderr_tail
 from piimg.run import run
 
 
@@ -100,5 +100,4 @@ def _explain(target: SshTarget, path: str, exc: CommandFailed) -> PiimgError:
         return PiimgError(f"{where}: no such file (has first boot got that far?)")
     if "a password is required" in err or "sudo:" in err:
         return PiimgError(f"{where}: not readable and sudo needs a password")
-    tail = err.strip().splitlines()[-1] if err.strip() else f"ssh exited with {exc.returncode}"
-    return PiimgError(f"{where}: {tail}")
+    return PiimgError(f"{where}: {stderr_tail(err) or f'ssh exited with {exc.returncode}'}")
