@@ -76,11 +76,21 @@ class CommandFailed(PiimgError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
-        tail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
         msg = f"command failed with exit code {returncode}: {shell_quote(argv)}"
-        if tail:
-            msg += f": {tail}"
+        if stderr_tail(stderr):
+            msg += f": {stderr_tail(stderr)}"
         super().__init__(msg)
+
+    @property
+    def tail(self) -> str:
+        """The last line of stderr, or ``exit code N`` when the program said nothing."""
+        return stderr_tail(self.stderr) or f"exit code {self.returncode}"
+
+
+def stderr_tail(stderr: str) -> str:
+    """The last non-empty line of a program's stderr (usually the one that says why); "" for none."""
+    lines = stderr.strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 class UnsafeTarget(PiimgError):
@@ -101,8 +111,32 @@ class DownloadError(PiimgError):
     """A download or checksum verification failed."""
 
 
+class NotFound(DownloadError):
+    """The server answered HTTP 404 for ``url`` (callers decide whether that is fatal)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"{url}: not found (HTTP 404)")
+
+
 class ImageError(PiimgError):
     """An image file is unreadable or not laid out as expected."""
+
+
+class ImageTruncated(ImageError):
+    """The image's partition table reaches past its end: a cut-off download."""
+
+
+class FlashFailed(PiimgError):
+    """Writing or flushing the target failed part-way (the card is incomplete)."""
+
+
+class NotConfirmed(PiimgError):
+    """The user answered no (or nothing) to a question before a destructive step."""
+
+
+class LastBuildError(PiimgError):
+    """``build/last.json`` is missing, damaged, or does not name the image wanted."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Protocol
 
+from piimg.units import human_rate, human_size
+
 
 class Bar(Protocol):
     def update(self, n: int) -> None: ...
@@ -86,7 +88,8 @@ class ConsoleReporter:
             with tqdm(
                 total=total,
                 desc=description,
-                unit=unit,
+                # "iB" + divisor 1024: the bar reads "21.0MiB/176MiB", the units of the text lines
+                unit="iB" if unit == "B" else unit,
                 unit_scale=unit == "B",
                 unit_divisor=1024 if unit == "B" else 1000,
                 file=self.stream,
@@ -100,7 +103,7 @@ class ConsoleReporter:
         yield line
         elapsed = max(time.monotonic() - start, 1e-6)
         if unit == "B":
-            detail = f"{line.done / 1e6:.1f} MB in {elapsed:.1f} s ({line.done / 1e6 / elapsed:.1f} MB/s)"
+            detail = f"{human_size(line.done)} in {elapsed:.1f} s ({human_rate(line.done, elapsed)})"
         else:
             detail = f"{line.done} {unit} in {elapsed:.1f} s"
         print(f"{description}: {detail}", file=self.stream, flush=True)

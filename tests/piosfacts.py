@@ -66,3 +66,13 @@ def boot_files(flavour: str, disk_id: str) -> dict[str, str]:
 def imager_fixup() -> str:
     """raspberrypi-sys-mods' initramfs script that edits Imager's firstrun.sh and cmdline.txt."""
     return (DATA / "sys-mods" / "imager_fixup").read_text()
+
+
+def nocloud_cfg() -> str:
+    """cloud-init's NoCloud configuration as the first Trixie release ships it (seed from /boot/firmware).
+
+    pi-gen removed the file after that release (it moved into
+    rpi-cloud-init-mods, whose source is not public); the 2025-10-01 one is
+    the last whose contents are known.
+    """
+    return (DATA / "trixie-2025-10-01" / "99_raspberry-pi.cfg").read_text()

@@ -493,6 +493,38 @@ class RouterOSPeer:
                         route["belongs-to"] = f"bgp-IP-{remote_address}"
                     self._insert("/ip/route", route)
 
+    def input_accepts(self, interface: str, *, new: bool = True) -> bool:
+        """Whether the input chain lets a packet from ``interface`` reach the router itself.
+
+        Walks ``/ip/firewall/filter`` the way RouterOS does (first matching
+        rule decides; no rule matched: accept), matching only what the defconf
+        rules use: connection-state (``new``: a fresh connection or a DHCP
+        request; else established), protocol icmp/dst-address (never match
+        here) and in-interface(-list) with ``!``.
+        """
+        with self._lock:
+            members = {(r.get("interface"), r.get("list")) for r in self.state["/interface/list/member"]
+                       if r.get("disabled") != "true"}
+            for rule in self.state["/ip/firewall/filter"]:
+                if rule.get("chain") != "input" or rule.get("disabled") == "true":
+                    continue
+                if "connection-state" in rule:
+                    states = rule["connection-state"].split(",")
+                    if ("new" if new else "established") not in states:
+                        continue
+                if "protocol" in rule or "dst-address" in rule:
+                    continue  # the probe is neither ICMP nor to 127.0.0.1
+                lst = rule.get("in-interface-list")
+                if lst is not None:
+                    inside = (interface, lst.lstrip("!")) in members or lst.lstrip("!") == "all"
+                    if inside == lst.startswith("!"):
+                        continue
+                iface = rule.get("in-interface")
+                if iface is not None and (interface == iface.lstrip("!")) == iface.startswith("!"):
+                    continue
+                return rule.get("action") == "accept"
+            return True
+
     def trap_on(self, command: str, message: str) -> None:
         """Answer the next ``command`` (e.g. ``/ip/address/add``) with a ``!trap`` of ``message``."""
         with self._lock:

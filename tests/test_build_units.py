@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from piimg.build import lastbuild, payload
-from piimg.errors import PiimgError
+from piimg.errors import LastBuildError, PiimgError
 from piimg.firstboot.nodeconf import NodeConfig
 from piimg.image import sparse
 from piimg.spec import load as spec_load
@@ -116,6 +116,32 @@ def test_last_build_damaged(tmp_path: Path, text: str) -> None:
     path = tmp_path / "last.json"
     path.write_text(text)
     with pytest.raises(PiimgError, match=r"last\.json"):
+        lastbuild.load(path)
+
+
+def _last(nodes: dict[str, str]) -> lastbuild.LastBuild:
+    base = lastbuild.BaseRef(path="/b.img", sha256="0" * 64, name="b", init_format="systemd")
+    images = {n: lastbuild.NodeImage(image=p, size=1, role="server", address="10.0.2.10", init_format="systemd") for n, p in nodes.items()}
+    return lastbuild.LastBuild(built_at="2026-11-27T03:40:00Z", spec="/p/piimg.yaml", base=base, nodes=images)
+
+
+def test_last_build_image_for(tmp_path: Path) -> None:
+    one = _last({"m1": "/p/build/m1.img"})
+    assert one.image_for(None) == "/p/build/m1.img" == one.image_for("m1")
+    two = _last({"m1": "/p/build/m1.img", "w1": "/p/build/w1.img"})
+    assert two.image_for("w1") == "/p/build/w1.img"
+    with pytest.raises(LastBuildError, match=r"several node images were built \(m1, w1\); choose one with --node"):
+        two.image_for(None)
+    with pytest.raises(LastBuildError, match=r"--node x1: not in the last build \(built: m1, w1\)"):
+        two.image_for("x1")
+    with pytest.raises(LastBuildError, match="lists no node images"):
+        _last({}).image_for(None)
+    # what flash reads is what build wrote, through the same reader
+    path = tmp_path / "last.json"
+    lastbuild.save(path, two)
+    assert lastbuild.load(path).image_for("m1") == "/p/build/m1.img"
+    path.write_text(path.read_text().replace('"schema": 1', '"schema": 2'))
+    with pytest.raises(LastBuildError, match="unsupported schema 2"):
         lastbuild.load(path)
 
 

@@ -184,3 +184,34 @@ def test_a_compressed_non_image_is_refused_before_it_is_decompressed(tmp_path: P
     r = piimg("build", "--image", str(packed))
     assert r.exit_code == 1, r
     assert r.stderr.strip().startswith(f"error: {packed}: decompressed, it has no partition table"), r.stderr
+
+
+def test_a_boot_sector_claiming_a_huge_fat_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A FAT32 boot sector (made by mkfs.vfat, then its BPB_TotSec32 at 0x20 and BPB_FATSz32
+    at 0x24 raised, fatgen103) that claims 20 Mi clusters: its FAT alone would be 80 MiB."""
+    import tracemalloc
+
+    from piimg.errors import ImageError
+    from piimg.image.fat import FatFS
+
+    img = tmp_path / "huge.img"
+    subprocess.run(["mkfs.vfat", "-F", "32", "-s", "1", "-C", str(img), str(40 * 1024)], capture_output=True, check=True)
+    clusters = 20 * 2**20
+    with open(img, "r+b") as fh:
+        boot = bytearray(fh.read(512))
+        reserved = struct.unpack_from("<H", boot, 0x0E)[0]
+        fatsz = -(-(clusters + 2) * 4 // 512)
+        total = reserved + 2 * fatsz + clusters
+        struct.pack_into("<I", boot, 0x20, total)
+        struct.pack_into("<I", boot, 0x24, fatsz)
+        fh.seek(0)
+        fh.write(boot)
+        fh.truncate(total * 512)  # sparse: the image is as large as the file system claims
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=r"a FAT file system of 20971520 clusters"):
+            FatFS.open(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak  # refused from the boot sector, the FAT never read

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from piimg.errors import DownloadError
-from piimg.fetch.download import RetryPolicy, download, parse_sha256_file, part_path, sha256_file
+from piimg.errors import DownloadError, NotFound
+from piimg.fetch.download import RetryPolicy, download, fetch_text, parse_sha256_file, part_path, sha256_file
 from tests.fetchfixtures import sha
 from tests.httpserver import Fault, FileServer
 
@@ -90,6 +90,14 @@ def test_gives_up_after_attempts(tmp_path: Path, srv: FileServer) -> None:
     srv.faults["/f.bin"] = Fault(status=503, times=-1)
     with pytest.raises(DownloadError, match=r"HTTP 503.*gave up after 4 attempts"):
         download(srv.url("/f.bin"), tmp_path / "f.bin", policy=FAST)
+
+
+def test_fetch_text_404_is_not_found_not_an_os_error(srv: FileServer) -> None:
+    # a 404 is its own DownloadError, never mistaken for a missing local file (W8)
+    with pytest.raises(NotFound) as err:
+        fetch_text(srv.url("/missing.sha256"), policy=FAST)
+    assert not isinstance(err.value, OSError) and err.value.url == srv.url("/missing.sha256")
+    assert len(srv.requests_for("/missing.sha256")) == 1
 
 
 def test_not_found_is_an_error_at_once(tmp_path: Path, srv: FileServer) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +21,9 @@ from tests.firstboot.fakepi import BGP_PASSWORD, BINARY, TOKEN, VERSION, FakePi,
 
 pytestmark = pytest.mark.integration
 
-SERVER_STEPS = ["hostname", "identity", "address", "network", "cgroup", "k3s", "cluster", "scrub", "finish"]
+SERVER_STEPS = ["scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", "cluster", "finish"]
 # the fake payload carries a BGP password, so agents probe TCP-MD5 support ("bgp")
-AGENT_STEPS = ["hostname", "identity", "address", "network", "cgroup", "k3s", "bgp", "scrub", "finish"]
+AGENT_STEPS = ["scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", "bgp", "finish"]
 
 
 @pytest.fixture()
@@ -195,7 +197,7 @@ def test_killed_mid_install_resumes(pi: FakePi, reference_end_state: dict[str, t
     status = pi.status()
     assert status["step"] == "k3s" and status["state"] == "running"
     done_before = [n for n, s in status["steps"].items() if s["state"] == "done"]
-    assert done_before == ["hostname", "identity", "address", "network", "cgroup"]
+    assert done_before == ["scrub", "hostname", "identity", "address", "network", "cgroup"]
     calls_before = len(pi.calls())
 
     (pi.root / "standin" / "block").unlink()
@@ -347,8 +349,51 @@ def test_server_ingress_never_gets_ip(pi: FakePi) -> None:
     assert status["ingress_ip"] is None
     assert len(pi.argvs("k3s", "kubectl", "get", "node")) == 2
     assert len(pi.argvs("k3s", "kubectl", "-n", "metallb-system")) == 2
-    # secrets stay until a run gets through (then scrubbed); k3s is installed already
-    assert (pi.boot / "piimg" / "manifests").exists()
+    # a step failed for good, yet no secret is left on the card: they left it first
+    assert_no_secret_on_boot(pi)
+    assert (pi.payload / "manifests").is_dir()  # the root-only copy keeps them for the retry
+
+
+def assert_no_secret_on_boot(pi: FakePi) -> None:
+    secrets = [v for v in pi.config.secrets.values() if v]
+    assert secrets, "the fake payload should carry secrets"
+    assert not (pi.boot / "piimg" / "manifests").exists()
+    for path in (pi.boot / "piimg").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            for secret in secrets:
+                assert secret not in text, f"a secret is still in {path}"
+
+
+def test_secrets_leave_the_boot_partition_before_any_wait(tmp_path: Path, k3s_server: K3sServer) -> None:
+    k3s_server.ping_ok = False
+    pi = FakePi(tmp_path, k3s_server, role="agent")
+    r = pi.run("--timeout", "server=0.5")
+    assert_failed(pi, r, "k3s", "waiting for the k3s server")
+    assert_no_secret_on_boot(pi)
+    scrubbed = json.loads((pi.boot / "piimg" / "node.json").read_text())
+    assert scrubbed["secrets"] == {} and scrubbed["k3s"]["config_yaml"] == ""
+    assert NodeConfig.from_dict(scrubbed).hostname == pi.config.hostname
+
+
+def test_scrub_refuses_without_a_root_only_copy(pi: FakePi) -> None:
+    # run straight from the boot partition: nothing may be scrubbed (it is the only copy), nothing else runs
+    pi.first_run_hook()  # (only for the program's own code: the driver imports it from there)
+    argv = [a if a != str(pi.payload / "node.json") else str(pi.boot / "piimg" / "node.json") for a in pi.argv()]
+    r = subprocess.run(argv, env=pi.env(), capture_output=True, text=True, timeout=60, check=False)
+    status = assert_failed(pi, r, "scrub", "refusing to run from the boot partition")
+    assert [n for n, st in status["steps"].items() if st["state"] != "pending"] == ["scrub"]
+    assert (pi.boot / "piimg" / "manifests").is_dir()
+    assert json.loads((pi.boot / "piimg" / "node.json").read_text())["secrets"]
+
+
+def test_scrub_refuses_when_the_copy_lacks_a_secret_file(pi: FakePi) -> None:
+    pi.first_run_hook()
+    shutil.rmtree(pi.payload / "manifests")
+    r = pi.run()
+    assert_failed(pi, r, "scrub", "manifests is missing from")
+    assert (pi.boot / "piimg" / "manifests").is_dir()  # not deleted: it is the only copy
+    assert not pi.calls()
 
 
 def test_bad_node_json(pi: FakePi) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from piimg.build import lastbuild
 from piimg.errors import UnsafeTarget
 from piimg.flash import verb, write
 from piimg.flash.devices import Device, LinuxDevices, Mount
@@ -73,7 +74,7 @@ def test_flash_to_a_file_needs_force(image: GeneratedImage, tmp_path: Path, piim
     assert read_at(target, 0, 4096) == PATTERN
     r = piimg("flash", str(image.path), str(target), "--yes", "--force")
     assert r.exit_code == 0, r
-    assert "verified" in r.stdout and "MB/s" in r.stdout
+    assert "verified" in r.stdout and "MiB/s" in r.stdout
     check_card(image, target, tmp_path)
 
 
@@ -201,7 +202,7 @@ def test_ctrl_c_says_interrupted(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     def interrupt(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(verb, "image_from_last_build", interrupt)
+    monkeypatch.setattr(lastbuild, "load", interrupt)
     assert cli.main(["flash", "/tmp/piimg-test-unused"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
 
@@ -406,3 +407,34 @@ def test_odd_sized_image_tail_is_written_and_verified(image: GeneratedImage, tmp
     size = odd.stat().st_size
     assert read_at(loop.backing, size - 1536, 1536) == b"tail" * 384
     assert read_at(loop.backing, size, 4096) == pattern_at(size, 4096)
+
+
+def test_flash_refuses_a_last_build_of_another_schema(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
+    # flash reads build/last.json through build's own reader (W4): schema 2 is refused, not half-read
+    target = tmp_path / "card.img"
+    prefill(target, CARD)
+    (project / "build").mkdir()
+    (project / "build" / "last.json").write_text(json.dumps({"schema": 2, "nodes": {"k8s-master": {"image": str(image.path)}}}))
+    r = piimg("flash", str(target), "--yes", "--force")
+    assert r.exit_code == 1 and "last.json: unsupported schema 2" in r.stderr, r
+    assert read_at(target, 0, 4096) == PATTERN
+
+
+def test_truncated_check_does_not_depend_on_hint_words(image: GeneratedImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # W8: which images flash accepts follows the error type, not the wording of a hint
+    from piimg.errors import ImageTruncated
+    from piimg.image import partitions
+
+    truncated = tmp_path / "truncated.img"
+    truncated.write_bytes(read_at(image.path, 0, image.boot_offset + MiB))
+    real = partitions.read_table
+
+    def reworded(fh: Any, image_size: int | None = None) -> Any:
+        try:
+            return real(fh, image_size)
+        except ImageTruncated as exc:
+            raise ImageTruncated(exc.message, hint="fetch it once more") from None
+
+    monkeypatch.setattr(partitions, "read_table", reworded)
+    with pytest.raises(ImageTruncated, match="beyond the end of the image"):
+        verb.check_image(str(truncated))

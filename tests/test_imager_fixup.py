@@ -14,6 +14,7 @@ its edits run here with the real sed and sh on every rendered firstrun.sh.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -109,6 +110,9 @@ def test_nothing_of_firstrun_is_cut_off(tmp_path: Path, monkeypatch: pytest.Monk
     script, cmdline = render(monkeypatch, name, node)
     (tmp_path / "firstrun.sh").write_bytes(script)
     (tmp_path / "cmdline.txt").write_bytes(cmdline)
+    if shutil.which("shellcheck"):  # (in the Makefile's APT_PACKAGES: CI has it)
+        proc = subprocess.run(["shellcheck", "-s", "sh", str(tmp_path / "firstrun.sh")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout
     apply_fixup(tmp_path)
     after = (tmp_path / "firstrun.sh").read_bytes()
     assert after == script + _tail().encode(), "imager_fixup cut piimg's firstrun.sh short"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from piimg.errors import ImageError
+from piimg.errors import ImageError, ImageTruncated
 from piimg.image import partitions
 from tests.imagegen import make_image, tools_available
 
@@ -51,7 +51,7 @@ def test_rejects_no_signature() -> None:
 
 def test_rejects_truncated_image() -> None:
     data = _mbr([(0x0C, 2048, 4096)]) + b"\0" * 4096
-    with pytest.raises(ImageError, match="beyond the end"):
+    with pytest.raises(ImageTruncated, match="beyond the end"):
         partitions.read_table(io.BytesIO(data))
 
 

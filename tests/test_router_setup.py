@@ -472,8 +472,11 @@ def test_factory_firewall_lab_bridge_joins_lan(version: str, project: Path, piim
     """defconf drops input not from LAN: bridge2 joins LAN (owned), the export does the same."""
     with RouterOSPeer(version=version, users={"admin": PASSWORD}, defconf=True) as p:
         write_spec(project, p)
+        assert not p.input_accepts("bridge2")  # defconf: "drop all not coming from LAN"
+        assert p.input_accepts("bridge") and not p.input_accepts("ether1") and p.input_accepts("ether1", new=False)
         r = piimg("router-setup", "--yes", "--no-backup")
         assert r.exit_code == 0, r.output
+        assert p.input_accepts("bridge2")  # DHCP requests and BGP from the nodes reach the router
         assert "+ add interface list member bridge2 in LAN: /interface list member add interface=bridge2 list=LAN" in r.stdout
         assert 'note: bridge2 joins the interface list LAN: the firewall rule "defconf: drop all not coming from LAN"' in r.stdout
         [member] = p.rows("/interface/list/member", interface="bridge2")

@@ -287,3 +287,13 @@ def test_k3s_install_sha256_must_be_the_whole_value(home: Path) -> None:
         doc = _with("cluster.k3s_install_sha256", bad)
         with pytest.raises(ConfigError, match=r"^cluster\.k3s_install_sha256: "):
             spec_load.parse(doc)
+
+
+def test_validate_lists_each_key_with_ssh_keygens_fingerprint(real_keys: list[tuple[str, str]], piimg: Any,
+                                                              project: Path) -> None:
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("access.ssh_authorized_keys", [k for k, _ in real_keys])))
+    r = piimg("validate")
+    assert r.exit_code == 0, r
+    for line, fingerprint in real_keys:
+        kind, _, comment = line.split(" ", 2)
+        assert f"  key {kind} {fingerprint} {comment}" in r.stdout.splitlines(), r.stdout

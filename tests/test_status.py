@@ -3,6 +3,7 @@ Kubernetes API stand-in, an HTTP "ingress", and (router) a RouterOS API peer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import threading
@@ -239,6 +240,18 @@ def test_router_unreachable_other_checks_still_run(spec: spec_model.Spec, kube: 
     checks = by_name(run_checks(spec, opts))
     assert checks["router bgp"].state is State.FAIL and "connection refused" in checks["router bgp"].detail
     assert checks["loadbalancers"].state is State.OK
+    assert checks[f"http {LB_IP}"].state is State.OK
+
+
+def test_frr_router_is_not_opened(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path, ingress: Ingress) -> None:
+    """router.kind frr: no RouterOS API to read; the check says where to look instead."""
+    def never() -> Any:
+        raise AssertionError("the RouterOS opener must not be called for an FRR router")
+
+    frr_spec = dataclasses.replace(spec, router=dataclasses.replace(spec.router, kind=spec_model.RouterKind.FRR))
+    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=never, node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=2)
+    checks = by_name(run_checks(frr_spec, opts))
+    assert checks["router bgp"].state is State.SKIPPED and "vtysh" in checks["router bgp"].detail
     assert checks[f"http {LB_IP}"].state is State.OK
 
 

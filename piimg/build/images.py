@@ -19,7 +19,7 @@ from typing import Final
 
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits
-from piimg.errors import ImageError, PiimgError
+from piimg.errors import ImageError, LastBuildError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
@@ -157,7 +157,7 @@ def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: lis
     nodes: dict[str, lastbuild.NodeImage] = {}
     try:
         previous = lastbuild.load(path)
-    except PiimgError:
+    except LastBuildError:
         previous = None
     if previous is not None and previous.base.sha256 == base.sha256:
         # keep nodes built earlier from the same base (piimg build --node X)

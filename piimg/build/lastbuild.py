@@ -7,7 +7,9 @@
      "nodes": {"k8s-master": {"image": "/abs/build/k8s-master.img", "size": 123, "role": "server",
                               "address": "10.0.2.10", "init_format": "systemd"}}}
 
-All paths are absolute.
+All paths are absolute. :func:`load` is the only reader (``piimg build``
+keeps earlier nodes from it, ``piimg flash`` takes its default image from
+:meth:`LastBuild.image_for`); a file of another schema is refused by both.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from piimg.errors import PiimgError
+from piimg.errors import LastBuildError
 from piimg.fsutil import write_atomic
 
 SCHEMA: Final = 1
@@ -52,9 +54,25 @@ class LastBuild:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
+    def image_for(self, node: str | None) -> str:
+        """The image of ``node``; with ``None``, the only node built (several: choose with ``--node``)."""
+        names = sorted(self.nodes)
+        if not names:
+            raise LastBuildError("the last build lists no node images", hint="run piimg build again")
+        if node is None:
+            if len(names) > 1:
+                raise LastBuildError(
+                    f"several node images were built ({', '.join(names)}); choose one with --node NAME",
+                    hint=f"piimg flash --node {names[0]} DEVICE",
+                )
+            node = names[0]
+        if node not in self.nodes:
+            raise LastBuildError(f"--node {node}: not in the last build (built: {', '.join(names)})")
+        return self.nodes[node].image
 
-def _bad(path: Path, why: str) -> PiimgError:
-    return PiimgError(f"{path}: {why}", hint="run piimg build again")
+
+def _bad(path: Path, why: str) -> LastBuildError:
+    return LastBuildError(f"{path}: {why}", hint="run piimg build again")
 
 
 def load(path: str | os.PathLike[str]) -> LastBuild:
@@ -63,13 +81,19 @@ def load(path: str | os.PathLike[str]) -> LastBuild:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PiimgError(f"{path}: no such file (nothing built yet)", hint="run piimg build first") from None
+        raise LastBuildError(
+            f"{path}: no such file (nothing built yet)",
+            hint="run piimg build first, or give the image: piimg flash IMAGE DEVICE",
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(path, f"unreadable: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise _bad(path, f"unsupported schema {data.get('schema') if isinstance(data, dict) else None!r}")
     try:
         nodes = {str(k): NodeImage(**v) for k, v in data["nodes"].items()}
+        for name, entry in nodes.items():
+            if not isinstance(entry.image, str) or not entry.image:
+                raise _bad(path, f"node {name} has no image path")
         return LastBuild(
             built_at=str(data["built_at"]),
             spec=str(data["spec"]),

@@ -7,10 +7,7 @@ from pathlib import Path
 import click
 
 from piimg.cli.common import App, echo, next_step, pass_app
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+from piimg.units import human_size
 
 
 @click.command()
@@ -39,7 +36,7 @@ def build(app: App, nodes: tuple[str, ...], image: str | None, sha256: str | Non
     )
     for b in built:
         echo(f"{b.hostname}: {b.image}")
-        echo(f"  size {_size(b.size)}, init format {b.init_format.value}, {b.role} at {b.address}, "
+        echo(f"  size {human_size(b.size)}, init format {b.init_format.value}, {b.role} at {b.address}, "
              f"{b.seconds:.1f} s ({b.copy_method})")
         echo(f"  boot partition: {', '.join(w for w in b.written if '/' not in w)}, "
              f"piimg/ ({sum(1 for w in b.written if '/' in w)} files)")

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from piimg.build import lastbuild
 from piimg.cli.common import App, as_root_command, confirm, echo, pass_app
 from piimg.errors import NeedsRoot
 from piimg.flash import verb
-from piimg.flash.devices import Device, for_this_machine, human_size
+from piimg.flash.devices import Device, for_this_machine
+from piimg.units import human_size
 
 
 @click.command()
@@ -40,8 +42,8 @@ def flash(
     """Write IMAGE (default: the last build) to DEVICE, safely and verified.
 
     Only the blocks that hold data are written (the block map comes from the
-    image's own FAT and ext4 metadata), the partition table last, and every
-    written block is read back from the device and compared.
+    image's own FAT and ext4 metadata), the partition table cleared first and
+    written last, and every written block is read back from the device and compared.
 
     \b
     Examples:
@@ -50,7 +52,7 @@ def flash(
       piimg flash raspios.img /dev/mmcblk0
     """
     if len(args) == 1:
-        image = verb.image_from_last_build(app.paths.last_build, node)
+        image = lastbuild.load(app.paths.last_build).image_for(node)
         target = args[0]
     elif len(args) == 2:
         if node:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.units import human_size
 
 
 @click.group("os")
@@ -15,9 +16,7 @@ def os_group() -> None:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+    return "?" if n is None else human_size(n)
 
 
 @os_group.command("list")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from piimg.build import lastbuild
 from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.errors import PiimgError
 from piimg.identity import store as identity_store
 from piimg.status import kubeconfig as kcfg
 from piimg.status.checks import Options, run_checks
@@ -22,6 +24,15 @@ def _router_opener(app: App) -> RouterOpener:
     from piimg.status.router_access import opener
 
     return opener(app.spec())
+
+
+def _built_formats(app: App) -> dict[str, str]:
+    """Each node's init format from the last build, if there is one (it tells the cloud-init seed race apart)."""
+    try:
+        record = lastbuild.load(app.paths.last_build)
+    except PiimgError:
+        return {}
+    return {name: entry.init_format for name, entry in record.nodes.items()}
 
 
 def _print(checks: list[Check]) -> None:
@@ -69,7 +80,8 @@ def status(
                        fetch=lambda: kcfg.fetch(spec, kcfg.server_target(spec, known_hosts=known)))
 
     minted = access() if ca is not None and kubeconfig_path is None else None  # one certificate per run
-    opts = Options(kubeconfig=minted or access(), known_hosts=known, router=None if no_router else _router_opener(app))
+    opts = Options(kubeconfig=minted or access(), known_hosts=known, router=None if no_router else _router_opener(app),
+                   init_formats=_built_formats(app))
     deadline = time.monotonic() + timeout
     rounds = 0
     while True:

@@ -39,12 +39,13 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from piimg import versions
-from piimg.errors import ConfigError, DownloadError
+from piimg.errors import ConfigError, DownloadError, NotFound
 from piimg.fetch.cache import Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
 from piimg.fsutil import write_atomic
 from piimg.spec.model import Arch, Ingress, Spec
+from piimg.units import is_sha256
 
 _RELEASE_RE: Final = re.compile(r"^v\d+\.\d+\.\d+")
 _SMALL: Final = 1 << 20  # a sha256sum file is a few hundred bytes
@@ -339,7 +340,7 @@ def fetch_k3s(store: ArtifactStore, spec: Spec, arch: str) -> K3sArtifacts:
     sums_url = release_url(version, names.sums)
     try:
         sums, _ = store.text(sums_url, names.sums)
-    except FileNotFoundError:
+    except NotFound:
         raise DownloadError(
             f"{mirrored(sums_url, store.mirror)}: not found: k3s {version} has no {names.sums} (no {arch} build?)"
         ) from None
@@ -365,7 +366,7 @@ def _sum_for(text: str, name: str) -> str | None:
     """The digest of exactly ``name`` in sha256sum output (never the 'only line' fallback)."""
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("*") == name and re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+        if len(parts) == 2 and parts[1].lstrip("*") == name and is_sha256(parts[0].lower()):
             return parts[0].lower()
     return None
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urljoin, urlparse
 
-from piimg.errors import ConfigError, DownloadError
+from piimg.errors import ConfigError, DownloadError, NotFound
+from piimg.units import is_sha256
 
 MAX_DEPTH: Final = 5
 _DATE_SUFFIX: Final = re.compile(r"[-_]\d{4}-\d{2}-\d{2}\Z")
@@ -86,7 +87,7 @@ def _int(value: Any) -> int | None:
 
 
 def _sha(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value) else None
+    return value.lower() if isinstance(value, str) and is_sha256(value.lower()) else None
 
 
 def parse(
@@ -181,7 +182,7 @@ def load_document(source: str, *, fetch_text: Callable[[str], str], base_dir: Pa
     if is_url(source):
         try:
             text = fetch_text(source)
-        except FileNotFoundError:
+        except NotFound:
             raise DownloadError(f"{source}: catalog not found (HTTP 404)") from None
     else:
         path = local_path(source, base_dir)

@@ -25,8 +25,9 @@ from typing import Final
 import requests
 import urllib3.exceptions
 
-from piimg.errors import DownloadError
+from piimg.errors import DownloadError, NotFound
 from piimg.progress import QUIET, Reporter
+from piimg.units import SHA256_PATTERN, is_sha256
 
 CHUNK: Final = 1 << 20
 USER_AGENT: Final = "piimg (+https://github.com/piimg/piimg)"
@@ -250,7 +251,7 @@ def fetch_text(
         except requests.RequestException as exc:
             raise DownloadError(f"{url}: {_reason(exc)}") from exc
         if resp.status_code == 404:
-            raise FileNotFoundError(url)
+            raise NotFound(url)
         if resp.status_code != 200:
             raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
         if len(resp.content) > limit:
@@ -272,7 +273,7 @@ def sha256_file(path: Path, reporter: Reporter = QUIET, *, description: str | No
     return h.hexdigest()
 
 
-_SHA_LINE: Final = re.compile(r"\s*([0-9a-fA-F]{64})\s+\*?(.*?)\s*")
+_SHA_LINE: Final = re.compile(rf"\s*({SHA256_PATTERN})\s+\*?(.*?)\s*", re.IGNORECASE)
 
 
 def parse_sha256_file(text: str, filename: str) -> str | None:
@@ -282,7 +283,7 @@ def parse_sha256_file(text: str, filename: str) -> str | None:
         m = _SHA_LINE.fullmatch(line)
         if m:
             digests.append((m.group(1).lower(), os.path.basename(m.group(2))))
-        elif re.fullmatch(r"\s*[0-9a-fA-F]{64}\s*", line):
+        elif is_sha256(line.strip().lower()):
             digests.append((line.strip().lower(), ""))
     for digest, name in digests:
         if name == filename:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +37,7 @@ from piimg.image.decompress import Format, decompress_to, detect_format, open_de
 from piimg.image.partitions import SECTOR, open_layout
 from piimg.progress import QUIET, Reporter
 from piimg.spec import model as spec_model
-
-_SHA_RE = re.compile(r"[0-9a-f]{64}")
+from piimg.units import is_sha256
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ class Fetcher:
     def wanted(self, spec: spec_model.Spec, image: str | None, sha256: str | None) -> _Wanted:
         if sha256 is not None:
             sha256 = sha256.strip().lower()
-            if not _SHA_RE.fullmatch(sha256):
+            if not is_sha256(sha256):
                 raise ConfigError("--sha256", f"{sha256!r} is not a SHA-256 hex digest (64 hex digits)")
         if image:
             if not cat.is_url(image):
@@ -245,7 +243,7 @@ class Fetcher:
         """The digest from ``URL.sha256`` (sha256sum format); refuses http:// without one."""
         try:
             text = self.fetch_text(url + ".sha256")
-        except (FileNotFoundError, DownloadError):
+        except DownloadError:  # NotFound (no .sha256 published) included
             text = None
         digest = _parse_sha_file(text, _file_name(url)) if text is not None else None
         if digest is None:

@@ -36,10 +36,31 @@ class RebootRequested(Exception):
     """A step asked for a reboot; the run stops in state "waiting"."""
 
 
+#: Bookworm and later leave a stub at /boot/cmdline.txt and /boot/config.txt
+#: that starts with this (pi-gen stage1/00-boot-files/00-run.sh:12-14): the
+#: firmware never reads it; editing it is raspberrypi/linux#5933.
+STUB_MARK = "DO NOT EDIT"
+
+
+def is_stub(path: str) -> bool:
+    """True for the "DO NOT EDIT" stub Bookworm and later leave where the FAT used to be mounted."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(len(STUB_MARK)) == STUB_MARK
+    except OSError:
+        return False
+
+
 def detect_boot_dir(root: str) -> str:
-    """``/boot/firmware`` on Bookworm and later, ``/boot`` on older images."""
+    """``/boot/firmware`` on Bookworm and later, ``/boot`` on older images.
+
+    A folder whose ``cmdline.txt`` is the "DO NOT EDIT" stub is not the boot
+    partition (it is what ``/boot`` holds while ``/boot/firmware`` is not mounted).
+    """
     for rel in ("boot/firmware", "boot"):
         cand = os.path.join(root, rel)
+        if is_stub(os.path.join(cand, "cmdline.txt")):
+            continue
         if any(os.path.exists(os.path.join(cand, f)) for f in ("piimg", "cmdline.txt", "config.txt")):
             return cand
     return os.path.join(root, "boot/firmware")
@@ -118,6 +139,7 @@ class Context:
             pause = min(delay, limit - elapsed)
             note = "waiting for %s (%s); attempt %d, retry in %.1fs" % (what, detail, attempt, pause)
             self.log.info(note)
-            self.store.set("detail", self.log.mask(note))
+            # the first note of a wait reaches the boot partition at once, the retries throttled
+            self.store.set("detail", self.log.mask(note), force=attempt == 1)
             self.sleep(pause)
             delay = min(delay * 2, self.timeouts["backoff_max"])

@@ -19,12 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from .bgp import step_bgp
 from .cluster import step_cluster
 from .context import DEFAULT_TIMEOUTS, Context, RebootRequested, StepError, detect_boot_dir
-from .finish import step_finish, step_scrub
-from .identity import NODE_PASSWORD_SECRET, step_identity
+from .finish import step_finish
+from .identity import step_identity
 from .k3s import step_k3s
 from .log import Log
 from .nodeconf import NodeConfig
 from .runner import Runner
+from .scrub import step_scrub
 from .store import Store
 from .system import step_address, step_cgroup, step_hostname, step_network
 
@@ -37,6 +38,7 @@ Hook = Callable[[str, str], None]
 
 def steps_for(config: NodeConfig) -> List[Tuple[str, Step]]:
     steps: List[Tuple[str, Step]] = [
+        ("scrub", step_scrub),  # first: the secrets leave the boot partition before any wait
         ("hostname", step_hostname),
         # SSH host key (so `piimg status` can log in early), node password and
         # CA files: all before k3s first starts.
@@ -50,7 +52,7 @@ def steps_for(config: NodeConfig) -> List[Tuple[str, Step]]:
         steps.append(("cluster", step_cluster))  # checks the BGP password first
     elif config.secrets.get("bgp_password"):
         steps.append(("bgp", step_bgp))
-    steps += [("scrub", step_scrub), ("finish", step_finish)]
+    steps.append(("finish", step_finish))
     return steps
 
 
@@ -125,9 +127,9 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[Runner] = Non
         log.error(msg)
         Store(state_path, status_path, "").fail(msg)
         return EXIT_USAGE
-    log.add_secret(config.secrets.get("k3s_token"))
-    log.add_secret(config.secrets.get("bgp_password"))
-    log.add_secret(config.secrets.get(NODE_PASSWORD_SECRET))
+    for secret in config.secrets.values():
+        if isinstance(secret, str):
+            log.add_secret(secret)
     store = Store(state_path, status_path, config.hostname)
     ctx = Context(
         root=root,
@@ -144,6 +146,7 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[Runner] = Non
         return run_steps(ctx, hook)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        log.flush()
 
 
 def run_steps(ctx: Context, hook: Optional[Hook] = None) -> int:
@@ -164,6 +167,7 @@ def run_steps(ctx: Context, hook: Optional[Hook] = None) -> int:
         except RebootRequested as exc:
             store.step_end(name, "waiting", str(exc))
             log.info(str(exc))
+            log.flush()
             return EXIT_REBOOT
         except (StepError, Interrupted) as exc:
             msg = log.mask(str(exc))
@@ -178,9 +182,11 @@ def run_steps(ctx: Context, hook: Optional[Hook] = None) -> int:
             return EXIT_FAILED
         store.step_end(name, "done")
         log.info("step %s done" % name)
+        log.flush()
         if hook:
             hook(name, "done")
     log.step = "-"
     store.finish()
     log.info("first boot complete")
+    log.flush()
     return EXIT_OK

@@ -5,9 +5,10 @@ first boot reads it from ``/opt/piimg/node.json``. Stdlib only, Python 3.9+.
 
 Secret-bearing parts of the payload: ``secrets`` in node.json (the k3s
 token, BGP password, k3s node password, the node's SSH host key and, on
-servers, the k3s CA files as ``k3s_tls/<path>``) and every file under
-``manifests/`` (a BGP password Secret). First boot removes them from the
-boot partition once they are in root-only files.
+servers, the k3s CA files as ``k3s_tls/<path>``), every file under
+``manifests/`` (a BGP password Secret) and the host-key block of
+``user-data``: listed once in :mod:`firstboot.scrub`, whose step, the first,
+removes them from the boot partition once the root-only copy is checked.
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 ``/var/lib/piimg/state.json`` is the truth that makes steps resumable;
 ``status.json`` on the boot partition mirrors it for a user who pulls the card
-(or for ``piimg status`` over SSH). Both are rewritten atomically after every
-change, so a power cut leaves the previous or the new version, never half.
+(or for ``piimg status`` over SSH). Both are rewritten atomically, so a power
+cut leaves the previous or the new version, never half. state.json changes
+with every change; the FAT mirror at once on a step or state change, but a
+wait's progress note at most every :data:`FAT_INTERVAL` seconds: the FAT sits
+next to cmdline.txt and config.txt, and a power cut in the middle of a write
+can leave it dirty.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import VERSION
 
 STATE_SCHEMA = 1
+#: Seconds between two writes of progress-only changes to the boot partition.
+FAT_INTERVAL = 60.0
 
 
 def now() -> str:
@@ -57,10 +63,21 @@ def write_atomic(path: str, data: str, mode: int = 0o644) -> None:
 class Store:
     """Step bookkeeping: state file (root-only) + status file (boot partition)."""
 
-    def __init__(self, state_path: str, status_path: str, hostname: str) -> None:
+    def __init__(
+        self,
+        state_path: str,
+        status_path: str,
+        hostname: str,
+        *,
+        fat_interval: float = FAT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.state_path = state_path
         self.status_path = status_path
         self.hostname = hostname
+        self.fat_interval = fat_interval
+        self.clock = clock
+        self._fat_written: Optional[float] = None
         self.data: Dict[str, Any] = self._load()
 
     def _load(self) -> Dict[str, Any]:
@@ -89,9 +106,11 @@ class Store:
         return self.data.get(key)
 
     # -- changes ---------------------------------------------------------------
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, *, force: bool = False) -> None:
+        """A detail (progress note, bookkeeping): reaches the boot partition with the next throttled write
+        (at once with ``force``)."""
         self.data[key] = value
-        self.save()
+        self.save(force=force)
 
     def begin(self, steps: List[str]) -> None:
         """Start (or resume) a run of ``steps``, listed in order, pending ones too."""
@@ -144,11 +163,15 @@ class Store:
             "version": VERSION,
         }
 
-    def save(self) -> None:
+    def save(self, *, force: bool = True) -> None:
         self.data["updated"] = now()
         os.makedirs(os.path.dirname(self.state_path), mode=0o700, exist_ok=True)
         write_atomic(self.state_path, json.dumps(self.data, indent=2) + "\n", 0o600)
+        t = self.clock()
+        if not force and self._fat_written is not None and t - self._fat_written < self.fat_interval:
+            return
         try:
             write_atomic(self.status_path, json.dumps(self.status(), indent=2) + "\n")  # steps in run order
+            self._fat_written = t
         except OSError:
             pass  # the boot partition is a courtesy copy; state.json is the truth

@@ -7,7 +7,7 @@ import os
 import socket
 from typing import List, Optional, Tuple
 
-from .context import Context, RebootRequested, StepError
+from .context import Context, RebootRequested, StepError, is_stub
 from .runner import CommandError
 from .store import write_atomic
 
@@ -86,7 +86,17 @@ def step_address(ctx: Context) -> None:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomic(path, want, 0o600)  # NetworkManager ignores keyfiles readable by others
-    ctx.run(["nmcli", "connection", "reload"])
+    try:
+        ctx.run(["nmcli", "connection", "reload"])
+    except CommandError as exc:
+        if exc.returncode == 127:
+            # Bullseye and older configure addresses with dhcpcd; the build refuses
+            # them, so this is an image piimg does not know: say so, do not pretend.
+            raise StepError(
+                "NetworkManager (nmcli) is not installed, so the static address %s cannot be set: piimg "
+                "supports Raspberry Pi OS Bookworm and later" % cfg.address
+            ) from exc
+        raise
     try:
         ctx.run(["nmcli", "connection", "up", NM_CONNECTION])
     except CommandError as exc:
@@ -176,6 +186,11 @@ def step_cgroup(ctx: Context) -> None:
         ctx.log.info(detail)
         return
     cmdline = os.path.join(ctx.boot_dir, "cmdline.txt")
+    if is_stub(cmdline):
+        raise StepError(
+            "memory cgroup missing (%s), and %s is the 'DO NOT EDIT' stub, not the boot partition's "
+            "cmdline.txt: is /boot/firmware mounted?" % (detail, cmdline)
+        )
     text = _read(cmdline)
     if text is None:
         raise StepError("memory cgroup missing (%s) and %s is unreadable" % (detail, cmdline))

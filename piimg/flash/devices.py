@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from piimg.errors import CommandFailed, UnsafeTarget
+from piimg.units import human_size
 
 Kind = Literal["block", "file", "missing", "other"]
 
@@ -71,15 +72,6 @@ class Device:
         kind = "removable" if self.removable else "NOT removable"
         extra = f", {self.detail}" if self.detail else ""
         return f"{self.write_path or self.path}: {label}, {human_size(self.size)}, {kind}{extra}"
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
 
 
 class Devices(Protocol):

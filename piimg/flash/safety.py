@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from piimg.errors import UnsafeTarget
-from piimg.flash.devices import Device, Devices, human_size
+from piimg.flash.devices import Device, Devices
+from piimg.units import human_size
 
 
 def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> None:

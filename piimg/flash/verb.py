@@ -5,53 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from piimg.errors import ImageError, NeedsRoot, PiimgError, UnsafeTarget
+from piimg.errors import ImageError, ImageTruncated, NeedsRoot, NotConfirmed, UnsafeTarget
 from piimg.flash import safety
 from piimg.flash.devices import Device, Devices
 from piimg.flash.write import FlashResult, write_image
 from piimg.image import blockmap, decompress, partitions
 from piimg.progress import QUIET, Reporter
+from piimg.units import human_size
 
 
 def compression_of(path: str | os.PathLike[str]) -> str | None:
     """The compression format of ``path`` from its magic bytes, or None for a raw image."""
     fmt = decompress.detect_format(path)
     return None if fmt is decompress.Format.RAW else fmt.value
-
-
-def image_from_last_build(last_json: str | os.PathLike[str], node: str | None) -> str:
-    """The image path recorded by ``piimg build`` in ``build/last.json`` (contract: schema 1)."""
-    import json
-
-    path = os.fspath(last_json)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise PiimgError(
-            f"{path}: no such file: nothing built yet, and no IMAGE given",
-            hint="run piimg build first, or give the image: piimg flash IMAGE DEVICE",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise PiimgError(f"{path}: unreadable ({exc})", hint="run piimg build again") from None
-    nodes = data.get("nodes") if isinstance(data, dict) else None
-    if not isinstance(nodes, dict) or not nodes:
-        raise PiimgError(f"{path}: lists no built node images", hint="run piimg build again")
-    names = sorted(nodes)
-    if node is None:
-        if len(names) > 1:
-            raise PiimgError(
-                f"several node images were built ({', '.join(names)}); choose one with --node NAME",
-                hint=f"piimg flash --node {names[0]} DEVICE",
-            )
-        node = names[0]
-    if node not in nodes:
-        raise PiimgError(f"--node {node}: not in the last build (built: {', '.join(names)})")
-    entry = nodes[node]
-    image = entry.get("image") if isinstance(entry, dict) else None
-    if not isinstance(image, str):
-        raise PiimgError(f"{path}: node {node} has no image path", hint="run piimg build again")
-    return image
 
 
 def check_image(path: str, *, name: str | None = None) -> None:
@@ -64,9 +30,10 @@ def check_image(path: str, *, name: str | None = None) -> None:
     with open(path, "rb") as fh:
         try:
             partitions.read_table(fh)
-        except ImageError as exc:
-            if "truncated" in (exc.hint or ""):
-                raise ImageError(f"{name}: {exc.message}", hint=exc.hint) from None
+        except ImageTruncated as exc:
+            raise ImageTruncated(f"{name}: {exc.message}", hint=exc.hint) from None
+        except ImageError:
+            pass  # no (readable) partition table: written as it is
 
 
 def check_writable(device: Device) -> None:
@@ -113,7 +80,7 @@ def flash(
         raise UnsafeTarget(f"{target}: is the image itself")
     check_writable(device)
     if not confirm(device):
-        raise PiimgError(f"{target}: not confirmed; nothing was written")
+        raise NotConfirmed(f"{target}: not confirmed; nothing was written")
     if not compressed:
         return _flash_checked(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
@@ -151,7 +118,7 @@ def _flash_checked(
     device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
     block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
     reporter.info(
-        f"writing {block_map.mapped_bytes / 1e6:.1f} MB of {image_size / 1e6:.1f} MB "
+        f"writing {human_size(block_map.mapped_bytes)} of {human_size(image_size)} "
         f"(block map from {block_map.source}) to {device.write_path}"
     )
     result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)

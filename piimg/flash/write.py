@@ -45,10 +45,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Final
 
-from piimg.errors import ImageError, Interrupted, NeedsRoot, PiimgError, UnsafeTarget, os_hint
+from piimg.errors import FlashFailed, ImageError, Interrupted, NeedsRoot, UnsafeTarget, os_hint
 from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
 from piimg.progress import QUIET, Reporter
+from piimg.units import human_rate, human_size
 
 MiB: Final = 1024 * 1024
 #: The partition table and boot sector live here; written last.
@@ -63,7 +64,7 @@ VERIFY_AHEAD: Final = 3
 BLKFLSBUF: Final = 0x1261  # linux/fs.h: flush a block device's buffer cache
 
 
-class VerifyFailed(PiimgError):
+class VerifyFailed(FlashFailed):
     """What was read back from the target differs from the image."""
 
     def __init__(self, target: str, offset: int, why: str = "") -> None:
@@ -92,14 +93,12 @@ class FlashResult:
         return self.verify_seconds is not None
 
     def summary(self) -> str:
-        rate = self.bytes_written / 1e6 / max(self.write_seconds, 1e-6)
         text = (
-            f"wrote {self.bytes_written / 1e6:.1f} MB of {self.image_size / 1e6:.1f} MB to {self.target} "
-            f"in {self.write_seconds:.1f} s ({rate:.1f} MB/s)"
+            f"wrote {human_size(self.bytes_written)} of {human_size(self.image_size)} to {self.target} "
+            f"in {self.write_seconds:.1f} s ({human_rate(self.bytes_written, self.write_seconds)})"
         )
         if self.verify_seconds is not None:
-            vrate = self.bytes_written / 1e6 / max(self.verify_seconds, 1e-6)
-            text += f", verified in {self.verify_seconds:.1f} s ({vrate:.1f} MB/s)"
+            text += f", verified in {self.verify_seconds:.1f} s ({human_rate(self.bytes_written, self.verify_seconds)})"
         else:
             text += ", not verified"
         return text
@@ -277,7 +276,7 @@ class _Progress:
             return f"nothing was written to {self.target}"
         if not self.complete:
             return (
-                f"{self.target} is incomplete ({self.written / 1e6:.1f} of {image_size / 1e6:.1f} MB written) "
+                f"{self.target} is incomplete ({human_size(self.written)} of {human_size(image_size)} written) "
                 "and has no partition table, so it will not boot; run the same piimg flash again"
             )
         return f"{self.target} was written but not verified; run the same piimg flash again to be sure"
@@ -333,7 +332,7 @@ def _write_and_verify(
                     else:
                         _pwrite_full(fd, view, chunk.start)
                 except OSError as exc:
-                    raise PiimgError(
+                    raise FlashFailed(
                         f"{progress.target}: write failed at byte {chunk.start}: {exc.strerror or exc}",
                         hint=os_hint(exc) if block_device is False else "was the card removed? the card is incomplete: flash it again",
                     ) from None
@@ -373,7 +372,7 @@ def _clear_head(target: str, fd: int, direct: bool, length: int) -> int:
     except OSError as exc:
         if buffered >= 0:
             os.close(buffered)
-        raise PiimgError(
+        raise FlashFailed(
             f"{target}: write failed at byte 0: {exc.strerror or exc}",
             hint="was the card removed? flash it again",
         ) from None
@@ -389,7 +388,7 @@ def _sync(target: str, *fds: int) -> None:
             if fd >= 0:
                 os.fsync(fd)
     except OSError as exc:
-        raise PiimgError(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
+        raise FlashFailed(f"{target}: flushing the writes failed: {exc.strerror or exc}") from None
 
 
 def _verify(

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from piimg.errors import ImageError
+from piimg.errors import ImageError, ImageTruncated
 
 SECTOR: Final = 512
 
@@ -89,7 +89,7 @@ def _parse_mbr(sector: bytes, image_size: int) -> PartitionTable:
             continue
         start, size = lba * SECTOR, count * SECTOR
         if start + size > image_size:
-            raise ImageError(
+            raise ImageTruncated(
                 f"partition {i + 1} ends at byte {start + size}, beyond the end of the image ({image_size} bytes)",
                 hint="the image is truncated; download it again",
             )
@@ -124,7 +124,7 @@ def _parse_gpt(fh: BinaryIO, image_size: int) -> PartitionTable:
         first, last = struct.unpack_from("<QQ", entry, 32)
         start, size = first * SECTOR, (last - first + 1) * SECTOR
         if start + size > image_size:
-            raise ImageError(f"partition {i + 1} ends beyond the end of the image", hint="the image is truncated")
+            raise ImageTruncated(f"partition {i + 1} ends beyond the end of the image", hint="the image is truncated")
         name = entry[56:128].decode("utf-16-le", "replace").rstrip("\0")
         parts.append(Partition(i + 1, start, size, _guid(entry[:16]), _guid(entry[16:32]), name))
     return PartitionTable("gpt", disk_guid, tuple(parts))

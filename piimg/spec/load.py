@@ -44,6 +44,7 @@ from piimg.spec.model import (
     WifiSpec,
 )
 from piimg.spec.rules import cross_check, resolve_env_secrets
+from piimg.units import is_sha256
 
 T = TypeVar("T")
 
@@ -51,7 +52,6 @@ _HOSTNAME_RE: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _MAC_RE: Final = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
 _K3S_VERSION_RE: Final = re.compile(r"v1\.\d+\.\d+(-rc\d+)?\+k3s\d+")
 _METALLB_VERSION_RE: Final = re.compile(r"v0\.\d+\.\d+")
-_SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
 _ENV_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _K3S_CHANNELS: Final = ("stable", "latest", "testing")
@@ -205,7 +205,7 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
     sha = _str(ctx, "image.sha256", d.get("sha256", base.sha256), optional=True)
     if sha is not None:
         sha = sha.lower()
-        if not _SHA256_RE.fullmatch(sha):
+        if not is_sha256(sha):
             raise ctx.err("image.sha256", f"{sha!r} is not a SHA-256 hex digest (64 hex digits)")
     for key, value in (("image.url", url), ("image.catalog", d.get("catalog"))):
         scheme = str(value).split("://", 1)[0] if "://" in str(value or "") else None
@@ -416,7 +416,7 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
     install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
     if install_sha is not None:
         install_sha = install_sha.lower()
-        if not _SHA256_RE.fullmatch(install_sha):
+        if not is_sha256(install_sha):
             raise ctx.err("cluster.k3s_install_sha256", f"{install_sha!r} is not a SHA-256 hex digest (64 hex digits)")
     return ClusterSpec(
         name=name,
@@ -620,6 +620,9 @@ def summary(spec: Spec) -> list[str]:
     lines.append(f"image: {src} (init format {spec.image.init_format.value})")
     lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
                  f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
+    for line in spec.access.ssh_authorized_keys:
+        key = sshkeys.parse(line)  # checked at load; the fingerprint is what `ssh-keygen -l` shows
+        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}")
     return lines
 
 

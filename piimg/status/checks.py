@@ -20,11 +20,12 @@ from pathlib import Path
 
 from piimg.errors import PiimgError
 from piimg.spec.model import RouterKind, Spec
+from piimg.status import seedrace
 from piimg.status.kube import ClusterFacts, check_cluster
 from piimg.status.kubeaccess import KubeAccess
 from piimg.status.model import Check, State
 from piimg.status.routerchk import RouterOpener, check_router
-from piimg.status.ssh import SshTarget, read_remote_file
+from piimg.status.ssh import SshFailed, SshTarget, read_remote_file
 
 STATUS_FILE = "/boot/firmware/piimg/status.json"
 
@@ -39,6 +40,8 @@ class Options:
     router: RouterOpener | None = None
     #: overrides for tests: node hostname -> (host, port) to reach instead of its address
     node_endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: node hostname -> the init format its image was built with (build/last.json), where known
+    init_formats: dict[str, str] = field(default_factory=dict)
 
 
 def _tcp_open(host: str, port: int, timeout: float) -> str | None:
@@ -75,6 +78,10 @@ def check_nodes(spec: Spec, opts: Options) -> list[Check]:
                            host_key_alias=node.hostname if opts.known_hosts else None)
         try:
             status = json.loads(read_remote_file(target, opts.status_file, sudo=False, timeout=opts.timeout * 4))
+        except SshFailed as exc:
+            access = seedrace.NodeAccess(node.hostname, opts.init_formats.get(node.hostname), exc.kind)
+            checks.append(seedrace.judge(access) or Check(f"firstboot {node.hostname}", State.FAIL, exc.message))
+            continue
         except PiimgError as exc:
             checks.append(Check(f"firstboot {node.hostname}", State.FAIL, exc.message))
             continue

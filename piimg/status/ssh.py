@@ -73,32 +73,52 @@ def read_remote_file(target: SshTarget, path: str, *, sudo: bool = True, timeout
         raise _explain(target, path, exc) from None
 
 
-def _explain(target: SshTarget, path: str, exc: CommandFailed) -> PiimgError:
+class SshFailed(PiimgError):
+    """An SSH read failed; ``kind`` says how (for judgements that look past the sentence)."""
+
+    HOST_KEY_UNKNOWN = "host-key-unknown"
+    HOST_KEY_CHANGED = "host-key-changed"
+    LOGIN_REFUSED = "login-refused"
+    NO_FILE = "no-file"
+    SUDO = "sudo"
+    OTHER = "other"
+
+    def __init__(self, kind: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+
+
+def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
     err = exc.stderr
     where = f"{target.user}@{target.host}:{path}"
     if target.known_hosts and ("Host key verification failed" in err or "IDENTIFICATION HAS CHANGED" in err
                                or "no matching host key type" in err):
+        # the node shows another key than piimg generated for it: a stranger, or a
+        # card whose cloud-init never applied user-data (see status.seedrace)
         name = target.host_key_alias or target.host
-        return PiimgError(
+        return SshFailed(
+            SshFailed.HOST_KEY_CHANGED,
             f"{target.host}: the SSH host key is not the one piimg generated for {name} ({target.known_hosts})",
             hint="another machine has this address, or the card was not flashed from an image piimg built here: "
                  "rebuild (the key is kept) and re-flash it",
         )
-    if "Host key verification failed" in err or "No ED25519 host key is known" in err or ("host key" in err.lower() and "known" in err):
-        return PiimgError(
-            f"{target.host}: the node's SSH host key is not known yet",
-            hint=f"check it and accept it once: ssh -p {target.port} {target.user}@{target.host} true",
-        )
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
-        return PiimgError(
+        return SshFailed(
+            SshFailed.HOST_KEY_CHANGED,
             f"{target.host}: the node's SSH host key changed (re-flashed?)",
             hint=f"if you re-flashed it: ssh-keygen -R {target.host}",
         )
+    if "Host key verification failed" in err or "No ED25519 host key is known" in err or ("host key" in err.lower() and "known" in err):
+        return SshFailed(
+            SshFailed.HOST_KEY_UNKNOWN,
+            f"{target.host}: the node's SSH host key is not known yet",
+            hint=f"check it and accept it once: ssh -p {target.port} {target.user}@{target.host} true",
+        )
     if "Permission denied" in err:
-        return PiimgError(f"{where}: SSH login refused", hint="is your key in access.ssh_authorized_keys?")
+        return SshFailed(SshFailed.LOGIN_REFUSED, f"{where}: SSH login refused", hint="is your key in access.ssh_authorized_keys?")
     if "No such file" in err:
-        return PiimgError(f"{where}: no such file (has first boot got that far?)")
+        return SshFailed(SshFailed.NO_FILE, f"{where}: no such file (has first boot got that far?)")
     if "a password is required" in err or "sudo:" in err:
-        return PiimgError(f"{where}: not readable and sudo needs a password")
+        return SshFailed(SshFailed.SUDO, f"{where}: not readable and sudo needs a password")
     tail = err.strip().splitlines()[-1] if err.strip() else f"ssh exited with {exc.returncode}"
-    return PiimgError(f"{where}: {tail}")
+    return SshFailed(SshFailed.OTHER, f"{where}: {tail}")

@@ -6,36 +6,44 @@ debootstrap takes ~15 min here). The layout copies Raspberry Pi OS:
 
 - MBR, partition 1 FAT32 labelled ``bootfs`` at 8 MiB, partition 2 ext4
   ``rootfs``; ``/etc/fstab`` mounts the FAT at ``/boot/firmware`` by PARTUUID.
-- ``cmdline.txt`` ``console=... root=PARTUUID=<disk id>-02 rootfstype=ext4
-  fsck.repair=yes rootwait`` and a ``config.txt``; the kernel and initrd sit on
-  the FAT too (qemu plays the firmware: it loads them from there).
+- ``cmdline.txt`` and ``config.txt`` are the released image's own
+  (:mod:`tests.piosfacts`, from pi-gen at cited commits) with three changes for
+  qemu: ``console=ttyS0,115200`` instead of ``serial0``/``tty1`` and no
+  ``quiet`` (the serial log is the test's only view of a boot), and
+  ``kernel=``/``initramfs`` lines in config.txt (qemu plays the firmware: it
+  loads the kernel and initrd named there from the FAT).
 - a user ``pi`` with uid 1000, ssh installed but disabled (Pi OS enables it at
   boot when the FAT holds an ``ssh`` flag file: ``sshswitch.service``, of
   which this image carries a stand-in).
 
-Two flavours share one root filesystem:
+Three flavours, two root filesystems:
 
-- ``systemd`` (Bookworm): no cloud-init (``/etc/cloud/cloud-init.disabled``);
-  first-boot customisation is rpi-imager's ``systemd.run=`` hook.
-- ``cloudinit`` (Trixie): cloud-init's NoCloud datasource reads its seed from
-  the FAT (``fs_label: bootfs``, i.e. ``/boot/firmware``) and the FAT carries
-  the default ``user-data``, ``meta-data``, ``network-config`` seed files.
+- ``systemd`` (Bookworm, Debian bookworm): no cloud-init
+  (``/etc/cloud/cloud-init.disabled``); boot 1 is ``init=.../firstboot``,
+  boot 2 runs the ``systemd.run=`` hook, boot 3 is a normal boot.
+- ``cloudinit`` (current Trixie, Debian trixie): no ``init=``; the FAT carries
+  the release's placeholder ``user-data``, ``meta-data``, ``network-config``;
+  boot 1 is already a systemd boot running cloud-init.
+- ``cloudinit-2025-10-01`` (the first Trixie release): the same boot order,
+  but the FAT carries no seed files at all.
 
 Stand-ins for what Raspberry Pi OS has and plain Debian lacks (and for the
 internet, which the guest cannot reach):
 
 - ``init=/usr/lib/raspberrypi-sys-mods/firstboot`` (systemd flavour): Pi OS
   grows the root partition there on the very first boot; the stand-in only
-  takes itself off ``cmdline.txt`` and reboots. It also lets ``piimg build``
-  detect the format as it does on a real Bookworm image.
-- rpi-imager hooks ``systemd.run=/boot/firstrun.sh`` while Bookworm mounts the
-  FAT at ``/boot/firmware``; Pi OS fixes the path up early in boot. Here
-  ``/boot/firstrun.sh`` is a symlink to ``/boot/firmware/firstrun.sh``, so both
-  spellings of the hook run the script on the FAT.
-- ``/usr/lib/raspberrypi-sys-mods/imager_custom`` and ``userconf`` are absent:
-  firstrun.sh takes its plain-Debian fallback path.
-- ``rpi-cloud-init-mods`` is absent: the NoCloud config below is what it would
-  provide for the seed on the boot partition.
+  takes itself off ``cmdline.txt`` and reboots, as Pi OS does. Nothing stands
+  in for rpi-imager's ``/boot/firstrun.sh`` path fix-up: piimg hooks
+  ``/boot/firmware/firstrun.sh``, the path the FAT really has.
+- ``/usr/lib/raspberrypi-sys-mods/imager_custom``, ``userconf`` and
+  ``cancel-rename`` are absent: firstrun.sh and user-data take their plain-Debian
+  fallback paths.
+- cloud-init's NoCloud configuration is pi-gen's real ``99_raspberry-pi.cfg``
+  (``seedfrom: file:///boot/firmware``); Pi OS's distro renderers (netplan for
+  NetworkManager) come from a second file. A drop-in orders
+  ``cloud-init-local`` after the FAT's mount: without it the upstream race
+  cloud-init#6614 (the seed read before ``/boot/firmware`` is mounted) would
+  make the test flaky; ``piimg status`` diagnoses that race on real Pis.
 - ``sshswitch.service``: enables ssh when the FAT holds an ``ssh`` file.
 - ``regenerate_ssh_host_keys.service`` and its script: Raspberry Pi OS's own,
   verbatim, enabled: they replace every SSH host key at the first normal boot.
@@ -65,11 +73,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tests import piosfacts
+
 SUITE: Final = "bookworm"  # the machine's own release: its apt mirror carries it
 # Raspberry Pi OS follows Debian: Bookworm images use the systemd.run= hook,
 # the cloud-init images are Trixie (cloud-init 25; Bookworm's 22.4 lacks e.g.
 # `to: default` routes in network-config v2). Same mirror, another suite.
-FLAVOUR_SUITES: Final = {"systemd": "bookworm", "cloudinit": "trixie"}
+FLAVOUR_SUITES: Final = {"systemd": "bookworm", "cloudinit": "trixie", "cloudinit-2025-10-01": "trixie"}
+#: the Raspberry Pi OS release each flavour's boot partition copies (tests/piosfacts.py)
+FLAVOUR_RELEASES: Final = {"systemd": "bookworm", "cloudinit": "trixie", "cloudinit-2025-10-01": "trixie-2025-10-01"}
 ARCH: Final = "amd64"
 PACKAGES: Final = (
     "systemd",
@@ -101,7 +113,7 @@ PACKAGES: Final = (
 # cloud-init's keyboard module needs keyboard-configuration + console-setup
 # (setupcon), which Pi OS has.
 SUITE_PACKAGES: Final = {"bookworm": (), "trixie": ("netplan.io", "keyboard-configuration", "console-setup")}
-FLAVOURS: Final = ("systemd", "cloudinit")
+FLAVOURS: Final = ("systemd", "cloudinit", "cloudinit-2025-10-01")
 
 
 def packages(suite: str) -> tuple[str, ...]:
@@ -113,54 +125,23 @@ BOOT_SIZE: Final = 512 * MIB  # as Bookworm images (4 KiB clusters: enough for F
 ROOT_SIZE: Final = 2048 * MIB
 HOSTNAME: Final = "raspberrypi"
 
-CONFIG_TXT: Final = """\
-# For more options and information see
-# http://rptl.io/configtxt
-# (piimg e2e stand-in: qemu loads vmlinuz/initrd.img named below, playing the firmware)
-dtparam=audio=on
-camera_auto_detect=1
-display_auto_detect=1
-auto_initramfs=1
-dtoverlay=vc4-kms-v3d
-max_framebuffers=2
-disable_fw_kms_setup=1
-arm_64bit=1
-disable_overscan=1
-arm_boost=1
+# qemu plays the firmware: it loads the kernel and initrd named here from the FAT
+# (appended to the release's real config.txt, tests/piosfacts.py).
+QEMU_CONFIG: Final = """\
+
+# piimg e2e: qemu loads these from the FAT, playing the Pi firmware
+[all]
 kernel=vmlinuz
 initramfs initrd.img followkernel
-
-[all]
-enable_uart=1
 """
 
-# Raspberry Pi OS (Trixie) ships these defaults on bootfs; cloud-init applies
-# them unless the user (or piimg) replaces them.
-SEED_META_DATA: Final = "instance-id: rpios-image\n"
-SEED_USER_DATA: Final = """\
-#cloud-config
-# Default user-data of the image: replaced by the imager (or piimg).
-manage_resolv_conf: false
-"""
-SEED_NETWORK_CONFIG: Final = """\
-# Default network-config of the image: NetworkManager brings up eth0 with DHCP.
-network:
-  version: 2
-  renderer: NetworkManager
-  ethernets:
-    eth0:
-      dhcp4: true
-      optional: true
-"""
-
-NOCLOUD_CFG: Final = """\
-# piimg e2e stand-in for rpi-cloud-init-mods: the NoCloud seed lives on the
-# boot partition (label bootfs, mounted at /boot/firmware); NetworkManager
-# renders network-config, as on Raspberry Pi OS.
-datasource_list: [ NoCloud, None ]
-datasource:
-  NoCloud:
-    fs_label: bootfs
+# Pi OS Trixie's NoCloud configuration is the real file (tests/piosfacts.py:
+# pi-gen's 99_raspberry-pi.cfg of the 2025-10-01 release, seedfrom
+# file:///boot/firmware; later releases moved it into rpi-cloud-init-mods,
+# which is not public). This one only names the renderers Pi OS has: netplan
+# hands network-config to NetworkManager.
+RENDERERS_CFG: Final = """\
+# piimg e2e: as on Raspberry Pi OS, netplan renders network-config for NetworkManager
 system_info:
   network:
     renderers: [ netplan, network-manager, networkd ]
@@ -257,9 +238,12 @@ WantedBy=multi-user.target
 PROBE_SH: Final = """\
 #!/bin/sh
 systemctl is-system-running --wait >/dev/null 2>&1
-while [ "$(systemctl show -p ActiveState --value piimg-firstboot.service)" = activating ]; do sleep 2; done
+# Type=exec: "active" while the program runs (multi-user.target is reached meanwhile)
+while case "$(systemctl show -p ActiveState --value piimg-firstboot.service)" in activating|active|deactivating) true;; *) false;; esac; do sleep 2; done
 echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname)" \\
      "firstboot=$(systemctl show -p ActiveState --value piimg-firstboot.service)/$(systemctl show -p Result --value piimg-firstboot.service)" \\
+     "multiuser_at=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)" \\
+     "firstboot_last_log_at=$(journalctl -b -u piimg-firstboot.service -o short-monotonic --no-pager -q | tail -n 1 | sed 's/^\\[ *\\([0-9.]*\\)\\].*/\\1/')" \\
      "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\
      "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
 echo "PIIMG-E2E-HOSTKEY: $(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | grep -v '^#' | cut -d' ' -f2-3)"
@@ -296,7 +280,6 @@ mkdir -p /boot/firmware
 mkdir -p /etc/systemd/network
 printf '[Match]\nOriginalName=*\n\n[Link]\nNamePolicy=kernel\nMACAddressPolicy=persistent\n' > /etc/systemd/network/99-default.link
 update-initramfs -u -k all
-ln -sfn /boot/firmware/firstrun.sh /boot/firstrun.sh
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
 systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service regenerate_ssh_host_keys.service
 systemctl enable systemd-timesyncd.service NetworkManager.service
@@ -406,7 +389,8 @@ def rootfs(dest: Path, suite: str = SUITE, *, fresh: bool | None = None, log: li
 
 def _configure(root: Path) -> None:
     (root / "etc/systemd/system/sshswitch.service").write_text(SSHSWITCH_UNIT)
-    (root / "etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg").write_text(NOCLOUD_CFG)
+    (root / "etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg").write_text(piosfacts.nocloud_cfg())
+    (root / "etc/cloud/cloud.cfg.d/98_piimg-e2e-renderers.cfg").write_text(RENDERERS_CFG)
     (root / "etc/systemd/system/piimg-e2e-probe.service").write_text(PROBE_UNIT)
     (root / "etc/systemd/system/piimg-e2e-timesync.service").write_text(TIMESYNC_UNIT)
     (root / "etc/systemd/system/regenerate_ssh_host_keys.service").write_text(REGENERATE_SSH_HOST_KEYS_UNIT)
@@ -453,10 +437,20 @@ def _fstab(disk_id: str) -> str:
 
 
 def cmdline(disk_id: str, flavour: str) -> str:
-    line = f"console=ttyS0,115200 root=PARTUUID={disk_id}-02 rootfstype=ext4 fsck.repair=yes rootwait"
-    if flavour == "systemd":
-        line += " " + SYS_MODS_INIT  # Bookworm: the resize boot comes first
-    return line + "\n"
+    """The release's cmdline.txt, with the serial console qemu shows and without ``quiet``."""
+    words = piosfacts.cmdline(FLAVOUR_RELEASES[flavour], disk_id).split()
+    words = [w for w in words if not w.startswith("console=") and w != "quiet"]
+    return " ".join(["console=ttyS0,115200", *words]) + "\n"
+
+
+def boot_files(disk_id: str, flavour: str) -> dict[str, str]:
+    """What the flavour's FAT carries besides the kernel and initrd."""
+    release = FLAVOUR_RELEASES[flavour]
+    return {
+        "cmdline.txt": cmdline(disk_id, flavour),
+        "config.txt": piosfacts.config_txt(release) + QEMU_CONFIG,
+        **piosfacts.seed_files(release),
+    }
 
 
 def build_image(out: Path, flavour: str, *, root: Path) -> BaseImage:
@@ -491,12 +485,7 @@ def build_image(out: Path, flavour: str, *, root: Path) -> BaseImage:
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        files = {
-            "cmdline.txt": cmdline(disk_id, flavour),
-            "config.txt": CONFIG_TXT,
-        }
-        if flavour == "cloudinit":
-            files.update({"meta-data": SEED_META_DATA, "user-data": SEED_USER_DATA, "network-config": SEED_NETWORK_CONFIG})
+        files = boot_files(disk_id, flavour)
         for name, text in files.items():
             (staging / name).write_text(text)
         shutil.copyfile(kernel, staging / "vmlinuz")

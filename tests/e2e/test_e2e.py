@@ -8,8 +8,10 @@ exits, and from the serial log:
 - systemd format (Bookworm): boot 1 is the sys-mods resize boot (stand-in),
   boot 2 runs piimg's firstrun.sh through ``systemd.run=`` and reboots,
   boot 3 runs ``piimg-firstboot.service``.
-- cloud-init format (Trixie): boot 1 applies user-data/network-config and
-  starts the first-boot service; a further boot only if it is not done yet.
+- cloud-init format (Trixie, current and the first release of 2025-10-01,
+  which has no seed files): no ``init=`` boot; boot 1 is a systemd boot that
+  applies user-data/network-config and starts the first-boot service; a
+  further boot only if it is not done yet.
 
 k3s comes from the payload: the build fetches a generated k3s release from
 a loopback mirror (``cluster.artifact_mirror``, tests/releaseserver.py).
@@ -215,7 +217,7 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     assert all(s["state"] == "done" for s in status["steps"].values()), status["steps"]
     server = run.node["role"] == "server"
     cluster = ["cluster"] if server else []
-    assert list(status["steps"]) == ["hostname", "identity", "address", "network", "cgroup", "k3s", *cluster, "scrub", "finish"]
+    assert list(status["steps"]) == ["scrub", "hostname", "identity", "address", "network", "cgroup", "k3s", *cluster, "finish"]
     if server:
         assert status["ingress_ip"] == "10.0.4.1", status  # first address of the default pool 10.0.4.0/23
 
@@ -332,6 +334,10 @@ def test_systemd_server(base_image: Callable[[str], BaseImage], run_factory: Cal
     # boot 3 (and more if first boot asks for a reboot): the first-boot service
     _boot_until_done(run, first=3)
     assert "PIIMG-E2E-PROBE:" in run.boots[-1].log
+    # Type=exec: multi-user.target was reached while first boot still ran (a
+    # oneshot unit would hold it until the end)
+    last = probe(run.boots[-1])
+    assert 0 < int(last["multiuser_at"]) < float(last["firstboot_last_log_at"]) * 1e6, last
     assert_first_boot_done(run, secrets)
     assert run.server.requests == [], "first boot fetched something; k3s comes from the payload"
 
@@ -369,6 +375,35 @@ def test_cloudinit_server(base_image: Callable[[str], BaseImage], run_factory: C
     assert "NoCloud" in result["datasource"], result
     assert result["errors"] == [], f"cloud-init reported errors: {result['errors']}"
     assert_first_boot_done(run, secrets)
+
+
+def probe(boot: qemu.Boot) -> dict[str, str]:
+    """The probe's summary line of a boot, as key=value pairs."""
+    (line,) = [ln for ln in boot.log.splitlines() if "PIIMG-E2E-PROBE:" in ln]
+    return dict(w.split("=", 1) for w in line.split("PIIMG-E2E-PROBE:", 1)[1].split() if "=" in w)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_cloudinit_first_trixie_release(base_image: Callable[[str], BaseImage], run_factory: Callable[..., Run]) -> None:
+    """Trixie 2025-10-01: no seed files, no init=: auto picks cloud-init, boot 1 is already a systemd boot."""
+    base = base_image("cloudinit-2025-10-01")
+    assert not base_has_seed(base)
+    run = run_factory(base, "auto")
+    cmdline = run.fat.read_text("cmdline.txt")
+    assert "ds=nocloud" in cmdline and "systemd.run" not in cmdline and "init=" not in cmdline, cmdline
+    assert run.fat.exists("user-data") and run.fat.exists("meta-data") and run.fat.exists("network-config")
+    secrets = _secrets(run)
+    _boot_until_done(run, first=1)
+    assert_first_run_applied(run, hook=False)
+    result = json.loads(run.ext.read_text("/var/lib/cloud/data/result.json"))["v1"]
+    assert "NoCloud" in result["datasource"] and result["errors"] == [], result
+    assert_first_boot_done(run, secrets)
+
+
+def base_has_seed(base: BaseImage) -> bool:
+    fat = imgfs.Fat(base.path, base.boot_offset)
+    return any(fat.exists(n) for n in ("user-data", "meta-data", "network-config"))
 
 
 def ext_wants(run: Run, unit: str) -> bool:

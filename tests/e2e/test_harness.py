@@ -57,7 +57,7 @@ def test_harness_boots_hook_then_service(tmp_path: Path, base_image: Callable[[s
     line = fat.read_text("cmdline.txt").strip().replace(" " + SYS_MODS_INIT, "")
     fat.write_text(
         "cmdline.txt",
-        line + " systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n",
+        line + " systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n",
     )
 
     with standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server:

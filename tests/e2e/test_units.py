@@ -55,6 +55,23 @@ def test_cmdline_is_pi_os_like() -> None:
     assert baseimage.SYS_MODS_INIT not in baseimage.cmdline("0badcafe", "cloudinit").split()
 
 
+def test_flavours_carry_their_releases_boot_files() -> None:
+    from tests import piosfacts
+
+    for flavour in baseimage.FLAVOURS:
+        files = baseimage.boot_files("0badcafe", flavour)
+        release = baseimage.FLAVOUR_RELEASES[flavour]
+        # the release's words, but for the console qemu shows and quiet
+        real = [w for w in piosfacts.cmdline(release, "0badcafe").split() if not w.startswith("console=") and w != "quiet"]
+        assert files["cmdline.txt"].split()[1:] == real
+        assert files["config.txt"].startswith(piosfacts.config_txt(release))
+        assert qemu._firmware_files(files["config.txt"]) == ("vmlinuz", "initrd.img")
+    assert "user-data" in baseimage.boot_files("0badcafe", "cloudinit")
+    first_trixie = baseimage.boot_files("0badcafe", "cloudinit-2025-10-01")
+    assert not {"user-data", "meta-data", "network-config"} & set(first_trixie)
+    assert "init=" not in first_trixie["cmdline.txt"] and first_trixie["cmdline.txt"].split()[-1] == "resize"
+
+
 def test_cache_key_follows_the_package_list() -> None:
     a = baseimage._key("bookworm", "amd64", "http://m", ",".join(baseimage.packages("bookworm")))
     b = baseimage._key("trixie", "amd64", "http://m", ",".join(baseimage.packages("trixie")))

@@ -17,6 +17,8 @@ from piimg.image.fat.bpb import FSINFO_LEAD_SIG, FSINFO_STRUC_SIG, FSINFO_TRAIL_
 from piimg.image.fat.table import FREE, FatTable
 
 MAX_DIR_SLOTS: Final = 65536  # fatgen103: a directory may not exceed 65,536 32-byte entries
+#: 16 Mi clusters: a 64 GiB FAT32 volume with 4 KiB clusters; 64 MiB of FAT in memory
+MAX_CLUSTERS: Final = 16 * 2**20
 
 
 class _NotFound(ImageError):
@@ -58,7 +60,15 @@ class FatFS:
         self._chains_checked = False
         g = geometry
         fat_index = g.active_fat or 0
-        raw = self._read(g.fat_offset(fat_index), g.fat_size)
+        if g.cluster_count > MAX_CLUSTERS:
+            # the whole FAT is held in memory (4 bytes a cluster, one more for check_chains)
+            raise ImageError(
+                f"{where}: a FAT file system of {g.cluster_count} clusters ({g.size // 2**30} GiB): "
+                f"more than the {MAX_CLUSTERS} piimg edits (a Raspberry Pi boot partition has well under 1 million)"
+            )
+        # only the entries of existing clusters: the BPB's FAT size may claim far more
+        used = -(-(g.max_cluster + 1) * g.fat_bits // 8 // g.bytes_per_sector) * g.bytes_per_sector
+        raw = self._read(g.fat_offset(fat_index), min(g.fat_size, used))
         self._fat = FatTable(raw, bits=g.fat_bits, max_cluster=g.max_cluster, bytes_per_sector=g.bytes_per_sector,
                              where=where)
         self._fsinfo_ok = False

@@ -1,0 +1,120 @@
+"""``piimg status`` tells the cloud-init seed race (cloud-init#6614) apart from other SSH failures.
+
+A node whose cloud-init read the boot partition before it was mounted boots
+without its user-data: its own SSH host key, no user with your key. The pure
+judgement is table-driven; the integration cases make a real sshd show both
+signs (another host key than known_hosts lists, a key it does not accept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from piimg.spec import load as spec_load
+from piimg.spec import model as spec_model
+from piimg.status import seedrace
+from piimg.status.checks import Options, check_nodes
+from piimg.status.model import State
+from piimg.status.ssh import SshFailed
+from tests.sshd import Sshd, start_sshd
+
+
+@pytest.mark.parametrize(
+    ("init_format", "failure", "race"),
+    [
+        ("cloudinit", SshFailed.HOST_KEY_CHANGED, True),
+        ("cloudinit-rpi", SshFailed.LOGIN_REFUSED, True),
+        ("cloudinit", SshFailed.HOST_KEY_UNKNOWN, False),  # a first contact: nothing to compare with
+        ("cloudinit", SshFailed.NO_FILE, False),  # logged in: user-data was applied
+        ("cloudinit", SshFailed.OTHER, False),
+        ("systemd", SshFailed.HOST_KEY_CHANGED, False),  # no cloud-init on the card
+        ("systemd", SshFailed.LOGIN_REFUSED, False),
+        (None, SshFailed.LOGIN_REFUSED, False),  # no build record: do not guess
+    ],
+)
+def test_judge(init_format: str | None, failure: str, race: bool) -> None:
+    verdict = seedrace.judge(seedrace.NodeAccess("n1", init_format, failure))
+    if not race:
+        assert verdict is None
+        return
+    assert verdict is not None and verdict.name == "firstboot n1" and verdict.state is State.FAIL
+    assert "cloud-init seed race" in verdict.detail and "power-cycle" in verdict.detail and "cloud-init#6614" in verdict.detail
+
+
+SPEC_DOC = {
+    "network": {"subnet": "127.0.2.0/23", "gateway": "127.0.2.1", "dhcp_pool": "127.0.3.1-127.0.3.254"},
+    "cluster": {"pools": [{"name": "default", "addresses": ["127.0.4.0/23"]}]},
+    "nodes": [{"hostname": "k8s-master", "role": "server", "address": "127.0.2.10"}],
+}
+
+
+@pytest.fixture()
+def spec(home: Path) -> spec_model.Spec:
+    s = spec_load.parse(SPEC_DOC)
+    return dataclasses.replace(s, access=dataclasses.replace(s.access, user="root"))  # the test sshd's only account
+
+
+@pytest.fixture()
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    server = start_sshd(tmp_path / "sshd")
+    yield server
+    server.stop()
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def _client_config(sshd: Sshd, tmp_path: Path, *, other_host_key: bool = False, other_user_key: bool = False) -> Path:
+    text = sshd.client_config.read_text()
+    if other_host_key:  # known_hosts lists the key piimg made; the node shows its own
+        known = tmp_path / "known_hosts_piimg"
+        key = _keygen(tmp_path / "piimg_host_key").with_suffix(".pub").read_text()
+        known.write_text(f"[127.0.0.1]:{sshd.port} {key}")
+        text = "\n".join(f"  UserKnownHostsFile {known}" if "UserKnownHostsFile" in ln else ln for ln in text.splitlines()) + "\n"
+    if other_user_key:  # your key never reached the node
+        ident = _keygen(tmp_path / "id_not_on_node")
+        text = "\n".join(f"  IdentityFile {ident}" if "IdentityFile" in ln else ln for ln in text.splitlines()) + "\n"
+    cfg = tmp_path / "client_config"
+    cfg.write_text(text)
+    return cfg
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sign", ["host key", "user key"])
+@pytest.mark.parametrize("init_format", ["cloudinit", "systemd"])
+def test_status_names_the_seed_race(spec: spec_model.Spec, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    sign: str, init_format: str) -> None:
+    cfg = _client_config(sshd, tmp_path, other_host_key=sign == "host key", other_user_key=sign == "user key")
+    monkeypatch.setenv("PIIMG_SSH_CONFIG", str(cfg))
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"step": "finish", "state": "done", "error": None}))
+    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), timeout=5,
+                   node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)}, init_formats={"k8s-master": init_format})
+    checks = {c.name: c for c in check_nodes(spec, opts)}
+    assert checks["node k8s-master"].state is State.OK
+    fb = checks["firstboot k8s-master"]
+    assert fb.state is State.FAIL
+    if init_format == "cloudinit":
+        assert "cloud-init seed race" in fb.detail and "power-cycle" in fb.detail, fb.detail
+    else:
+        assert "seed race" not in fb.detail
+        assert ("host key changed" if sign == "host key" else "SSH login refused") in fb.detail, fb.detail
+
+
+@pytest.mark.integration
+def test_a_healthy_node_is_no_race(spec: spec_model.Spec, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"step": "finish", "state": "done", "error": None}))
+    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file),
+                   node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)}, init_formats={"k8s-master": "cloudinit"})
+    checks = {c.name: c for c in check_nodes(spec, opts)}
+    assert checks["firstboot k8s-master"].state is State.OK
