@@ -21,14 +21,25 @@ import yaml
 TOKEN = "test-token-0123456789"
 
 
-def _pod(name: str, component: str, *, phase: str = "Running", ready: bool = True) -> dict[str, Any]:
+def _pod(name: str, component: str, *, phase: str = "Running", ready: bool = True, node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": component, "image": "quay.io/metallb/" + component}]}
+    if node is not None:
+        spec["nodeName"] = node
     return {
         "metadata": {"name": name, "namespace": "metallb-system",
                      "labels": {"app.kubernetes.io/name": "metallb", "app.kubernetes.io/component": component}},
-        "spec": {"containers": [{"name": component, "image": "quay.io/metallb/" + component}]},
+        "spec": spec,
         "status": {"phase": phase, "containerStatuses": [
             {"name": component, "ready": ready, "restartCount": 0, "image": "x", "imageID": "y"}]},
     }
+
+
+def _config_state(name: str, node: str | None, result: str = "Valid") -> dict[str, Any]:
+    labels = {"metallb.io/component-type": "speaker" if node else "controller"}
+    if node:
+        labels["metallb.io/node-name"] = node
+    return {"apiVersion": "metallb.io/v1beta1", "kind": "ConfigurationState",
+            "metadata": {"name": name, "namespace": "metallb-system", "labels": labels}, "status": {"result": result}}
 
 
 def _node(name: str, ip: str, ready: str = "True") -> dict[str, Any]:
@@ -53,7 +64,13 @@ def healthy(nodes: list[tuple[str, str]], lb_ip: str, lb_port: int) -> dict[str,
         "/api/v1/namespaces/metallb-system/pods": {
             "kind": "PodList", "apiVersion": "v1",
             "items": [_pod("metallb-controller-7d9f", "controller")]
-            + [_pod(f"metallb-speaker-{i}", "speaker") for i in range(len(nodes))],
+            + [_pod(f"metallb-speaker-{i}", "speaker", node=n) for i, (n, _) in enumerate(nodes)],
+        },
+        # MetalLB v0.16.1 names them "controller" and "speaker-<node>", labelled by component
+        # (metallb@v0.16.1:e2etest/configurationstatetests/configurationstate.go)
+        "/apis/metallb.io/v1beta1/namespaces/metallb-system/configurationstates": {
+            "apiVersion": "metallb.io/v1beta1", "kind": "ConfigurationStateList", "metadata": {},
+            "items": [_config_state("controller", None)] + [_config_state(f"speaker-{n}", n) for n, _ in nodes],
         },
         "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools": {
             "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPoolList",
@@ -119,9 +136,10 @@ class FakeKube:
                     self._send(200, body)
 
             def _send(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
+                # a str body is plain text, as the API serves a pod's log
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

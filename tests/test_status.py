@@ -99,7 +99,7 @@ def by_name(checks: list[Any]) -> dict[str, Any]:
 @pytest.mark.integration
 def test_healthy_cluster(spec: spec_model.Spec, kube: FakeKube, tmp_path: Path) -> None:
     checks, facts = check_cluster(spec, kube.kubeconfig(tmp_path / "kc"))
-    assert [c.state for c in checks] == [State.OK] * 5, checks
+    assert [c.state for c in checks] == [State.OK] * 6, checks  # api, nodes, metallb, metallb config, pools, LBs
     assert facts.lb_ips == [LB_IP]
     assert "v1.36.3+k3s1" in checks[0].detail
 

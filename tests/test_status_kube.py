@@ -53,13 +53,18 @@ def _validate_bodies(facts: dict[str, Any]) -> None:
         assert pools["kind"] == "IPAddressPoolList"
         for item in pools["items"]:
             validate_object(item)
+    states = facts.get("config_states", {}).get("body")
+    if states is not None:
+        assert states["kind"] == "ConfigurationStateList"
+        for item in states["items"]:
+            validate_object(item)  # against MetalLB v0.16.1's ConfigurationState CRD
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_kube_case(path: Path, home: Path) -> None:
     case = _case(path)
     _validate_bodies(case["facts"])
-    spec = spec_load.parse({**SPEC_DOC, **case["spec"]})
+    spec = spec_load.parse({**SPEC_DOC, **case["spec"]}, env=case.get("env", {}))
     checks, found = kube.judge(spec, kube.KubeFacts.from_json(case["facts"]))
     assert [c.name for c in checks] == ["kubernetes api", *kube.JUDGED]
     for check in checks:
@@ -92,3 +97,31 @@ def test_gather_returns_the_api_json(tmp_path: Path) -> None:
     assert facts.metallb_pods.items() == responses["/api/v1/namespaces/metallb-system/pods"]["items"]
     assert facts.services.items() == responses["/api/v1/services"]["items"]
     assert facts.pools.items() == responses["/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"]["items"]
+    states = responses["/apis/metallb.io/v1beta1/namespaces/metallb-system/configurationstates"]
+    assert facts.config_states.items() == states["items"]
+    for item in states["items"]:
+        validate_object(item)
+    assert facts.speaker_logs.body is None  # read only when a BGP password is configured
+
+
+@pytest.mark.integration
+def test_gather_reads_speaker_logs_for_the_md5_check(tmp_path: Path, home: Path) -> None:
+    """With a password, the tail of each speaker's log is read (GET .../pods/NAME/log?container=speaker)."""
+    responses = healthy([("k8s-master", "127.0.2.10"), ("k8s-worker1", "127.0.2.11")], "127.0.4.1", 80)
+    # the native speaker's dial failure on a kernel without CONFIG_TCP_MD5SIG
+    # (metallb@v0.16.1:internal/bgp/native/native.go:115, :231; metallb/metallb#1125)
+    failure = json.dumps({"caller": "native.go:115", "error": 'dial "127.0.2.1": setsockopt: protocol not available',
+                          "level": "error", "msg": "failed to connect to peer", "op": "connect", "ts": "2026-11-02T10:00:00Z"})
+    responses["/api/v1/namespaces/metallb-system/pods/metallb-speaker-0/log"] = failure + "\n"
+    responses["/api/v1/namespaces/metallb-system/pods/metallb-speaker-1/log"] = "started\n"
+    fk = FakeKube(tmp_path, responses)
+    try:
+        facts = kube.gather(fk.kubeconfig(tmp_path / "kc"), timeout=5, speaker_logs=True)
+    finally:
+        fk.close()
+    assert facts.speaker_logs.body == {"logs": {"k8s-master": failure + "\n", "k8s-worker1": "started\n"}}
+    spec = spec_load.parse({**SPEC_DOC, "nodes": [*SPEC_DOC["nodes"], {"hostname": "k8s-worker1", "role": "agent",
+                                                                        "address": "127.0.2.11"}],
+                            "cluster": {**SPEC_DOC["cluster"], "bgp": {"password_env": "K"}}}, env={"K": "key"})
+    check = kube.judge_metallb_config(spec, facts)
+    assert check.state is State.FAIL and "speaker on k8s-master cannot sign BGP" in check.detail

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from piimg.spec.model import Spec
+from piimg.status import metallbchk
 from piimg.status.kubeaccess import KubeAccess
 from piimg.status.model import Check, State
 from piimg.versions import METALLB_NAMESPACE
@@ -52,6 +53,10 @@ class KubeFacts:
     metallb_pods: Reading = Reading()
     pools: Reading = Reading()
     services: Reading = Reading()
+    #: MetalLB's ConfigurationState list (metallb.io/v1beta1, MetalLB >= v0.15.3)
+    config_states: Reading = Reading()
+    #: ``{"logs": {node: recent speaker log}}``, read only when a BGP password is configured
+    speaker_logs: Reading = Reading()
 
     @classmethod
     def from_json(cls, data: Json) -> KubeFacts:
@@ -89,8 +94,16 @@ def _short(exc: Exception) -> str:
     return lines[0][:160] if lines else type(exc).__name__
 
 
-def gather(kubeconfig: Path | KubeAccess, *, timeout: float) -> KubeFacts:
-    """Read every object the checks need; a read that fails is recorded, not raised."""
+#: How much of each speaker's log to read for the TCP-MD5 check.
+SPEAKER_LOG_LINES: Final = 300
+
+
+def gather(kubeconfig: Path | KubeAccess, *, timeout: float, speaker_logs: bool = False) -> KubeFacts:
+    """Read every object the checks need; a read that fails is recorded, not raised.
+
+    ``speaker_logs``: also read the tail of every speaker's log (when a BGP
+    password is configured: a failed TCP-MD5 setsockopt shows only there).
+    """
     access = kubeconfig if isinstance(kubeconfig, KubeAccess) else KubeAccess.from_file(kubeconfig)
     if access.problem:
         return KubeFacts(api=Reading(error=access.problem))
@@ -120,14 +133,35 @@ def gather(kubeconfig: Path | KubeAccess, *, timeout: float) -> KubeFacts:
         return Reading(body=body)
 
     custom = client.CustomObjectsApi(api_client)
+    pods = read(lambda: core.list_namespaced_pod(METALLB_NAMESPACE, _request_timeout=timeout))
+    logs = Reading()
+    if speaker_logs:
+        texts: dict[str, str] = {}
+        failures: list[str] = []
+        for pod in pods.items():
+            if _component(pod) != "speaker":
+                continue
+            name = str(_get(pod, "metadata", "name"))
+            node = str(_get(pod, "spec", "nodeName") or name)
+            try:
+                texts[node] = str(core.read_namespaced_pod_log(
+                    name, METALLB_NAMESPACE, container="speaker", tail_lines=SPEAKER_LOG_LINES, _request_timeout=timeout
+                ))
+            except Exception as exc:  # ApiException, urllib3 and OSError errors, as in read()
+                failures.append(f"{name}: {_short(exc)}")
+        logs = Reading(body={"logs": texts}) if texts or not failures else Reading(error="; ".join(failures))
     return KubeFacts(
         api=api,
         nodes=read(lambda: core.list_node(_request_timeout=timeout)),
-        metallb_pods=read(lambda: core.list_namespaced_pod(METALLB_NAMESPACE, _request_timeout=timeout)),
+        metallb_pods=pods,
         pools=read(lambda: custom.list_namespaced_custom_object(
             "metallb.io", "v1beta1", METALLB_NAMESPACE, "ipaddresspools", _request_timeout=timeout
         )),
         services=read(lambda: core.list_service_for_all_namespaces(_request_timeout=timeout)),
+        config_states=read(lambda: custom.list_namespaced_custom_object(
+            "metallb.io", "v1beta1", METALLB_NAMESPACE, "configurationstates", _request_timeout=timeout
+        )),
+        speaker_logs=logs,
     )
 
 
@@ -220,6 +254,28 @@ def judge_pools(spec: Spec, facts: KubeFacts) -> Check:
     return Check("metallb pools", State.OK, f"IPAddressPools present: {', '.join(wanted)}")
 
 
+def judge_metallb_config(spec: Spec, facts: KubeFacts) -> Check:
+    """What MetalLB says of its configuration, and (with a BGP password) whether a speaker failed TCP-MD5.
+
+    So a configuration MetalLB refused, or a key the kernel cannot use, is
+    named here instead of showing up later only as "no BGP session".
+    """
+    states = facts.config_states
+    config = metallbchk.judge_configuration(None if states.body is None else states.items(), states.error)
+    if spec.cluster.bgp.password_env is None:
+        return config
+    if facts.speaker_logs.body is None:
+        logs_note = f"speaker logs unreadable ({facts.speaker_logs.error or 'not read'})"
+        return Check(config.name, config.state, f"{config.detail}; {logs_note}")
+    md5 = metallbchk.judge_md5(spec, facts.speaker_logs.body.get("logs") or {})
+    if md5 is None or md5.state is State.OK:
+        return config
+    if md5.state is State.FAIL:
+        detail = md5.detail if config.state is not State.FAIL else f"{md5.detail}; {config.detail}"
+        return Check(config.name, State.FAIL, detail)
+    return Check(config.name, config.state, f"{config.detail}; {md5.detail}")
+
+
 def load_balancers(spec: Spec, facts: KubeFacts) -> ClusterFacts:
     """The LoadBalancer services whose external IP lies in a pool: what router and HTTP checks ask."""
     found = ClusterFacts()
@@ -270,9 +326,9 @@ def judge_loadbalancers(spec: Spec, facts: KubeFacts) -> Check:
 
 Judge = Callable[[Spec, KubeFacts], Check]
 #: The checks after ``kubernetes api``, in the order they are reported.
-JUDGES: Final[tuple[Judge, ...]] = (judge_nodes, judge_metallb, judge_pools, judge_loadbalancers)
+JUDGES: Final[tuple[Judge, ...]] = (judge_nodes, judge_metallb, judge_metallb_config, judge_pools, judge_loadbalancers)
 #: Their names, for the ``skipped`` lines when the API is not usable.
-JUDGED: Final = ("nodes ready", "metallb", "metallb pools", "loadbalancers")
+JUDGED: Final = ("nodes ready", "metallb", metallbchk.CONFIG_CHECK, "metallb pools", "loadbalancers")
 
 
 def judge(spec: Spec, facts: KubeFacts) -> tuple[list[Check], ClusterFacts]:
@@ -285,4 +341,4 @@ def judge(spec: Spec, facts: KubeFacts) -> tuple[list[Check], ClusterFacts]:
 
 def check_cluster(spec: Spec, kubeconfig: Path | KubeAccess, *, timeout: float = 10) -> tuple[list[Check], ClusterFacts]:
     """Gather, then judge."""
-    return judge(spec, gather(kubeconfig, timeout=timeout))
+    return judge(spec, gather(kubeconfig, timeout=timeout, speaker_logs=spec.cluster.bgp.password_env is not None))
