@@ -55,7 +55,3 @@ class ProjectPaths:
     def flashed(self) -> Path:
         """Which node's build went onto a card (``piimg flash`` keeps it; see piimg.flash.record)."""
         return self.build_dir / "flashed.json"
-
-    @property
-    def cache_dir(self) -> Path:
-        return user_cache_dir()
