@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 from piimg.errors import PiimgError, from_os_error
 
@@ -163,16 +162,5 @@ def write_atomic(dest: str | os.PathLike[str], data: str | bytes, *, mode: int =
         os.chmod(tmp, mode)
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-@contextlib.contextmanager
-def open_atomic(dest: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[IO[bytes]]:
-    """A binary file handle whose content appears at ``dest`` only when complete."""
-    with atomic_path(dest) as tmp:
-        os.chmod(tmp, mode)
-        with open(tmp, "wb") as fh:
-            yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -50,7 +50,3 @@ class ProjectPaths:
     @property
     def last_build(self) -> Path:
         return self.build_dir / "last.json"
-
-    @property
-    def cache_dir(self) -> Path:
-        return user_cache_dir()

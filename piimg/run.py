@@ -6,13 +6,14 @@ logs and errors; a missing program reported with the package that provides it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Final
 
 from piimg.errors import CommandFailed, ToolMissing
 
@@ -117,3 +118,68 @@ def run(
                 stderr = stderr.replace(secret, "***")
         raise CommandFailed(_mask(argv, secrets), proc.returncode, stderr)
     return proc
+
+
+def start(
+    argv: Sequence[str],
+    *,
+    stdout: int | IO[bytes] = subprocess.PIPE,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` for streaming, the way :func:`run` runs it (which, clean env, debug log).
+
+    stdin is ``/dev/null``, stderr a pipe the caller reads once the program
+    has ended (decoders write little there), ``stdout`` a pipe (unbuffered)
+    or a file the program writes itself. Prefer :func:`spawn`, which also
+    waits and reports a failure; a long-lived reader object uses this.
+    """
+    argv = [str(a) for a in argv]
+    exe = which(argv[0]) if os.sep not in argv[0] else argv[0]
+    log.debug("spawn: %s", shell_quote(argv, secrets=secrets))
+    try:
+        return subprocess.Popen(
+            [exe, *argv[1:]], stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, env=clean_env(env), bufsize=0
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissing(argv[0], PACKAGES.get(argv[0], argv[0])) from exc
+
+
+def finish(proc: subprocess.Popen[bytes], *, kill: bool = False) -> str:
+    """Stop (with ``kill``) or wait for ``proc``, close its pipes; returns its stderr ("" the second time)."""
+    if kill and proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr and not proc.stderr.closed else ""
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return err
+
+
+@contextlib.contextmanager
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdout: int | IO[bytes] = subprocess.PIPE,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``with spawn(argv) as proc:`` stream from (or follow) a running program.
+
+    Leaving the block waits for it and raises :class:`CommandFailed` (with
+    the stderr tail, secrets masked) on a non-zero exit; leaving it by an
+    exception (Ctrl-C included) kills the program first.
+    """
+    proc = start(argv, stdout=stdout, env=env, secrets=secrets)
+    try:
+        yield proc
+    except BaseException:
+        finish(proc, kill=True)
+        raise
+    stderr = finish(proc)
+    if proc.returncode != 0:
+        for secret in secrets:
+            if secret:
+                stderr = stderr.replace(secret, "***")
+        raise CommandFailed(_mask([str(a) for a in argv], secrets), proc.returncode, stderr)

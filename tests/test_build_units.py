@@ -366,3 +366,30 @@ def test_firstrun_host_key_block_writes_the_key(tmp_path: Path) -> None:
         out = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], check=True, capture_output=True, text=True).stdout
         assert out.split()[:2] == secrets.identity.node("w1").host_key.public_key.split()
     assert f"echo '{secrets.identity.node('w1').host_key.public_line}' >/etc/ssh/ssh_host_ed25519_key.pub" in text
+
+
+def test_ha_servers_share_the_ca_and_every_node_joins_with_its_hash(tmp_path: Path) -> None:
+    from tests.k3s_token import hash_ca, parse_token
+
+    spec = _spec(nodes=[
+        {"hostname": "s1", "role": "server", "address": "10.0.2.10"},
+        {"hostname": "s2", "role": "server", "address": "10.0.2.11"},
+        {"hostname": "s3", "role": "server", "address": "10.0.2.12"},
+        {"hostname": "a1", "role": "agent", "address": "10.0.2.13"},
+    ])
+    secrets = _with_identity(tmp_path, spec)
+    assert secrets.identity is not None
+    bundle = secrets.identity.ca.server_files["server-ca.crt"]
+    tls_by_node = {}
+    for node in spec.nodes:
+        cfg = NodeConfig.from_json(payload.boot_edits(spec, node, secrets, InitFormat.CLOUDINIT, instance_id="i")
+                                   .files["piimg/node.json"].decode())
+        tls_by_node[node.hostname] = {k: v for k, v in cfg.secrets.items() if k.startswith("k3s_tls/")}
+        token = parse_token(yaml.safe_load(cfg.k3s.config_yaml)["token"])
+        assert token.ca_hash == hash_ca(bundle) and token.password == SECRETS.k3s_token
+    assert tls_by_node["s1"] == tls_by_node["s2"] == tls_by_node["s3"] and len(tls_by_node["s1"]) == 11
+    assert tls_by_node["a1"] == {}
+    # every node has its own host key and node password
+    keys = {secrets.identity.node(n.hostname).host_key.public_key for n in spec.nodes}
+    passwords = {secrets.identity.node(n.hostname).node_password for n in spec.nodes}
+    assert len(keys) == len(passwords) == 4

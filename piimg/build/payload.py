@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import secrets as _random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -74,7 +74,6 @@ SYSTEMD_RUN_KEYS: Final = ("systemd.run", "systemd.run_success_action", "systemd
 #: src/imagewriter.cpp:3891-3897): the kernel allows the country's channels
 #: from the first moment, before any user-space tool runs.
 REGDOM_KEY: Final = "cfg80211.ieee80211_regdom"
-SEED_FILES: Final = ("user-data", "meta-data", "network-config")
 FIRSTBOOT_DIR: Final = Path(piimg.firstboot.__file__).parent
 
 
@@ -87,7 +86,6 @@ class BootEdits:
     cmdline_drop_keys: tuple[str, ...]  # keys of words removed first (stale values of a rebuild)
     remove: tuple[str, ...] = ()  # files or folders removed first (payload of an earlier build)
     instance_id: str | None = None
-    manifests: tuple[str, ...] = field(default=())
 
     def apply_cmdline(self, text: bytes) -> bytes:
         return cmdline.edit(text, add=self.cmdline_add, drop_keys=self.cmdline_drop_keys).encode()

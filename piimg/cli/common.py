@@ -89,10 +89,6 @@ def as_root_command() -> str:
     return f"sudo {self_command()}" + (f" {args}" if args else "")
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 def confirm(question: str, *, nothing_done: str) -> bool:
     """Ask on the terminal; with no answer on a non-terminal stdin (a script,
     cron, a pipe) fail with one line that says how to confirm, not "aborted"."""

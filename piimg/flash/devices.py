@@ -259,9 +259,8 @@ class LinuxDevices:
             try:
                 self.runner(["umount", mount.mountpoint])
             except CommandFailed as exc:
-                tail = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else f"exit code {exc.returncode}"
                 raise UnsafeTarget(
-                    f"{device.path}: {mount.device} is mounted at {mount.mountpoint} and could not be unmounted: {tail}"
+                    f"{device.path}: {mount.device} is mounted at {mount.mountpoint} and could not be unmounted: {exc.tail}"
                 ) from None
 
     def eject(self, device: Device) -> None:
@@ -351,8 +350,7 @@ class MacDevices:
         try:
             self.runner(["diskutil", "unmountDisk", device.whole_disk_path])
         except CommandFailed as exc:
-            tail = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else f"exit code {exc.returncode}"
-            raise UnsafeTarget(f"{device.path}: could not unmount its volumes: {tail}") from None
+            raise UnsafeTarget(f"{device.path}: could not unmount its volumes: {exc.tail}") from None
 
     def eject(self, device: Device) -> None:
         self.runner(["diskutil", "eject", device.whole_disk_path])

@@ -23,7 +23,7 @@ from typing import BinaryIO, Final
 
 from piimg.errors import ImageError
 from piimg.image import ext4map
-from piimg.image.partitions import GPT_FAT_TYPES, MBR_FAT_TYPES, Partition, read_table
+from piimg.image.partitions import Partition, has_fat_type, read_table
 
 #: Ranges are widened to this alignment, so every write is a whole number of 4 KiB pages.
 ALIGN: Final = 4096
@@ -86,23 +86,16 @@ def normalise(ranges: Iterable[tuple[int, int]], image_size: int, *, min_gap: in
     return tuple(Range(a, b - a) for a, b in out)
 
 
-def _is_fat(part: Partition, kind: str) -> bool:
-    if kind == "gpt":
-        return part.type in GPT_FAT_TYPES
-    return int(part.type, 16) in MBR_FAT_TYPES
-
-
-def _partition_ranges(fh: BinaryIO, part: Partition, kind: str) -> tuple[list[tuple[int, int]], str]:
-    """Used ranges (image offsets) of one partition and a word on how they were found."""
+def _partition_ranges(fh: BinaryIO, part: Partition, kind: str) -> list[tuple[int, int]]:
+    """Used ranges (image offsets) of one partition; all of it when its file system is unknown or unreadable."""
     whole = [(part.start, part.size)]
-    fh.seek(part.start + 1024 + 0x38)
-    if fh.read(2) == b"\x53\xef":
+    if ext4map.is_ext4(fh, part.start):
         try:
             used = ext4map.used_block_ranges(fh, part.start, part.size)
         except ImageError:
-            return whole, "whole (unreadable ext4)"
-        return [(part.start + s, n) for s, n in used], "ext4 bitmaps"
-    if _is_fat(part, kind):
+            return whole
+        return [(part.start + s, n) for s, n in used]
+    if has_fat_type(part, kind):
         from piimg.image.fat import FatFS
 
         try:
@@ -110,12 +103,12 @@ def _partition_ranges(fh: BinaryIO, part: Partition, kind: str) -> tuple[list[tu
                 used = fs.allocated_ranges()
                 fat_size = fs.geometry.size
         except ImageError:
-            return whole, "whole (unreadable FAT)"
+            return whole
         ranges = [(part.start + s, n) for s, n in used]
         if fat_size < part.size:  # past the end of the file system: not known free
             ranges.append((part.start + fat_size, part.size - fat_size))
-        return ranges, "FAT allocation"
-    return whole, "whole (unknown filesystem)"
+        return ranges
+    return whole
 
 
 def compute(fh: BinaryIO, image_size: int | None = None) -> BlockMap:
@@ -131,8 +124,7 @@ def compute(fh: BinaryIO, image_size: int | None = None) -> BlockMap:
     for part in sorted(table.partitions, key=lambda p: p.start):
         if part.start > pos:
             ranges.append((pos, part.start - pos))  # table area and gaps: not known free
-        used, _how = _partition_ranges(fh, part, table.kind)
-        ranges += used
+        ranges += _partition_ranges(fh, part, table.kind)
         pos = max(pos, part.end)
     if pos < image_size:
         ranges.append((pos, image_size - pos))

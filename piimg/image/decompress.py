@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from piimg.errors import ImageError
+from piimg import run
+from piimg.errors import CommandFailed, ImageError
 from piimg.progress import QUIET, Reporter
-from piimg.run import clean_env
 
 #: Read/process granularity. Large enough that per-chunk Python overhead is
 #: negligible, small enough to stay cache friendly.
@@ -92,14 +92,7 @@ class _ProcessReader(io.RawIOBase):
         super().__init__()
         self.argv = argv
         self.path = path
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=clean_env(),
-            bufsize=0,
-        )
+        self.proc = run.start(argv)
         assert self.proc.stdout is not None
         self._out: Any = self.proc.stdout
         _grow_pipe(self._out.fileno())
@@ -119,11 +112,9 @@ class _ProcessReader(io.RawIOBase):
         return n
 
     def _finish(self) -> None:
-        rc = self.proc.wait()
-        err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.stderr else ""
-        if rc != 0:
-            tail = err.splitlines()[-1] if err else f"exit code {rc}"
-            raise ImageError(f"{self.path}: {Path(self.argv[0]).name} cannot decompress it: {tail}")
+        err = run.finish(self.proc)
+        if self.proc.returncode != 0:
+            raise _decoder_failed(self.path, self.argv, CommandFailed(self.argv, self.proc.returncode, err))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -131,12 +122,12 @@ class _ProcessReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self.kill()
-            self.proc.wait()
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
+            run.finish(self.proc, kill=True)
         super().close()
+
+
+def _decoder_failed(src: Path, argv: list[str], exc: CommandFailed) -> ImageError:
+    return ImageError(f"{src}: {Path(argv[0]).name} cannot decompress it: {exc.tail}")
 
 
 def _grow_pipe(fd: int) -> None:
@@ -266,11 +257,8 @@ def _decode_into_file(
     view = memoryview(buf)
     pos = 0
     with open(dst, "wb") as out, open(dst, "rb", buffering=0) as follow:
-        proc = subprocess.Popen(
-            [*argv, str(src)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env()
-        )
         try:
-            with reporter.bar(description, total) as bar:
+            with run.spawn([*argv, str(src)], stdout=out) as proc, reporter.bar(description, total) as bar:
                 while True:
                     running = proc.poll() is None
                     size = os.fstat(out.fileno()).st_size
@@ -288,16 +276,8 @@ def _decode_into_file(
                         break
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=0.05 if checksum else 0.25)
-        finally:
-            if proc.poll() is None:  # interrupted: stop the decoder
-                proc.kill()
-                proc.wait()
-            err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-            if proc.stderr:
-                proc.stderr.close()
-        if proc.returncode != 0:
-            tail = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
-            raise ImageError(f"{src}: {Path(argv[0]).name} cannot decompress it: {tail}")
+        except CommandFailed as exc:  # an interruption kills the decoder (run.spawn)
+            raise _decoder_failed(src, argv, exc) from None
         size = os.fstat(out.fileno()).st_size
     if pos != size:
         raise ImageError(f"{src}: decompressed image changed while it was being hashed")

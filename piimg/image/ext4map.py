@@ -83,6 +83,13 @@ class Ext4Super:
         return False
 
 
+def is_ext4(fh: BinaryIO, offset: int) -> bool:
+    """Whether an ext2/3/4 superblock (magic 0xEF53 at 0x38 of the block at +1024) starts at ``offset``."""
+    fh.seek(offset + 1024 + 0x38)
+    magic = fh.read(2)
+    return len(magic) == 2 and struct.unpack("<H", magic)[0] == EXT4_MAGIC
+
+
 def read_super(fh: BinaryIO, offset: int) -> Ext4Super:
     """The superblock of the filesystem starting at byte ``offset``."""
     fh.seek(offset + 1024)

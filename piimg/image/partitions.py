@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 from piimg.errors import ImageError, ImageTruncated
+from piimg.image import ext4map
 
 SECTOR: Final = 512
 
@@ -28,7 +29,6 @@ SECTOR: Final = 512
 MBR_FAT_TYPES: Final = frozenset({0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, 0xEF})
 MBR_LINUX: Final = 0x83
 MBR_GPT_PROTECTIVE: Final = 0xEE
-MBR_EXTENDED: Final = frozenset({0x05, 0x0F, 0x85})
 
 GPT_BASIC_DATA: Final = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"
 GPT_ESP: Final = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
@@ -140,10 +140,8 @@ def read_table(fh: BinaryIO, image_size: int | None = None) -> PartitionTable:
     types = [sector[0x1BE + 16 * i + 4] for i in range(4)]
     if MBR_GPT_PROTECTIVE in types:
         return _parse_gpt(fh, image_size)
-    if any(t in MBR_EXTENDED for t in types):
-        # Raspberry Pi OS never uses logical partitions; they are listed as
-        # present but not followed.
-        pass
+    # Raspberry Pi OS never uses logical partitions: an extended partition
+    # (0x05, 0x0F, 0x85) is listed as present but not followed.
     return _parse_mbr(sector, image_size)
 
 
@@ -154,9 +152,9 @@ def _is_fat(fh: BinaryIO, part: Partition) -> bool:
     )
 
 
-def _is_ext4(fh: BinaryIO, part: Partition) -> bool:
-    sb = _read_at(fh, part.start + 1024, 64)
-    return len(sb) == 64 and struct.unpack_from("<H", sb, 56)[0] == 0xEF53
+def has_fat_type(part: Partition, kind: str) -> bool:
+    """Whether the partition table marks ``part`` as a FAT partition (``kind``: ``mbr`` or ``gpt``)."""
+    return part.type in GPT_FAT_TYPES if kind == "gpt" else int(part.type, 16) in MBR_FAT_TYPES
 
 
 def find_pi_layout(fh: BinaryIO, image_size: int | None = None) -> PiLayout:
@@ -171,10 +169,10 @@ def find_pi_layout(fh: BinaryIO, image_size: int | None = None) -> PiLayout:
         raise ImageError(
             f"not a Raspberry Pi OS layout: expected partitions 1 (FAT boot) and 2 (ext4 root), found {found}"
         )
-    fat_type = boot.type in GPT_FAT_TYPES if table.kind == "gpt" else int(boot.type, 16) in MBR_FAT_TYPES
+    fat_type = has_fat_type(boot, table.kind)
     if not fat_type or not _is_fat(fh, boot):
         raise ImageError(f"not a Raspberry Pi OS layout: partition 1 (type {boot.type}) is not a FAT filesystem")
-    if not _is_ext4(fh, root):
+    if not ext4map.is_ext4(fh, root.start):
         raise ImageError(f"not a Raspberry Pi OS layout: partition 2 (type {root.type}) is not an ext2/3/4 filesystem")
     if boot.start < root.end and root.start < boot.end:
         raise ImageError("partitions 1 and 2 overlap: the partition table is damaged")

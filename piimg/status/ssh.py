@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from piimg.errors import CommandFailed, PiimgError
+from piimg.errors import CommandFailed, PiimgError, stderr_tail
 from piimg.run import run
 
 
@@ -120,5 +120,4 @@ def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
         return SshFailed(SshFailed.NO_FILE, f"{where}: no such file (has first boot got that far?)")
     if "a password is required" in err or "sudo:" in err:
         return SshFailed(SshFailed.SUDO, f"{where}: not readable and sudo needs a password")
-    tail = err.strip().splitlines()[-1] if err.strip() else f"ssh exited with {exc.returncode}"
-    return SshFailed(SshFailed.OTHER, f"{where}: {tail}")
+    return SshFailed(SshFailed.OTHER, f"{where}: {stderr_tail(err) or f'ssh exited with {exc.returncode}'}")

@@ -45,6 +45,8 @@ internet, which the guest cannot reach):
   cloud-init#6614 (the seed read before ``/boot/firmware`` is mounted) would
   make the test flaky; ``piimg status`` diagnoses that race on real Pis.
 - ``sshswitch.service``: enables ssh when the FAT holds an ``ssh`` file.
+- ``regenerate_ssh_host_keys.service`` and its script: Raspberry Pi OS's own,
+  verbatim, enabled: they replace every SSH host key at the first normal boot.
 - eth0: predictable interface names are off (the Pi's NIC is eth0).
 - NTP: ``piimg-e2e-timesync.service`` marks the clock synchronised (the guest
   clock comes from the host; no UDP leaves qemu's restricted network).
@@ -154,6 +156,8 @@ SYS_MODS_FIRSTBOOT: Final = """\
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -o remount,rw /
+# the real firstboot's main() starts with regenerate_ssh_host_keys (firstboot:83-84)
+/usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys || echo "piimg-e2e: regenerate_ssh_host_keys failed"
 mount /boot/firmware
 echo "piimg-e2e: sys-mods firstboot stand-in: removing init= from cmdline.txt"
 sed -i 's| init=/usr/lib/raspberrypi-sys-mods/firstboot||' /boot/firmware/cmdline.txt
@@ -182,6 +186,32 @@ ExecStart=/bin/sh -c 'mkdir -p /run/systemd/timesync && touch /run/systemd/times
 
 [Install]
 WantedBy=sysinit.target
+"""
+
+# Raspberry Pi OS's SSH host key regeneration, verbatim from
+# raspberrypi-sys-mods@3af395f6 (debian/raspberrypi-sys-mods.regenerate_ssh_host_keys.service,
+# usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys): enabled on the image,
+# it replaces every host key at the first normal boot (Bookworm's firstboot
+# also runs the script at boot 1). piimg must keep its pre-generated key anyway.
+REGENERATE_SSH_HOST_KEYS_UNIT: Final = """\
+[Unit]
+Description=Regenerate SSH host keys
+Before=ssh.service
+ConditionFileIsExecutable=/usr/bin/ssh-keygen
+
+[Service]
+Type=oneshot
+ExecStart=/usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys
+
+[Install]
+WantedBy=multi-user.target
+"""
+REGENERATE_SSH_HOST_KEYS_SH: Final = """\
+#!/bin/sh -e
+
+rm -f /etc/ssh/ssh_host_*_key*
+ssh-keygen -A > /dev/null
+systemctl -q disable regenerate_ssh_host_keys
 """
 
 SSHSWITCH_UNIT: Final = """\
@@ -216,6 +246,7 @@ echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname
      "firstboot_last_log_at=$(journalctl -b -u piimg-firstboot.service -o short-monotonic --no-pager -q | tail -n 1 | sed 's/^\\[ *\\([0-9.]*\\)\\].*/\\1/')" \\
      "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\
      "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
+echo "PIIMG-E2E-HOSTKEY: $(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | grep -v '^#' | cut -d' ' -f2-3)"
 systemctl --failed --no-legend --plain | sed 's/^/PIIMG-E2E-FAILED: /'
 systemctl poweroff
 """
@@ -250,7 +281,7 @@ mkdir -p /etc/systemd/network
 printf '[Match]\nOriginalName=*\n\n[Link]\nNamePolicy=kernel\nMACAddressPolicy=persistent\n' > /etc/systemd/network/99-default.link
 update-initramfs -u -k all
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
-systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service
+systemctl enable sshswitch.service piimg-e2e-probe.service piimg-e2e-timesync.service regenerate_ssh_host_keys.service
 systemctl enable systemd-timesyncd.service NetworkManager.service
 systemctl set-default multi-user.target
 # no getty on the serial console: nobody logs in, the log stays readable
@@ -362,6 +393,11 @@ def _configure(root: Path) -> None:
     (root / "etc/cloud/cloud.cfg.d/98_piimg-e2e-renderers.cfg").write_text(RENDERERS_CFG)
     (root / "etc/systemd/system/piimg-e2e-probe.service").write_text(PROBE_UNIT)
     (root / "etc/systemd/system/piimg-e2e-timesync.service").write_text(TIMESYNC_UNIT)
+    (root / "etc/systemd/system/regenerate_ssh_host_keys.service").write_text(REGENERATE_SSH_HOST_KEYS_UNIT)
+    regen = root / "usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys"
+    regen.parent.mkdir(parents=True, exist_ok=True)
+    regen.write_text(REGENERATE_SSH_HOST_KEYS_SH)
+    regen.chmod(0o755)
     sys_mods = root / "usr/lib/raspberrypi-sys-mods/firstboot"
     sys_mods.parent.mkdir(parents=True, exist_ok=True)
     sys_mods.write_text(SYS_MODS_FIRSTBOOT)

@@ -34,7 +34,7 @@ INSTALL_SH: Final = r"""#!/bin/sh
 set -eu
 mkdir -p /var/lib/piimg-e2e
 python3 - "$@" <<'PY'
-import json, os, sys
+import hashlib, json, os, sys
 def read(path):
     try:
         with open(path) as f:
@@ -42,12 +42,17 @@ def read(path):
     except OSError:
         return None
 manifests = "/var/lib/rancher/k3s/server/manifests"
+tls = "/var/lib/rancher/k3s/server/tls"
 record = {
     "argv": sys.argv[1:],
     "env": dict(os.environ),
     "uid": os.getuid(),
     "config_yaml": read("/etc/rancher/k3s/config.yaml"),
     "manifests": sorted(os.listdir(manifests)) if os.path.isdir(manifests) else None,
+    # what k3s would find at its first start: the CA files and the node password
+    "tls": {os.path.relpath(os.path.join(d, n), tls): hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
+            for d, _, names in os.walk(tls) for n in names},
+    "node_password": read("/etc/rancher/node/password"),
 }
 with open("/var/lib/piimg-e2e/install.json", "w") as f:
     json.dump(record, f, indent=2, sort_keys=True)

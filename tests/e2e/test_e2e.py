@@ -37,6 +37,7 @@ import yaml
 from tests.conftest import TEST_KEY
 from tests.e2e import imgfs, qemu, standin
 from tests.e2e.baseimage import SYS_MODS_INIT, BaseImage
+from tests.k3s_token import hash_ca, parse_token
 from tests.releaseserver import Published
 
 INSTALL_HOST = "10.0.2.100"
@@ -230,7 +231,18 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     config = yaml.safe_load(record["config_yaml"] or "{}")
     assert config.get("node-name") == run.node["hostname"], config
     assert config.get("node-ip") == run.node["address"], config
-    assert config.get("token") in secrets, "config.yaml does not hold the build's k3s token"
+    # k3s's secure token (hash per k3s's hashCA, re-implemented in tests/k3s_token.py) around the build's secret
+    state = run.workdir / "proj" / ".piimg"
+    token = parse_token(str(config.get("token")))
+    assert token.password in secrets and token.username == "server", "config.yaml does not hold the build's k3s token"
+    assert token.ca_hash == hash_ca((state / "k3s-ca" / "server-ca.crt").read_bytes()), "token CA hash != the build's CA"
+    # the CA files and the node password were in place when the (stand-in) k3s install ran
+    ca_files = {str(p.relative_to(state / "k3s-ca")): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in (state / "k3s-ca").rglob("*") if p.is_file() and not p.name.startswith("root-ca.")}
+    assert record["tls"] == (ca_files if server else {}), f"k3s tls folder at install time: {sorted(record['tls'])}"
+    passwords = yaml.safe_load((state / "node-passwords.yaml").read_text())
+    assert record["node_password"] == passwords[run.node["hostname"]] + "\n", "node password not in place before k3s"
+    assert ext.stat("/etc/rancher/node/password")["mode"].endswith("600")
     if server:
         assert {"traefik", "servicelb"} <= set(config.get("disable", [])), config
     else:
@@ -261,6 +273,25 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
                 assert secret not in text, f"a secret is in piimg/{name} on the boot partition"
     # the service disabled itself
     assert ext.readlink(f"{WANTS}/{UNIT}") is None, f"{UNIT} still enabled"
+    assert_host_key_is_pregenerated(run)
+    # no private key or node password left on the boot partition (user-data's key block is cut out)
+    for name in ("user-data", "piimg/node.json"):
+        if fat.exists(name):
+            text = fat.read_text(name)
+            assert "PRIVATE KEY" not in text and passwords[run.node["hostname"]] not in text, f"a secret is in {name}"
+
+
+def assert_host_key_is_pregenerated(run: Run) -> None:
+    """The guest's sshd presents the host key piimg generated (Pi OS's regeneration did not replace it)."""
+    pub = (run.workdir / "proj" / ".piimg" / "ssh" / run.node["hostname"] / "ssh_host_ed25519_key.pub").read_text()
+    expected = pub.split()[:2]
+    lines = [ln for ln in run.boots[-1].log.splitlines() if "PIIMG-E2E-HOSTKEY:" in ln]
+    assert lines, "the probe printed no host key line"
+    presented = lines[-1].split("PIIMG-E2E-HOSTKEY:", 1)[1].split()
+    assert presented[:2] == expected, f"sshd presents {presented}, piimg generated {expected}"
+    assert run.ext.read_text("/etc/ssh/ssh_host_ed25519_key.pub").split()[:2] == expected
+    assert run.ext.stat("/etc/ssh/ssh_host_ed25519_key")["mode"].endswith("600")
+    assert run.ext.readlink(f"{WANTS}/regenerate_ssh_host_keys.service") is None, "Pi OS's key regeneration still enabled"
 
 
 def _boot_until_done(run: Run, *, first: int) -> None:

@@ -448,12 +448,6 @@ class FatFS:
         """Names (long names where present) in a directory, in on-disk order."""
         return [e.name for e in self._entries(path)]
 
-    def stat_size(self, path: str) -> int:
-        _, e, _ = self._lookup(path)
-        if e is None:
-            raise ImageError(f"{self._where}: {path!r} does not exist")
-        return e.size
-
     def read_file(self, path: str) -> bytes:
         _, e, _ = self._lookup(path)
         if e is None:

@@ -60,9 +60,6 @@ class FatTable:
         self._arr[cluster] = value
         self._dirty.add(cluster * self._esize // self._bps)
 
-    def is_free(self, cluster: int) -> bool:
-        return self._arr[cluster] == FREE
-
     def chain(self, start: int) -> list[int]:
         """The clusters of the chain that begins at ``start``, in order."""
         out: list[int] = []
@@ -142,13 +139,6 @@ class FatTable:
         self.free_count -= count
         self.last_alloc = clusters[-1]
         return clusters
-
-    def truncate_after(self, cluster: int) -> None:
-        """Free everything after ``cluster`` in its chain and end the chain there."""
-        nxt = self._arr[cluster]
-        self.set(cluster, self.eoc)
-        if 2 <= nxt <= self.max_cluster:
-            self.free_chain(nxt)
 
     def allocated_runs(self) -> list[tuple[int, int]]:
         """(first cluster, count) of every run of allocated, non-bad clusters."""
