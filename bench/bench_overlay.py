@@ -1,0 +1,162 @@
+"""Benchmark per-node overlays: build 5 nodes vs 1, disk per node, flash composed vs full image.
+
+    python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--dir DIR]
+
+Everything in one run, as ratios (the machine is shared and noisy):
+
+* build: ``piimg build`` (the CLI, overlays, the default) for one node and for
+  five nodes from a cached base whose root file system holds ``--fill-mib``
+  of incompressible data (a Raspberry Pi OS Lite root holds ~2 GB); also with
+  ``--full-images`` for comparison. Target: 5 nodes / 1 node < 1.3x on ext4.
+* disk: what each node's overlay takes on disk (``st_blocks``) against the
+  data its boot partition holds (allocated clusters of the composed image's
+  FAT). Target: overlay <= boot data.
+* flash: ``piimg flash`` of a node's overlay (composed with the base while
+  writing) against the same node's full image, to a loop device when run as
+  root (a file otherwise), with read-back verification. Target: ratio <= 1.
+
+The k3s release (binary, install.sh) and the charts are generated and served
+on 127.0.0.1 (tests/releaseserver.py); ``--k3s-mib`` makes the generated
+k3s binary as large as the real one (k3s-arm64 of v1.3x is ~60-70 MB), since
+that binary goes onto every node's boot partition and so into every overlay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from piimg import versions  # noqa: E402
+from piimg.image.fat import FatFS  # noqa: E402
+from piimg.image.overlay import read_header  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
+from tests.httpserver import FileServer  # noqa: E402
+from tests.imagegen import MiB, make_image  # noqa: E402
+from tests.releaseserver import INSTALL_SH, Release, child_prelude, publish_charts, sha  # noqa: E402
+
+
+def publish_release(rel: Release, k3s_mib: int) -> str:
+    """Like tests.releaseserver.publish, with a k3s binary of realistic size."""
+    for arch, names in versions.K3S_ARCHES.items():
+        binary = os.urandom(k3s_mib * MiB) if k3s_mib else f"fake k3s {arch}\n".encode() + bytes(range(256)) * 64
+        images = f"fake airgap images {arch}\n".encode() * 512
+        rel.put(rel.url(names.binary), binary)
+        rel.put(rel.url(names.airgap), images)
+        rel.put(rel.url(names.sums), f"{sha(binary)}  {names.binary}\n{sha(images)}  {names.airgap}\n".encode())
+    rel.put(f"{versions.K3S_SOURCE_URL}/{versions.K3S_VERSION}/install.sh", INSTALL_SH)
+    return sha(INSTALL_SH)
+
+
+def spec_text(mirror: str) -> str:
+    nodes = "".join(f"  - {{hostname: node{i}, role: {'server' if i == 0 else 'agent'}, address: 10.0.2.{10 + i}}}\n"
+                    for i in range(5))
+    return (f"access:\n  ssh_authorized_keys: [\"{TEST_KEY}\"]\nimage:\n  arch: arm64\n"
+            f"cluster:\n  artifact_mirror: {mirror}\nnodes:\n{nodes}")
+
+
+def best(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            sys.exit(f"failed: {' '.join(argv[3:])}\n{proc.stderr}")
+    return min(times)
+
+
+def boot_data(image: Path, start: int, size: int) -> int:
+    with FatFS.open(image, start, size, readonly=True) as fs:
+        return sum(n for _, n in fs.allocated_ranges())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fill-mib", type=int, default=2048, help="incompressible data in the base's root file system")
+    ap.add_argument("--root-mib", type=int, default=2600)
+    ap.add_argument("--boot-mib", type=int, default=512)
+    ap.add_argument("--k3s-mib", type=int, default=64, help="size of the generated k3s binary (0: a tiny one)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one; keep it to reuse the base)")
+    args = ap.parse_args()
+
+    work = args.dir or Path(tempfile.mkdtemp(prefix="piimg-bench-overlay-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = work / f"base-arm64-{args.root_mib}-{args.fill_mib}.img"
+    if not base.exists():
+        t = time.perf_counter()
+        make_image(base.with_suffix(".tmp"), flavour="bookworm", align_mib=8, boot_mib=args.boot_mib,
+                   root_mib=args.root_mib, root_fill_mib=args.fill_mib, sectors_per_cluster=8)
+        base.with_suffix(".tmp").rename(base)
+        print(f"generated {base} in {time.perf_counter() - t:.0f} s")
+    fs_type = subprocess.run(["stat", "-f", "-c", "%T", str(work)], capture_output=True, text=True).stdout.strip()
+    with FileServer() as srv:
+        rel = Release(srv)
+        install_sha = publish_release(rel, args.k3s_mib)
+        charts = publish_charts(rel)
+        proj = work / "proj"
+        shutil.rmtree(proj, ignore_errors=True)
+        proj.mkdir()
+        (proj / "piimg.yaml").write_text(spec_text(rel.mirror))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PIIMG_CACHE_DIR": str(work / "cache")}
+        code = child_prelude(install_sha, charts) + "import sys\nfrom piimg.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        piimg = [sys.executable, "-c", code]
+        build = [*piimg, "build", "--image", str(base)]
+        subprocess.run([*build, "--node", "node0"], cwd=proj, env=env, check=True, capture_output=True)  # warm: hash, k3s
+        one = best([*build, "--node", "node0"], args.runs, env, proj)
+        five = best(build, args.runs, env, proj)
+        full_one = best([*build, "--node", "node0", "--full-images", "-o", "full"], args.runs, env, proj)
+        full_five = best([*build, "--full-images", "-o", "full"], args.runs, env, proj)
+        best(build, 1, env, proj)  # last.json names the overlays again
+
+        layout_start, layout_size = 8 * MiB, args.boot_mib * MiB
+        overlays = sorted((proj / "build").glob("*.overlay"))
+        disk = {o.stem: o.stat().st_blocks * 512 for o in overlays}
+        node0_full = proj / "full" / "node0.img"
+        data = boot_data(node0_full, layout_start, layout_size)
+        header, _ = read_header(proj / "build" / "node0.overlay")
+
+        # flash: composed overlay vs full image, alternating, medians
+        loopdev = None
+        target = work / "card.bin"
+        with open(target, "wb") as fh:
+            fh.truncate(base.stat().st_size + 64 * MiB)
+        if os.geteuid() == 0 and shutil.which("losetup"):
+            loopdev = subprocess.run(["losetup", "-f", "--show", str(target)], capture_output=True, text=True,
+                                     check=True).stdout.strip()
+        dest = loopdev or str(target)
+        times: dict[str, list[float]] = {"overlay": [], "full": []}
+        try:
+            for _ in range(args.runs):
+                for kind, image in (("overlay", proj / "build" / "node0.overlay"), ("full", node0_full)):
+                    times[kind].append(best([*piimg, "flash", str(image), dest, "--yes", "--force"], 1, env, proj))
+        finally:
+            if loopdev:
+                subprocess.run(["losetup", "-d", loopdev], check=False)
+    ov, fu = statistics.median(times["overlay"]), statistics.median(times["full"])
+    print(f"file system of {work}: {fs_type}; base {base.stat().st_size / 2**30:.2f} GiB, "
+          f"{base.stat().st_blocks * 512 / 2**20:.0f} MiB allocated (root data {args.fill_mib} MiB), "
+          f"k3s binary {args.k3s_mib} MiB")
+    print(f"build, overlays:    1 node {one:.2f} s, 5 nodes {five:.2f} s: ratio {five / one:.2f}x (target < 1.3x)")
+    print(f"build, full images: 1 node {full_one:.2f} s, 5 nodes {full_five:.2f} s: ratio {full_five / full_one:.2f}x")
+    print(f"disk per node (overlay, allocated): {', '.join(f'{k} {v / 2**20:.1f} MiB' for k, v in disk.items())}")
+    print(f"node0: boot partition data {data / 2**20:.1f} MiB, overlay extents {header.data_bytes / 2**20:.1f} MiB, "
+          f"on disk {disk['node0'] / 2**20:.1f} MiB: ratio {disk['node0'] / data:.2f} (target <= 1)")
+    print(f"flash node0 to {'a loop device' if loopdev else 'a file'} (write + verify, CLI, median of {args.runs}): "
+          f"overlay {ov:.2f} s, full image {fu:.2f} s: ratio {ov / fu:.2f} (target <= 1)")
+    if args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
