@@ -9,7 +9,7 @@ E2E_APT_PACKAGES := debootstrap qemu-system-x86 mtools e2fsprogs dosfstools fdis
 .PHONY: help system-deps e2e-system-deps apt-install venv demo test test-fast e2e lint bench clean
 
 help:
-	@echo "make demo   install piimg and build + flash an image from a generated Pi OS-style image"
+	@echo "make demo   install piimg; build + flash a generated Pi OS-style image, router-setup --dry-run/--export against a local RouterOS API peer"
 	@echo "make test   install test dependencies and run the whole test suite"
 	@echo "make lint   ruff + mypy on piimg/"
 	@echo "make bench  run every bench/bench_*.py (slow; not part of make test)"

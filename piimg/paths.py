@@ -50,3 +50,8 @@ class ProjectPaths:
     @property
     def last_build(self) -> Path:
         return self.build_dir / "last.json"
+
+    @property
+    def flashed(self) -> Path:
+        """Which node's build went onto a card (``piimg flash`` keeps it; see piimg.flash.record)."""
+        return self.build_dir / "flashed.json"

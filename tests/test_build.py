@@ -122,6 +122,24 @@ def _build(piimg: Any, project: Path, base: GeneratedImage, *args: str) -> Any:
     return r
 
 
+def _img(piimg: Any, project: Path, hostname: str, out: str = "build") -> Path:
+    """The node's full image: build/NODE.img (--full-images), or base + overlay exported by ``piimg export``."""
+    full = project / out / f"{hostname}.img"
+    if full.exists():
+        return full
+    overlay = project / out / f"{hostname}.overlay"
+    assert overlay.is_file(), f"neither {full} nor {overlay}"
+    exported = project / "exported" / out / f"{hostname}.img"
+    exported.parent.mkdir(parents=True, exist_ok=True)
+    r = piimg("export", str(overlay), "-o", str(exported))
+    assert r.exit_code == 0, r
+    return exported
+
+
+def _built(project: Path, hostname: str) -> bool:
+    return any((project / "build" / f"{hostname}{suffix}").exists() for suffix in (".img", ".overlay"))
+
+
 def _check_common(img: Path, base: GeneratedImage, tmp: Path, hostname: str) -> dict[str, bytes]:
     assert img.is_file()
     assert img.stat().st_size == base.path.stat().st_size
@@ -168,14 +186,15 @@ def _check_common(img: Path, base: GeneratedImage, tmp: Path, hostname: str) -> 
     return files
 
 
-@pytest.mark.parametrize("align", [8, 4])
-def test_build_systemd_format(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path, align: int) -> None:
+@pytest.mark.parametrize(("align", "full"), [(8, False), (4, True)], ids=["align8-overlay", "align4-full"])
+def test_build_systemd_format(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path, align: int,
+                              full: bool) -> None:
     base = bases[("bookworm", align)]
-    r = _build(piimg, project, base)
+    r = _build(piimg, project, base, *(["--full-images"] if full else []))
     assert "init format systemd" in r.stdout
     for hostname, address in (("k8s-master", "10.0.2.10"), ("k8s-worker-1", "10.0.2.11")):
-        img = project / "build" / f"{hostname}.img"
-        assert str(img) in r.stdout and address in r.stdout
+        assert str(project / "build" / f"{hostname}{'.img' if full else '.overlay'}") in r.stdout and address in r.stdout
+        img = _img(piimg, project, hostname)
         files = _check_common(img, base, tmp_path, hostname)
         words = _cmdline_words(files["cmdline.txt"])
         for w in (*CGROUP, *HOOK, "init=/usr/lib/raspberrypi-sys-mods/firstboot"):
@@ -201,17 +220,18 @@ def test_build_systemd_format(piimg: Any, project: Path, bases: dict[tuple[str, 
         original = _mtype(base.path, base.boot_offset, "cmdline.txt").decode().split()
         assert cmd.read_text() == " ".join([*original, *CGROUP]) + "\n"
     # the two node images differ only inside the boot partition (checked above) and there
-    assert _sha(project / "build" / "k8s-master.img") != _sha(project / "build" / "k8s-worker-1.img")
+    assert _sha(_img(piimg, project, "k8s-master")) != _sha(_img(piimg, project, "k8s-worker-1"))
 
 
-@pytest.mark.parametrize("align", [4, 8])
-def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path, align: int) -> None:
+@pytest.mark.parametrize(("align", "full"), [(4, False), (8, True)], ids=["align4-overlay", "align8-full"])
+def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path, align: int,
+                                full: bool) -> None:
     base = bases[("trixie", align)]
-    r = _build(piimg, project, base)
+    r = _build(piimg, project, base, *(["--full-images"] if full else []))
     assert "init format cloudinit" in r.stdout
     ids = set()
     for hostname, address in (("k8s-master", "10.0.2.10"), ("k8s-worker-1", "10.0.2.11")):
-        img = project / "build" / f"{hostname}.img"
+        img = _img(piimg, project, hostname)
         files = _check_common(img, base, tmp_path, hostname)
         assert "firstrun.sh" not in files
         user = yaml.safe_load(files["user-data"])
@@ -250,12 +270,12 @@ def test_build_cloudinit_format(piimg: Any, project: Path, bases: dict[tuple[str
 def test_rebuild_from_a_built_image_keeps_words_once(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage], tmp_path: Path) -> None:
     base = bases[("trixie", 8)]
     _build(piimg, project, base, "--node", "k8s-master")
-    first = project / "build" / "k8s-master.img"
+    first = _img(piimg, project, "k8s-master")
     again = tmp_path / "again.img"
     shutil.copy(first, again)
     r = piimg("build", "--image", str(again), "--node", "k8s-master", "-o", str(tmp_path / "out"))
     assert r.exit_code == 0, r
-    img = tmp_path / "out" / "k8s-master.img"
+    img = _img(piimg, project, "k8s-master", out=str(tmp_path / "out"))
     words = _cmdline_words(_mtype(img, base.boot_offset, "cmdline.txt"))
     for w in CGROUP:
         assert words.count(w) == 1
@@ -266,20 +286,23 @@ def test_rebuild_from_a_built_image_keeps_words_once(piimg: Any, project: Path, 
 def test_last_json_and_node_selection(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
     base = bases[("bookworm", 8)]
     r = _build(piimg, project, base, "--node", "k8s-worker-1")
-    assert not (project / "build" / "k8s-master.img").exists()
+    assert not _built(project, "k8s-master")
     last = json.loads((project / "build" / "last.json").read_text())
-    assert last["schema"] == 1 and last["spec"] == str(project / "piimg.yaml")
+    assert last["schema"] == 2 and last["spec"] == str(project / "piimg.yaml")
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", last["built_at"])
     assert last["base"]["path"] == str(base.path) and last["base"]["sha256"] == _sha(base.path)
     assert last["base"]["init_format"] == "systemd"
     assert list(last["nodes"]) == ["k8s-worker-1"]
     w = last["nodes"]["k8s-worker-1"]
     assert w == {
-        "image": str(project / "build" / "k8s-worker-1.img"),
+        "image": str(project / "build" / "k8s-worker-1.overlay"),
+        "kind": "overlay",
         "size": base.path.stat().st_size,
         "role": "agent",
         "address": "10.0.2.11",
         "init_format": "systemd",
+        "base_sha256": _sha(base.path),
+        "built_at": last["built_at"],
     }
     assert "k8s-worker-1" in r.stdout
     # a second build of the other node keeps the first in last.json (same base)
@@ -288,6 +311,17 @@ def test_last_json_and_node_selection(piimg: Any, project: Path, bases: dict[tup
     last = json.loads((project / "build" / "last.json").read_text())
     assert sorted(last["nodes"]) == ["k8s-master", "k8s-worker-1"]
     assert last["nodes"]["k8s-master"]["role"] == "server"
+    # -o elsewhere, as full images, from another base: the nodes built before stay flashable (S16)
+    other = project / "other.img"
+    shutil.copy(bases[("bookworm", 4)].path, other)
+    r = piimg("build", "--image", str(other), "--node", "k8s-master", "-o", "big", "--full-images")
+    assert r.exit_code == 0, r
+    last = json.loads((project / "build" / "last.json").read_text())
+    assert sorted(last["nodes"]) == ["k8s-master", "k8s-worker-1"]
+    assert last["nodes"]["k8s-master"]["image"] == str(project / "big" / "k8s-master.img")
+    assert last["nodes"]["k8s-master"]["kind"] == "image"
+    assert last["nodes"]["k8s-master"]["base_sha256"] == _sha(other)
+    assert last["nodes"]["k8s-worker-1"]["base_sha256"] == _sha(base.path)
     # an unknown node: one clear line, nothing written
     before = sorted(p.name for p in (project / "build").iterdir())
     r = piimg("build", "--image", str(base.path), "--node", "nope")
@@ -308,7 +342,7 @@ def test_bad_image_one_line_error_no_output(piimg: Any, project: Path, tmp_path:
     assert len(errors) == 1 and str(bad) in errors[0], r.stderr
     assert "Traceback" not in r.output
     out = project / "build"
-    assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".img", ".part") or ".part" in p.name]
+    assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".img", ".overlay", ".part") or ".part" in p.name]
 
 
 def test_refuses_to_overwrite_its_base(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage]) -> None:
@@ -317,9 +351,13 @@ def test_refuses_to_overwrite_its_base(piimg: Any, project: Path, bases: dict[tu
     img = project / "build" / "k8s-master.img"
     shutil.copy(bases[("bookworm", 8)].path, img)
     before = _sha(img)
-    r = piimg("build", "--image", str(img))
+    r = piimg("build", "--image", str(img), "--full-images")
     assert r.exit_code != 0 and "overwritten" in r.stderr
-    assert _sha(img) == before and not (project / "build" / "k8s-worker-1.img").exists()
+    assert _sha(img) == before and not _built(project, "k8s-worker-1")
+    # overlays only read their base: a full image in build/ is a fine base for them
+    r = piimg("build", "--image", str(img))
+    assert r.exit_code == 0, r
+    assert _sha(img) == before and (project / "build" / "k8s-master.overlay").is_file()
 
 
 def test_missing_image(piimg: Any, project: Path, tmp_path: Path) -> None:
@@ -353,12 +391,12 @@ def test_undetectable_init_format_suggests_setting(piimg: Any, project: Path, tm
     r = piimg("build", "--image", str(base.path))
     assert r.exit_code != 0
     assert "image.init_format" in r.stderr
-    assert not (project / "build" / "k8s-master.img").exists()
+    assert not _built(project, "k8s-master")
     # stating the format in the spec makes it build
     (project / "piimg.yaml").write_text(SPEC + "  init_format: cloudinit\n")
     r = piimg("build", "--image", str(base.path), "--node", "k8s-master")
     assert r.exit_code == 0, r
-    words = _cmdline_words(_mtype(project / "build" / "k8s-master.img", base.boot_offset, "cmdline.txt"))
+    words = _cmdline_words(_mtype(_img(piimg, project, "k8s-master"), base.boot_offset, "cmdline.txt"))
     assert sum(w.startswith("ds=nocloud;i=") for w in words) == 1
 
 
@@ -367,7 +405,7 @@ def test_first_trixie_release_builds_with_cloudinit(piimg: Any, project: Path, t
     base = make_image(tmp_path / "t1.img", flavour="trixie-2025-10-01", boot_mib=48, root_mib=24)
     r = _build(piimg, project, base, "--node", "k8s-master")
     assert "init format cloudinit" in r.stdout
-    files = _check_common(project / "build" / "k8s-master.img", base, tmp_path, "k8s-master")
+    files = _check_common(_img(piimg, project, "k8s-master"), base, tmp_path, "k8s-master")
     assert {"user-data", "meta-data", "network-config"} <= set(files) and "firstrun.sh" not in files
     words = _cmdline_words(files["cmdline.txt"])
     assert words[-4:-1] == ["resize", *CGROUP] and words[-1].startswith("ds=nocloud;i=")
@@ -381,7 +419,7 @@ def test_systemd_format_on_trixie_is_refused(piimg: Any, project: Path, tmp_path
     assert r.exit_code != 0
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert line.startswith("error: image.init_format: systemd needs an image whose first boot is init="), r.stderr
-    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
+    assert not (project / "build").exists() or not [p for p in (project / "build").iterdir() if p.suffix in (".img", ".overlay")]
 
 
 def test_bullseye_is_refused(piimg: Any, project: Path, tmp_path: Path) -> None:
@@ -389,7 +427,7 @@ def test_bullseye_is_refused(piimg: Any, project: Path, tmp_path: Path) -> None:
     (project / "piimg.yaml").write_text(SPEC)
     r = piimg("build", "--image", str(base.path))
     assert r.exit_code != 0 and "Bullseye or older" in r.stderr and "Bookworm and later" in r.stderr, r.stderr
-    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
+    assert not (project / "build").exists() or not [p for p in (project / "build").iterdir() if p.suffix in (".img", ".overlay")]
 
 
 @pytest.mark.skipif(not have("setpriv"), reason="needs setpriv (util-linux)")
@@ -423,7 +461,11 @@ def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedI
         ]
         proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (work / "build" / "k8s-master.overlay").stat().st_uid == 65534
         out = work / "build" / "k8s-master.img"
+        proc = subprocess.run([*argv[: argv.index(sys.executable)], sys.executable, "-m", "piimg", "export", "k8s-master",
+                               "-o", str(out)], cwd=work, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
         assert out.stat().st_uid == 65534
         assert _sha(out, base.root_offset, base.root_offset + base.root_size) == _sha(base.path, base.root_offset, base.root_offset + base.root_size)
         words = _cmdline_words(_mtype(out, base.boot_offset, "cmdline.txt"))
@@ -436,7 +478,7 @@ def test_build_runs_as_unprivileged_user(bases: dict[tuple[str, int], GeneratedI
 def test_build_gpt_image(piimg: Any, project: Path, tmp_path: Path) -> None:
     base = make_image(tmp_path / "gpt.img", flavour="bookworm", align_mib=8, boot_mib=48, root_mib=24, gpt=True)
     _build(piimg, project, base, "--node", "k8s-worker-1")
-    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    files = _check_common(_img(piimg, project, "k8s-worker-1"), base, tmp_path, "k8s-worker-1")
     assert _cmdline_words(files["cmdline.txt"]).count("cgroup_enable=memory") == 1
 
 
@@ -468,13 +510,13 @@ def test_build_from_a_compressed_image_url(piimg: Any, project: Path, bases: dic
     last = json.loads((project / "build" / "last.json").read_text())
     assert last["base"]["sha256"] == _sha(base.path) and last["base"]["init_format"] == "cloudinit"
     assert Path(last["base"]["path"]).is_file() and Path(last["base"]["path"]) != packed
-    _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    _check_common(_img(piimg, project, "k8s-worker-1"), base, tmp_path, "k8s-worker-1")
     # a wrong checksum: one line, nothing built
     (project / "piimg.yaml").write_text(SPEC + f"  url: raspios.img.gz\n  sha256: {'0' * 64}\n")
     shutil.rmtree(project / "build")
     r = piimg("build")
     assert r.exit_code != 0 and "Traceback" not in r.output
-    assert not (project / "build" / "k8s-master.img").exists()
+    assert not _built(project, "k8s-master")
 
 
 @pytest.mark.parametrize("flavour", ["bookworm", "trixie"])
@@ -488,7 +530,7 @@ def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int],
     base = bases[(flavour, 8)]
     r = piimg("build", "--image", str(base.path), "--node", "k8s-worker-1")
     assert r.exit_code == 0, r
-    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    files = _check_common(_img(piimg, project, "k8s-worker-1"), base, tmp_path, "k8s-worker-1")
     assert not any(b"quux" in data for data in files.values()), "only the derived WPA key goes on the card"
     if flavour == "bookworm":
         script = tmp_path / "firstrun.sh"
@@ -511,7 +553,7 @@ def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, b
     )
     r = piimg("build", "--image", str(bases[("bookworm", 8)].path))
     assert r.exit_code != 0 and "wifi.psk_env" in r.stderr and "short" not in r.stderr
-    assert not (project / "build").exists() or not list((project / "build").glob("*.img"))
+    assert not (project / "build").exists() or not [p for p in (project / "build").iterdir() if p.suffix in (".img", ".overlay")]
 
 
 def test_build_with_airgap_ships_the_images(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
@@ -521,7 +563,7 @@ def test_build_with_airgap_ships_the_images(piimg: Any, project: Path, bases: di
     (project / "piimg.yaml").write_text(SPEC_BASE + _release.cluster_yaml() + "  airgap: true\nimage:\n  arch: arm64\n")
     r = piimg("build", "--image", str(base.path), "--node", "k8s-worker-1")
     assert r.exit_code == 0, r
-    files = _check_common(project / "build" / "k8s-worker-1.img", base, tmp_path, "k8s-worker-1")
+    files = _check_common(_img(piimg, project, "k8s-worker-1"), base, tmp_path, "k8s-worker-1")
     k3s = json.loads(files["piimg/node.json"])["k3s"]
     name = "k3s-airgap-images-arm64.tar.zst"
     assert k3s["airgap_images"] == name and k3s["registry_host"] is None

@@ -15,7 +15,7 @@ from tests.conftest import TEST_KEY
 
 COMMANDS = [
     ["init"], ["validate"], ["os", "list"], ["fetch"], ["build"], ["flash"], ["router-setup"],
-    ["manifests"], ["kubeconfig"], ["status"],
+    ["manifests"], ["kubeconfig"], ["status"], ["export"], ["devices"],
 ]
 
 
@@ -37,12 +37,14 @@ def test_command_help(piimg, cmd: list[str]) -> None:
 
 def test_flash_examples_are_their_own_paragraph(piimg) -> None:
     r = piimg("flash", "--help")
-    assert "compared.\n\n  Examples:\n    piimg flash /dev/sdb" in r.stdout, r.stdout
+    assert "for the next.\n\n  Examples:\n    piimg flash /dev/sdb" in r.stdout, r.stdout
 
 
 def test_registered_commands_match_spec() -> None:
     assert set(cli.commands) == {
         "init", "validate", "os", "fetch", "build", "flash", "router-setup", "manifests", "kubeconfig", "status",
+        "export",  # issue 18: full images from overlays, for other flashers
+        "devices",  # issue 18 / S10: the disks flash would write
     }
 
 

@@ -42,7 +42,8 @@ nodes:
 """
 
 #: Runs piimg's CLI in a child that signals itself at a fixed point:
-#: argv: SIGNUM WHERE piimg-args...; WHERE is "flash-body" or "build-edit".
+#: argv: SIGNUM WHERE piimg-args...; WHERE is "flash-body" or "build-write" (the node's
+#: output file exists under its temporary name: a full image copied, or an overlay written).
 CHILD = textwrap.dedent(
     """
     import os, sys
@@ -58,11 +59,18 @@ CHILD = textwrap.dedent(
         w._pwrite_full = pwrite
     else:
         import piimg.build.images as b
-        real_edit = b.apply_edits
-        def apply_edits(fs, edits):
+        real_copy, real_write = b.sparse_copy, b.overlay.write_overlay
+        def sparse_copy(src, dst):
+            method = real_copy(src, dst)
             os.kill(os.getpid(), sig)
-            return real_edit(fs, edits)
-        b.apply_edits = apply_edits
+            return method
+        def write_overlay(fh, fields, extents):
+            header = real_write(fh, fields, extents)
+            fh.flush()
+            os.kill(os.getpid(), sig)
+            return header
+        b.sparse_copy = sparse_copy
+        b.overlay.write_overlay = write_overlay
     from piimg.cli import main
     sys.exit(main(args))
     """
@@ -197,18 +205,21 @@ def test_ctrl_c_before_the_first_write_says_the_card_is_unchanged(image: Generat
 # ---------------------------------------------------------------- build
 
 
-def test_sigterm_during_build_leaves_no_image_and_no_temporary(image: GeneratedImage, project: Path) -> None:
+@pytest.mark.parametrize("full", [False, True], ids=["overlay", "full-image"])
+def test_sigterm_during_build_leaves_no_image_and_no_temporary(image: GeneratedImage, project: Path, full: bool) -> None:
     (project / "piimg.yaml").write_text(SPEC)
-    r = run_child(signal.SIGTERM, "build-edit", "build", "--image", str(image.path), cwd=project)
+    r = run_child(signal.SIGTERM, "build-write", "build", "--image", str(image.path), *(["--full-images"] if full else []),
+                  cwd=project)
     assert r.returncode == 128 + signal.SIGTERM, r
     assert r.stderr.strip().splitlines()[-1] == "terminated (SIGTERM)", r.stderr
     out = project / "build"
-    assert not (out / "k8s-master.img").exists() and leftovers(out) == []
+    assert not (out / "k8s-master.img").exists() and not (out / "k8s-master.overlay").exists()
+    assert leftovers(out) == []
 
 
 def test_a_later_build_removes_only_its_own_dead_temporaries(image: GeneratedImage, project: Path, piimg: Any) -> None:
     (project / "piimg.yaml").write_text(SPEC)
-    r = run_child(signal.SIGKILL, "build-edit", "build", "--image", str(image.path), cwd=project)
+    r = run_child(signal.SIGKILL, "build-write", "build", "--image", str(image.path), "--full-images", cwd=project)
     assert r.returncode == -signal.SIGKILL
     out = project / "build"
     (dead,) = leftovers(out)
@@ -225,7 +236,7 @@ def test_a_later_build_removes_only_its_own_dead_temporaries(image: GeneratedIma
     fd = os.open(alive, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        r = piimg("build", "--image", str(image.path))
+        r = piimg("build", "--image", str(image.path), "--full-images")
         assert r.exit_code == 0, r
     finally:
         os.close(fd)

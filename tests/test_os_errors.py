@@ -56,7 +56,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def no_output(folder: Path) -> None:
-    assert not (folder / "k8s-master.img").exists()
+    assert not (folder / "k8s-master.img").exists() and not (folder / "k8s-master.overlay").exists()
     assert [p.name for p in folder.iterdir() if p.name.endswith(".part")] == [] if folder.exists() else True
 
 
@@ -70,7 +70,7 @@ def test_permission_denied_on_the_output_folder(image: GeneratedImage, project: 
                     cwd=project)
     assert r.returncode == 1, r
     err, hint = error_lines(r.stderr)
-    assert err == f"error: {out / 'k8s-master.img'}: Permission denied (nothing was written under this name)"
+    assert err == f"error: {out / 'k8s-master.overlay'}: Permission denied (nothing was written under this name)"
     assert hint == "hint: check the permissions of the file and of its folder"
     no_output(out)
 
@@ -91,13 +91,14 @@ def test_disk_full_while_building(image: GeneratedImage, project: Path) -> None:
     (project / "piimg.yaml").write_text(SPEC)
     out = project / "small"
     out.mkdir()
-    script = f'mount -t tmpfs -o size=2m tmpfs "{out}" && exec "$@"'
+    # 16 KiB: smaller than a node's overlay (the payload alone is larger)
+    script = f'mount -t tmpfs -o size=16k tmpfs "{out}" && exec "$@"'
     r = piimg_child("build", "--image", str(image.path), "-o", str(out),
                     wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"], cwd=project)
     assert r.returncode == 1, r
     err, hint = error_lines(r.stderr)
     assert err.startswith("error: ") and "No space left on device" in err, err
-    assert str(out / "k8s-master.img") in err and ".part" not in err, err
+    assert str(out / "k8s-master.overlay") in err and ".part" not in err, err
     assert hint == "hint: free some space on the file system that holds it, or choose another folder"
     no_output(out)  # the tmpfs is gone with the namespace; the folder below it stays empty too
 

@@ -534,3 +534,20 @@ def test_dhcp_server_rename_is_a_rename(peer: RouterOSPeer, project: Path, piimg
     assert (after[".id"], after["name"], after["interface"]) == (before[".id"], "lab-dhcp", "bridge2")
     assert {row["server"] for row in peer.rows("/ip/dhcp-server/lease")} == {"lab-dhcp"}
     assert "no changes" in piimg("router-setup", "--yes").stdout
+
+
+@pytest.mark.parametrize("peer", ["6.49.10", "7.20.1"], indirect=True)
+def test_password_dropped_from_the_spec_clears_the_routers_key(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
+    """Without cluster.bgp.password_env the nodes send no TCP-MD5 signature (stock Pi OS kernels cannot send one,
+    audit-k8s #1), so a key left on the router would keep every session down: router-setup clears it, then rests."""
+    write_spec(project, peer)
+    assert piimg("router-setup", "--yes").exit_code == 0
+    assert [p["tcp-md5-key"] for p in bgp_rows(peer)] == [BGP_KEY, BGP_KEY]
+    write_spec(project, peer, bgp_key=False)
+    r = piimg("router-setup", "--yes")
+    assert r.exit_code == 0, r.output
+    assert [p.get("tcp-md5-key", "") for p in bgp_rows(peer)] == ["", ""]
+    writes = peer.writes
+    again = piimg("router-setup", "--yes")
+    assert again.exit_code == 0 and "no changes" in again.stdout, again.output
+    assert peer.writes == writes

@@ -101,7 +101,7 @@ def test_validate_build_and_manifests_agree(project: Path, piimg: Any, base_imag
     assert len(set(verdicts.values())) == 1, verdicts
     ok, error = verdicts["validate"]
     if ok:
-        assert list((project / "out").glob("*.img")), build
+        assert list((project / "out").glob("*.overlay")), build
     else:
         assert error is not None and "Traceback" not in build.output
         assert not (project / "out").exists(), "a spec error must stop build before any output"

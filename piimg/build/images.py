@@ -1,11 +1,21 @@
 """``piimg build``: one customised image per node, by editing only the boot partition.
 
-The base image (decompressed once, cached) is copied per node with
-:func:`piimg.image.sparse.sparse_copy` (reflink or data ranges only), then
-the FAT boot partition inside the copy is edited in place with
-:class:`piimg.image.fat.FatFS`: no mount, no loop device, no root, the
-same on macOS. The root partition's bytes are never written. Each node image
-appears under its final name only when complete.
+The FAT boot partition is edited with :class:`piimg.image.fat.FatFS` through
+a :class:`~piimg.image.overlay.CowImage` over the base image (decompressed
+once, cached): every write stays in memory, per 4 KiB block, and the base is
+only read. No mount, no loop device, no root, the same on macOS. What comes
+out per node is the list of blocks that differ from the base, written as
+
+* an overlay (default): ``build/NODE.overlay``, those blocks plus a header
+  naming the base by SHA-256 (:mod:`piimg.image.overlay`); ``piimg flash``
+  composes base + overlay on the fly, ``piimg export`` writes a full image.
+  A node costs a few hundred KiB and milliseconds, whatever the root file
+  system holds;
+* or a full image (``--full-images``): ``build/NODE.img``, a sparse (or
+  reflinked) copy of the base with those blocks written into it.
+
+The root partition's bytes are never written. Each file appears under its
+final name only when complete.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from piimg.errors import ImageError, LastBuildError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
+from piimg.image import overlay
 from piimg.image.fat import FatFS
 from piimg.image.partitions import PiLayout, open_layout
 from piimg.image.sparse import sparse_copy
@@ -31,6 +42,7 @@ from piimg.spec.model import InitFormat, NodeSpec, Spec
 from piimg.spec.secrets import Secrets
 
 CMDLINE: Final = "cmdline.txt"
+OVERLAY_SUFFIX: Final = ".overlay"
 CONFIG: Final = "config.txt"
 
 
@@ -41,13 +53,20 @@ class BuiltNode:
     hostname: str
     role: str
     address: str
-    image: Path
-    size: int
+    image: Path  # build/NODE.overlay, or build/NODE.img with --full-images
+    size: int  # of the (composed) image
     init_format: InitFormat
     written: tuple[str, ...]  # files created or replaced on the boot partition
     cmdline_added: tuple[str, ...]  # words cmdline.txt now carries
-    copy_method: str
+    copy_method: str  # "overlay", or how the base was copied for a full image
     seconds: float
+    kind: str = "overlay"  # "overlay" | "image"
+    changed_bytes: int = 0  # bytes of the image that differ from the base (4 KiB blocks)
+    disk_bytes: int = 0  # what the output file takes on disk
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.kind == "overlay"
 
 
 def _inspect_base(base: BaseImage, layout: PiLayout, spec: Spec, reporter: Reporter = QUIET) -> InitFormat:
@@ -110,31 +129,53 @@ def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
     return written
 
 
-def _build_node(node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path) -> BuiltNode:
+def node_file(out: Path, hostname: str, *, full: bool) -> Path:
+    return out / f"{hostname}{'.img' if full else OVERLAY_SUFFIX}"
+
+
+def _build_node(
+    node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path, *, full: bool
+) -> BuiltNode:
     start = time.monotonic()
-    # The image holds the k3s token: mkstemp's 0600 stays on the final file.
-    with atomic_path(dest, suffix=".part") as tmp:
-        method = sparse_copy(base.path, tmp)
+    with overlay.CowImage(base.path) as cow:
         # what the boot partition holds came from the base image: a problem found
-        # in it is named after that image, not after the copy (deleted on error)
-        with FatFS.open(tmp, layout.boot.start, layout.boot.size, name=f"{base.path} (boot partition)") as fs:
+        # in it is named after that image
+        with FatFS.open(cow, layout.boot.start, layout.boot.size,  # type: ignore[arg-type]
+                        name=f"{base.path} (boot partition)") as fs:
             written = apply_edits(fs, edits)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        changes = cow.changed_extents()
+    # The output holds the k3s token: mkstemp's 0600 stays on the final file.
+    with atomic_path(dest, suffix=".part") as tmp:
+        if full:
+            method = sparse_copy(base.path, tmp)
+            fd = os.open(tmp, os.O_WRONLY)
+            try:
+                for offset, data in changes:
+                    os.pwrite(fd, data, offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            method = "overlay"
+            identity = overlay.base_identity(base.path, sha256=base.sha256, name=base.name)
+            with open(tmp, "wb") as fh:
+                overlay.write_overlay(fh, {"image_size": base.size, "base": identity, "node": node.hostname}, changes)
+                fh.flush()
+                os.fsync(fh.fileno())
     return BuiltNode(
         hostname=node.hostname,
         role=node.role.value,
         address=str(node.address),
         image=dest,
-        size=dest.stat().st_size,
+        size=base.size,
         init_format=fmt,
         written=tuple(written),
         cmdline_added=edits.cmdline_add,
         copy_method=method,
         seconds=time.monotonic() - start,
+        kind="image" if full else "overlay",
+        changed_bytes=sum(len(data) for _, data in changes),
+        disk_bytes=dest.stat().st_blocks * 512,
     )
 
 
@@ -159,20 +200,23 @@ def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: lis
         previous = lastbuild.load(path)
     except LastBuildError:
         previous = None
-    if previous is not None and previous.base.sha256 == base.sha256:
-        # keep nodes built earlier from the same base (piimg build --node X)
+    if previous is not None:
+        # keep nodes built earlier (piimg build --node X, -o DIR, another base) while their files
+        # exist: each entry names its own file and base
         for name, entry in previous.nodes.items():
             if Path(entry.image).is_file() and any(n.hostname == name for n in spec.nodes):
                 nodes[name] = entry
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for b in built:
         nodes[b.hostname] = lastbuild.NodeImage(
-            image=str(b.image.resolve()), size=b.size, role=b.role, address=b.address, init_format=b.init_format.value
+            image=str(b.image.resolve()), size=b.size, role=b.role, address=b.address, init_format=b.init_format.value,
+            kind=b.kind, base_sha256=base.sha256, built_at=now,
         )
     record = lastbuild.LastBuild(
-        built_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        built_at=now,
         spec=_spec_path(spec),
         base=lastbuild.BaseRef(path=str(base.path), sha256=base.sha256, name=base.name, init_format=fmt.value),
-        nodes=nodes,
+        nodes=dict(sorted(nodes.items())),
     )
     lastbuild.save(path, record)
 
@@ -186,9 +230,11 @@ def build_images(
     sha256: str | None = None,
     output_dir: Path | None = None,
     last_build: Path | None = None,
+    full_images: bool = False,
     reporter: Reporter = QUIET,
 ) -> list[BuiltNode]:
-    """Build ``build/NODE.img`` for every node (or the named ones); record them in ``build/last.json``."""
+    """Build ``build/NODE.overlay`` (``build/NODE.img`` with ``full_images``) for every node (or the
+    named ones); record them in ``build/last.json``."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
     artifacts.check_pins(spec)  # a channel, an unpinned version: refused before any download
@@ -202,7 +248,7 @@ def build_images(
     )
     cluster = artifacts.obtain_cluster_artifacts(spec, arch, Fetcher(reporter=reporter))
     for node in selected:
-        if (out / f"{node.hostname}.img").resolve() == Path(base.path).resolve():
+        if node_file(out, node.hostname, full=full_images).resolve() == Path(base.path).resolve():
             raise ImageError(
                 f"{base.path}: the base image would be overwritten by the image of node {node.hostname}",
                 hint="copy the base image elsewhere or build into another folder with -o DIR",
@@ -213,6 +259,7 @@ def build_images(
     built = []
     for node in selected:
         reporter.info(f"building {node.hostname} ...")
-        built.append(_build_node(node, edits[node.hostname], base, layout, fmt, out / f"{node.hostname}.img"))
+        dest = node_file(out, node.hostname, full=full_images)
+        built.append(_build_node(node, edits[node.hostname], base, layout, fmt, dest, full=full_images))
     _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
     return built

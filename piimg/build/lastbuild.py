@@ -2,10 +2,19 @@
 
 ::
 
-    {"schema": 1, "built_at": "2026-11-27T03:40:00Z", "spec": "/abs/piimg.yaml",
+    {"schema": 2, "built_at": "2026-11-27T03:40:00Z", "spec": "/abs/piimg.yaml",
      "base": {"path": "/abs/base.img", "sha256": "...", "name": "...", "init_format": "systemd"},
-     "nodes": {"k8s-master": {"image": "/abs/build/k8s-master.img", "size": 123, "role": "server",
-                              "address": "10.0.2.10", "init_format": "systemd"}}}
+     "nodes": {"k8s-master": {"image": "/abs/build/k8s-master.overlay", "kind": "overlay",
+                              "size": 123, "role": "server", "address": "10.0.2.10",
+                              "init_format": "systemd", "base_sha256": "...",
+                              "built_at": "2026-11-27T03:40:00Z"}}}
+
+``kind`` is ``overlay`` (the file holds only what differs from the base named
+by ``base_sha256``; ``piimg flash`` composes the two) or ``image`` (a full
+image, ``piimg build --full-images``). ``size`` is the composed image's size.
+``base`` is the base of the last run; each node names its own, because
+nodes built earlier (``--node``, another base) are kept while their files
+exist. Schema 1 (full images only, no ``kind``) is still read.
 
 All paths are absolute. :func:`load` is the only reader (``piimg build``
 keeps earlier nodes from it, ``piimg flash`` takes its default image from
@@ -23,7 +32,9 @@ from typing import Any, Final
 from piimg.errors import LastBuildError
 from piimg.fsutil import write_atomic
 
-SCHEMA: Final = 1
+SCHEMA: Final = 2
+#: Older schemas this reader still understands.
+READABLE: Final = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,13 @@ class NodeImage:
     role: str
     address: str
     init_format: str
+    kind: str = "image"  # "overlay" | "image" (schema 1 had full images only)
+    base_sha256: str = ""
+    built_at: str = ""
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.kind == "overlay"
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,12 @@ def load(path: str | os.PathLike[str]) -> LastBuild:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(path, f"unreadable: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") not in READABLE:
         raise _bad(path, f"unsupported schema {data.get('schema') if isinstance(data, dict) else None!r}")
     try:
         nodes = {str(k): NodeImage(**v) for k, v in data["nodes"].items()}
+        if any(n.kind not in ("overlay", "image") for n in nodes.values()):
+            raise TypeError("unknown kind")
         for name, entry in nodes.items():
             if not isinstance(entry.image, str) or not entry.image:
                 raise _bad(path, f"node {name} has no image path")

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from piimg.cli.common import App, confirm, echo, next_step, pass_app
+from piimg.cli.common import App, confirm, echo, echo_json, next_step, pass_app
 from piimg.errors import RouterError
+from piimg.router.model import SECRET_FIELDS
+from piimg.router.plan import MASK, Plan
+
+if TYPE_CHECKING:
+    from piimg.router.setup import Session
 
 
 def _prompt(text: str) -> str:
@@ -30,8 +36,10 @@ def _interactive() -> bool:
 )
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--no-backup", is_flag=True, help="Do not save /system/backup on the router before changing it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan (and what was applied) as JSON; needs --dry-run or --yes (see README, JSON output).")
 @pass_app
-def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_backup: bool) -> None:
+def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_backup: bool, as_json: bool) -> None:
     """Plan, show and apply the MikroTik configuration over the RouterOS API.
 
     Reads the router, prints what it would add, change and remove (only items
@@ -44,6 +52,8 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     from piimg.router.setup import export_frr, export_script, open_session
     from piimg.spec.model import RouterKind
 
+    if as_json and not (dry_run or yes) and export is None:
+        raise click.UsageError("--json needs --dry-run (the plan only) or --yes (apply without a prompt)")
     spec = app.spec()
     md5_caveat = bgp_password_warning(spec)
     if md5_caveat is not None:
@@ -67,6 +77,8 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
     password = router_password(spec.router, prompt=prompt)
     with open_session(spec, password, reporter=app.reporter) as session:
         plan = session.plan
+        if as_json:
+            return _json_run(app, session, dry_run=dry_run, backup=not no_backup)
         for line in plan.lines():
             echo(line)
         if plan.conflicts:
@@ -88,6 +100,50 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         saved = f" (backup {result.backup}.backup saved on the router first)" if result.backup else ""
         echo(f"applied {len(result.done)} change(s){saved}")
         next_step(app.cmd("status --watch") + "   (once the nodes are flashed and booted)")
+
+
+def plan_json(plan: Plan, *, host: str, port: int) -> dict[str, Any]:
+    """``router-setup --json``: the plan, secrets masked (schema in the README, JSON output)."""
+
+    def masked(props: dict[str, str]) -> dict[str, str]:
+        return {k: MASK if k in SECRET_FIELDS else v for k, v in props.items()}
+
+    return {
+        "schema": 1,
+        "cluster": plan.cluster,
+        "router": {"host": host, "port": port, "routeros": plan.dialect.text, "dialect": plan.dialect.name},
+        "operations": [
+            {"action": op.action, "menu": op.menu.path, "what": op.menu.what, "key": op.key,
+             "props": masked(op.props), "old": masked(op.old), "text": op.describe()}
+            for op in plan.operations
+        ],
+        "conflicts": [
+            {"menu": c.menu.path, "key": c.key, "message": c.message, "fix": c.fix} for c in plan.conflicts
+        ],
+        "notes": list(plan.notes),
+        "warnings": list(plan.warnings),
+        "counts": {a: sum(op.action == a for op in plan.operations) for a in ("add", "set", "remove")},
+        "applied": None,
+        "backup": None,
+    }
+
+
+def _json_run(app: App, session: Session, *, dry_run: bool, backup: bool) -> None:
+    plan = session.plan
+    data = plan_json(plan, host=str(session.spec.router.host), port=session.spec.router.api_port)
+    if plan.conflicts:
+        echo_json(data)
+        raise RouterError(
+            f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
+            hint="fix them as shown in conflicts[].fix, then run piimg router-setup again",
+        )
+    if not dry_run and not plan.empty:
+        result = session.apply(backup=backup, reporter=app.reporter)
+        data["applied"] = len(result.done)
+        data["backup"] = f"{result.backup}.backup" if result.backup else None
+    elif not dry_run:
+        data["applied"] = 0
+    echo_json(data)
 
 
 COMMANDS = [router_setup]

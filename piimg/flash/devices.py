@@ -58,7 +58,22 @@ class Device:
     mounted: tuple[Mount, ...] = ()  # mounted file systems of the disk (partitions, holders)
     swap: tuple[str, ...] = ()  # active swap on the disk
     detail: str = ""  # e.g. a loop device's backing file
+    transport: str = ""  # "usb", "mmc", "nvme", "sata", "loop", "virtual", ... ("" when unknown)
     platform: str = field(default_factory=lambda: sys.platform)
+
+    @property
+    def external(self) -> bool:
+        """A disk that is not built into this machine: marked removable, an SD slot, or on USB.
+
+        USB SSDs and NVMe enclosures (common Raspberry Pi 5 boot media) report
+        removable=0; rpi-imager lists a disk when it is "removable or hotplug"
+        (raspberrypi/rpi-imager#606, maintainer comment), and a USB disk is hotplug.
+        """
+        return self.removable or self.transport == "usb"
+
+    @property
+    def label(self) -> str:
+        return " ".join(p for p in (self.vendor, self.model) if p) or "unknown model"
     link_to: str = ""  # kind "missing" through a dangling symbolic link: where it points
 
     @property
@@ -68,15 +83,22 @@ class Device:
             return f"{self.write_path or self.path}: regular file, {human_size(self.size)}"
         if self.kind == "missing":
             return f"{self.path}: new regular file"
-        label = " ".join(p for p in (self.vendor, self.model) if p) or "unknown model"
-        kind = "removable" if self.removable else "NOT removable"
+        if self.removable:
+            kind = "removable"
+        elif self.transport == "usb":
+            kind = "USB disk (not marked removable)"
+        else:
+            kind = "NOT removable"
         extra = f", {self.detail}" if self.detail else ""
-        return f"{self.write_path or self.path}: {label}, {human_size(self.size)}, {kind}{extra}"
+        return f"{self.write_path or self.path}: {self.label}, {human_size(self.size)}, {kind}{extra}"
 
 
 class Devices(Protocol):
     def discover(self, path: str) -> Device:
         """Describe the target at ``path``."""
+
+    def disks(self) -> list[Device]:
+        """Every whole disk of the machine (for the device picker and the flash station)."""
 
     def unmount(self, device: Device) -> None:
         """Unmount everything mounted from ``device``; raise UnsafeTarget if that fails."""
@@ -229,6 +251,7 @@ class LinuxDevices:
         backing = _read(disk_node / "loop" / "backing_file")
         if backing:
             detail = f"loop device backed by {backing}"
+        transport = _linux_transport(disk, disk_node, mmc_type, bool(backing))
         try:
             sectors = int(_read(node / "size", "0"))
         except ValueError:
@@ -250,6 +273,7 @@ class LinuxDevices:
             mounted=mounts,
             swap=swaps,
             detail=detail,
+            transport=transport,
             platform="linux",
         )
 
@@ -263,8 +287,50 @@ class LinuxDevices:
                     f"{device.path}: {mount.device} is mounted at {mount.mountpoint} and could not be unmounted: {exc.tail}"
                 ) from None
 
+    def disks(self) -> list[Device]:
+        out = []
+        try:
+            names = sorted(p.name for p in (self.sys / "class" / "block").iterdir())
+        except OSError:
+            return []
+        for name in names:
+            node = self._node(name)
+            if node is None or (node / "partition").exists() or name.startswith(_NOT_DISKS):
+                continue
+            if not os.path.lexists(self.dev / name):
+                continue
+            device = self.discover(str(self.dev / name))
+            if device.kind == "block" and device.size > 0:
+                out.append(device)
+        return out
+
     def eject(self, device: Device) -> None:
-        return None
+        """Flush and power down a USB/SD disk (``eject`` from util-linux); loop devices stay."""
+        if device.transport in ("usb", "mmc") and device.kind == "block":
+            self.runner(["eject", device.whole_disk_path or device.write_path])
+
+
+#: Kernel names that are never flash targets: RAM disks, compressed swap, optical drives,
+#: floppies, device-mapper and md (their members are what would be written).
+_NOT_DISKS: Final = ("ram", "zram", "sr", "fd", "dm-", "md")
+
+
+def _linux_transport(name: str, disk_node: Path, mmc_type: str, loop: bool) -> str:
+    """How the disk is attached, from its place in the sysfs device tree (what lsblk's TRAN shows)."""
+    path = str(disk_node)
+    if "/usb" in path:
+        return "usb"
+    if loop or name.startswith("loop"):
+        return "loop"
+    if mmc_type or name.startswith("mmcblk"):
+        return "mmc"
+    if name.startswith("nvme"):
+        return "nvme"
+    if "/ata" in path:
+        return "sata"
+    if "/virtual/" in path:
+        return "virtual"
+    return ""
 
 
 def _dangling(path: str, real: str, platform: str) -> Device:
@@ -326,6 +392,9 @@ class MacDevices:
         read_only = bool(info_disk.get("ReadOnlyMedia")) or info_disk.get("WritableMedia") is False
         virtual = info_disk.get("VirtualOrPhysical") == "Virtual" and bool(info_disk.get("APFSPhysicalStores"))
         stores = tuple(str(s.get("APFSPhysicalStore", "")) for s in info_disk.get("APFSPhysicalStores", []) or [])
+        protocol = str(info_disk.get("BusProtocol") or "")
+        transport = {"USB": "usb", "Secure Digital": "mmc", "SD": "mmc", "PCI-Express": "nvme", "SATA": "sata",
+                     "Disk Image": "virtual"}.get(protocol, protocol.lower())
         return Device(
             path,
             "block",
@@ -341,6 +410,7 @@ class MacDevices:
             virtual_on=stores if virtual else (),
             system_reasons=tuple(reasons),
             mounted=tuple(mounts),
+            transport=transport,
             platform="darwin",
         )
 
@@ -354,6 +424,15 @@ class MacDevices:
 
     def eject(self, device: Device) -> None:
         self.runner(["diskutil", "eject", device.whole_disk_path])
+
+    def disks(self) -> list[Device]:
+        listing = self._plist("list", "-plist")
+        out = []
+        for ident in listing.get("WholeDisks", []) or []:
+            device = self.discover(f"/dev/{ident}")
+            if device.kind == "block" and device.size > 0 and not device.virtual_on:
+                out.append(device)
+        return out
 
 
 def _mac_mounts(listing: dict[str, Any], whole: str) -> tuple[list[Mount], list[str]]:

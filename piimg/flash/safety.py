@@ -15,7 +15,7 @@ from piimg.flash.devices import Device, Devices
 from piimg.units import human_size
 
 
-def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> None:
+def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev", allow_usb: bool = False) -> None:
     """Raise :class:`UnsafeTarget` unless ``image_size`` bytes may be written to ``device``.
 
     Mounted file systems are not refused here: :func:`prepare` unmounts them
@@ -72,24 +72,36 @@ def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev
         raise UnsafeTarget(
             f"{path}: is too small ({human_size(device.size)}) for the image ({human_size(image_size)})"
         )
-    if not device.removable and not force:
+    if not (device.removable or (allow_usb and device.transport == "usb")) and not force:
         raise UnsafeTarget(
             f"{path}: is not a removable disk ({device.description}); add --force if you are sure",
         )
 
 
-def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, dev_root: str = "/dev") -> Device:
+def refusal(device: Device, image_size: int, *, dev_root: str = "/dev", allow_usb: bool = True) -> str | None:
+    """Why ``device`` would be refused as a target for ``image_size`` bytes (None: acceptable)."""
+    try:
+        check(device, image_size, force=False, dev_root=dev_root, allow_usb=allow_usb)
+    except UnsafeTarget as exc:
+        return exc.message
+    return None
+
+
+def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, dev_root: str = "/dev",
+            allow_usb: bool = False) -> Device:
     """Check, unmount what is mounted from the target, and check again.
 
     Returns the device as found after unmounting. Refuses if anything stays
-    mounted.
+    mounted. ``allow_usb``: a USB disk that does not say it is removable (USB
+    SSDs, NVMe enclosures) is accepted without ``force``; the CLI allows that
+    only when it asks the user, after showing the disk.
     """
-    check(device, image_size, force=force, dev_root=dev_root)
+    check(device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if device.kind != "block" or not device.mounted:
         return device
     devices.unmount(device)
     again = devices.discover(device.path)
-    check(again, image_size, force=force, dev_root=dev_root)
+    check(again, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if again.mounted:
         still = ", ".join(f"{m.device} at {m.mountpoint}" for m in again.mounted)
         raise UnsafeTarget(f"{device.path}: still mounted after unmounting ({still})")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from piimg.errors import ImageError, ImageTruncated, NeedsRoot, NotConfirmed, UnsafeTarget
 from piimg.flash import safety
 from piimg.flash.devices import Device, Devices
 from piimg.flash.write import FlashResult, write_image
-from piimg.image import blockmap, decompress, partitions
+from piimg.image import blockmap, decompress, overlay, partitions
+from piimg.image.overlay import ComposedImage
 from piimg.progress import QUIET, Reporter
 from piimg.units import human_size
 
@@ -20,14 +22,17 @@ def compression_of(path: str | os.PathLike[str]) -> str | None:
     return None if fmt is decompress.Format.RAW else fmt.value
 
 
-def check_image(path: str, *, name: str | None = None) -> None:
+def check_image(path: str | ComposedImage, *, name: str | None = None) -> None:
     """Refuse an empty image, or one whose partition table reaches past its end
     (a truncated download: the card would not boot). Images without a partition
     table are written as they are, like bmaptool does."""
-    name = name or path
-    if os.path.getsize(path) == 0:
+    if isinstance(path, ComposedImage):
+        name, size = name or path.name, path.size
+    else:
+        name, size = name or path, os.path.getsize(path)
+    if size == 0:
         raise ImageError(f"{name}: is empty; nothing to write")
-    with open(path, "rb") as fh:
+    with path.fileobj() if isinstance(path, ComposedImage) else open(path, "rb") as fh:
         try:
             partitions.read_table(fh)
         except ImageTruncated as exc:
@@ -58,6 +63,7 @@ def flash(
     reporter: Reporter = QUIET,
     dev_root: str = "/dev",
     after_write: Callable[[], None] | None = None,
+    allow_usb: bool = False,
 ) -> FlashResult:
     """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
 
@@ -69,13 +75,24 @@ def flash(
     image = os.fspath(image)
     if not os.path.isfile(image):
         raise ImageError(f"{image}: no such image file")
+    if overlay.is_overlay(image):
+        if bmap:
+            raise ImageError(f"--bmap: {image} is a piimg overlay; its block map is computed from base + overlay")
+        from piimg.build.compose import open_composed
+
+        with open_composed(image, reporter=reporter) as composed:  # the base is checked before anything is asked
+            check_image(composed)
+            return _flash_source(
+                composed, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
+                reporter=reporter, dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+            )
     compressed = compression_of(image)
     if not compressed:
         check_image(image)
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     # The size of a compressed image is known only after decompressing; checked again then.
-    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root)
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if device.kind == "file" and os.path.samefile(device.write_path, image):
         raise UnsafeTarget(f"{target}: is the image itself")
     check_writable(device)
@@ -84,7 +101,7 @@ def flash(
     if not compressed:
         return _flash_checked(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write,
+            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
         )
     from piimg.fsutil import temp_dir
     from piimg.paths import user_cache_dir
@@ -97,12 +114,41 @@ def flash(
         check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write,
+            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
         )
 
 
+def _flash_source(
+    composed: ComposedImage,
+    target: str,
+    *,
+    devices: Devices,
+    confirm: Callable[[Device], bool],
+    verify: bool,
+    force: bool,
+    eject: bool,
+    reporter: Reporter,
+    dev_root: str,
+    after_write: Callable[[], None] | None,
+    allow_usb: bool,
+) -> FlashResult:
+    device = devices.discover(target)
+    safety.check(device, composed.size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+    if device.kind == "file":
+        for path in (composed.overlay_path, composed.base_path):
+            if os.path.samefile(device.write_path, path):
+                raise UnsafeTarget(f"{target}: is the {'overlay' if path == composed.overlay_path else 'base image'} itself")
+    check_writable(device)
+    if not confirm(device):
+        raise NotConfirmed(f"{target}: not confirmed; nothing was written")
+    return _flash_checked(
+        composed, device, devices, verify=verify, force=force, eject=eject, bmap=None, reporter=reporter,
+        dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+    )
+
+
 def _flash_checked(
-    image: str,
+    image: str | ComposedImage,
     device: Device,
     devices: Devices,
     *,
@@ -113,13 +159,22 @@ def _flash_checked(
     reporter: Reporter,
     dev_root: str,
     after_write: Callable[[], None] | None,
+    allow_usb: bool,
 ) -> FlashResult:
-    image_size = os.path.getsize(image)
-    device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root)
-    block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+    if isinstance(image, ComposedImage):
+        image_size = image.size
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+        with image.fileobj() as fh:
+            block_map = blockmap.compute(fh, image_size)  # type: ignore[arg-type]
+        source = f"{block_map.source}: base {Path(image.base_path).name} + overlay"
+    else:
+        image_size = os.path.getsize(image)
+        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+        block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
+        source = block_map.source
     reporter.info(
         f"writing {human_size(block_map.mapped_bytes)} of {human_size(image_size)} "
-        f"(block map from {block_map.source}) to {device.write_path}"
+        f"(block map from {source}) to {device.write_path}"
     )
     result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
     if eject and device.kind == "block" and device.platform == "darwin":

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Protocol
 
 from piimg.errors import FlashFailed, ImageError, Interrupted, NeedsRoot, UnsafeTarget, os_hint
 from piimg.fsutil import atomic_path
@@ -74,6 +74,32 @@ class VerifyFailed(FlashFailed):
             + (f" ({why})" if why else ""),
             hint="the card may be faulty or counterfeit; try another card or reader",
         )
+
+
+class Source(Protocol):
+    """What is written: a plain image file, or a base + overlay composed on the fly
+    (:class:`piimg.image.overlay.ComposedImage`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        """Fill ``view`` from ``offset``; returns the byte count (short only at the end)."""
+
+
+class FileSource:
+    """An image file read with ``preadv``."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+        self.size = os.fstat(fd).st_size
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        return _pread_full(self.fd, view, offset)
 
 
 @dataclass(frozen=True)
@@ -212,7 +238,7 @@ def _pipeline(
 
 
 def write_image(
-    image: str | os.PathLike[str],
+    image: str | os.PathLike[str] | Source,
     target: str | os.PathLike[str],
     block_map: BlockMap,
     *,
@@ -222,44 +248,61 @@ def write_image(
 ) -> FlashResult:
     """Write the mapped ranges of ``image`` to ``target`` and (by default) verify them.
 
+    ``image`` is a path or an open :class:`Source` (a composed overlay).
     ``target`` must already have passed :mod:`piimg.flash.safety`. A regular
     file target is extended to the image size if it is shorter.
     ``after_write`` is a test hook, run after the final fsync and before the
     read-back (tests use it to corrupt the device below the page cache).
     """
-    image, target = os.fspath(image), os.fspath(target)
+    target = os.fspath(target)
+    if not isinstance(image, (str, os.PathLike)):
+        return _write_source(image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    image = os.fspath(image)
     try:
-        src = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ImageError(f"{image}: cannot open: {exc.strerror}") from None
+        raise ImageError(f"{image}: cannot open: {exc.strerror or exc}") from None
     try:
-        image_size = os.fstat(src).st_size
-        if image_size != block_map.image_size:
-            raise ImageError(f"{image}: has {image_size} bytes, the block map expects {block_map.image_size}")
         if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        if not os.path.lexists(target):
-            # a file flash makes itself: written under a temporary name, so nothing
-            # half-written ever has the target's name (error, Ctrl-C, SIGTERM or kill -9)
-            try:
-                with atomic_path(target, suffix=".part") as tmp:
-                    result = _write_and_verify(src, image, str(tmp), block_map, verify=verify, reporter=reporter,
-                                               after_write=after_write, progress=_Progress(target))
-            except Interrupted as exc:
-                raise exc.with_state(f"nothing was written to {target}") from None
-            except KeyboardInterrupt:
-                raise Interrupted(state=f"nothing was written to {target}") from None
-            return replace(result, target=target)
-        progress = _Progress(target)
-        try:
-            return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter,
-                                     after_write=after_write, progress=progress)
-        except Interrupted as exc:
-            raise exc.with_state(progress.state(block_map.image_size)) from None
-        except KeyboardInterrupt:
-            raise Interrupted(state=progress.state(block_map.image_size)) from None
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return _write_source(FileSource(fd, image), target, block_map, verify=verify, reporter=reporter,
+                             after_write=after_write)
     finally:
-        os.close(src)
+        os.close(fd)
+
+
+def _write_source(
+    src: Source,
+    target: str,
+    block_map: BlockMap,
+    *,
+    verify: bool,
+    reporter: Reporter,
+    after_write: Callable[[], None] | None,
+) -> FlashResult:
+    image = src.name
+    if src.size != block_map.image_size:
+        raise ImageError(f"{image}: has {src.size} bytes, the block map expects {block_map.image_size}")
+    if not os.path.lexists(target):
+        # a file flash makes itself: written under a temporary name, so nothing
+        # half-written ever has the target's name (error, Ctrl-C, SIGTERM or kill -9)
+        try:
+            with atomic_path(target, suffix=".part") as tmp:
+                result = _write_and_verify(src, image, str(tmp), block_map, verify=verify, reporter=reporter,
+                                           after_write=after_write, progress=_Progress(target))
+        except Interrupted as exc:
+            raise exc.with_state(f"nothing was written to {target}") from None
+        except KeyboardInterrupt:
+            raise Interrupted(state=f"nothing was written to {target}") from None
+        return replace(result, target=target)
+    progress = _Progress(target)
+    try:
+        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter,
+                                 after_write=after_write, progress=progress)
+    except Interrupted as exc:
+        raise exc.with_state(progress.state(block_map.image_size)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(state=progress.state(block_map.image_size)) from None
 
 
 @dataclass
@@ -283,7 +326,7 @@ class _Progress:
 
 
 def _write_and_verify(
-    src: int,
+    src: Source,
     image: str,
     target: str,
     block_map: BlockMap,
@@ -310,7 +353,7 @@ def _write_and_verify(
 
     def read_source(chunk: _Chunk, buf: mmap.mmap) -> bytes | None:
         view = memoryview(buf)[: chunk.length]
-        if _pread_full(src, view, chunk.start) != chunk.length:
+        if src.pread_into(view, chunk.start) != chunk.length:
             raise ImageError(f"{image}: short read at byte {chunk.start} (was the image truncated?)")
         return hashlib.sha256(view).digest() if verify else None
 
@@ -392,7 +435,7 @@ def _sync(target: str, *fds: int) -> None:
 
 
 def _verify(
-    target: str, chunks: list[_Chunk], digests: list[bytes], src: int, *, block_device: bool, reporter: Reporter
+    target: str, chunks: list[_Chunk], digests: list[bytes], src: Source, *, block_device: bool, reporter: Reporter
 ) -> None:
     fd, direct = _open_target(target, exclusive=False, direct=True, write=False)
     buffered = -1
@@ -425,9 +468,10 @@ def _verify(
         os.close(fd)
 
 
-def _first_difference(src: int, chunk: _Chunk, device_data: memoryview) -> int:
+def _first_difference(src: Source, chunk: _Chunk, device_data: memoryview) -> int:
     """Offset within ``chunk`` of the first byte that differs from the source."""
-    expected = os.pread(src, chunk.length, chunk.start)
+    buf = bytearray(chunk.length)
+    expected = bytes(buf[: src.pread_into(memoryview(buf), chunk.start)])
     got = bytes(device_data)
     if len(expected) != len(got):
         return min(len(expected), len(got))

@@ -295,6 +295,7 @@ def make_plan(desired: Desired, current: Current) -> Plan:
                 continue
             matched.add(mine.get(".id", ""))
             diff = {f: v for f, v in item.props.items() if not same_value(f, v, mine.get(f))}
+            diff.update(_stale_secrets(item.props, mine))
             if diff:
                 old = {f: mine.get(f, "") for f in diff}
                 changes.append(Operation("set", menu, key, diff, old, mine.get(".id")))
@@ -311,6 +312,17 @@ def make_plan(desired: Desired, current: Current) -> Plan:
         notes=desired.notes + tuple(fact_notes) + tuple(_orphan_instances(desired, current)),
         warnings=tuple(_management_warnings(desired, current, operations)),
     )
+
+
+def _stale_secrets(want: Mapping[str, str], have: Mapping[str, object]) -> dict[str, str]:
+    """Secret fields the spec no longer asks for but the router still has: cleared.
+
+    Without ``cluster.bgp.password_env`` the nodes send no TCP-MD5 signature
+    (and stock Raspberry Pi OS kernels cannot send one at all), so a key left
+    on the router's peer would keep every session down. A value shown as stars
+    is a key that exists but cannot be read; it is cleared all the same.
+    """
+    return {f: "" for f in SECRET_FIELDS if f not in want and str(have.get(f) or "") != ""}
 
 
 def _orphan_instances(desired: Desired, current: Current) -> list[str]:
