@@ -141,14 +141,27 @@ class ClusterCA:
         The apiserver maps CN to the user name and O to groups; ``system:masters``
         is the group k3s's own admin kubeconfig carries.
         """
-        ca_cert, ca_key = self.signer("client-ca")
-        key = _ec_key()
-        now = _now()
         name = x509.Name(
             [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
             + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         )
-        cert = (
+        return self._mint_leaf("client-ca", name, ExtendedKeyUsageOID.CLIENT_AUTH, days=days, authority_key_id=True)
+
+    def mint_server(self, common_name: str, *, ips: Iterable[str] = (), dns: Iterable[str] = (),
+                    days: int = CLIENT_DAYS) -> tuple[bytes, bytes]:
+        """A serving certificate signed by the server CA (tests stand in for k3s's apiserver with it)."""
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        return self._mint_leaf("server-ca", name, ExtendedKeyUsageOID.SERVER_AUTH, days=days, sans=sans)
+
+    def _mint_leaf(self, purpose: str, name: x509.Name, usage: x509.ObjectIdentifier, *, days: int,
+                   sans: list[x509.GeneralName] | None = None, authority_key_id: bool = False) -> tuple[bytes, bytes]:
+        """A leaf certificate for one extended key usage, signed by the ``purpose`` CA: (PEM + CA, key PEM)."""
+        ca_cert, ca_key = self.signer(purpose)
+        key = _ec_key()
+        now = _now()
+        builder = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(ca_cert.subject)
@@ -163,39 +176,14 @@ class ClusterCA:
                               encipher_only=False, decipher_only=False),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
-        return _cert_pem(cert) + _cert_pem(ca_cert), _key_pem(key)
-
-    def mint_server(self, common_name: str, *, ips: Iterable[str] = (), dns: Iterable[str] = (),
-                    days: int = CLIENT_DAYS) -> tuple[bytes, bytes]:
-        """A serving certificate signed by the server CA (tests stand in for k3s's apiserver with it)."""
-        ca_cert, ca_key = self.signer("server-ca")
-        key = _ec_key()
-        now = _now()
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                              data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                              encipher_only=False, decipher_only=False),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
+        if sans is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if authority_key_id:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
         return _cert_pem(cert) + _cert_pem(ca_cert), _key_pem(key)
 
 
