@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,9 +43,12 @@ def test_an_exception_in_the_block_kills_the_program() -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_missing_tool_names_its_package() -> None:
-    with pytest.raises(ToolMissing, match="zstd"), run.spawn(["zstd-not-installed-here"]):
+def test_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no xz to be found
+    with pytest.raises(ToolMissing) as caught, run.spawn(["xz", "-dc"]):
         pass
+    assert (caught.value.tool, caught.value.package) == ("xz", "xz-utils")
+    assert "apt-get install xz-utils" in (caught.value.hint or "")
 
 
 def test_debug_log_shows_the_command(caplog: pytest.LogCaptureFixture) -> None:
