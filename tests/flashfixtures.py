@@ -26,6 +26,19 @@ class Loop:
     backing: Path
 
 
+
+def read_at(path: str | Path, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
+def pattern_at(offset: int, length: int) -> bytes:
+    """What :func:`prefill` left at ``offset``: the pre-fill a flash must not touch outside the block map."""
+    start = offset % len(PATTERN)
+    reps = (start + length) // len(PATTERN) + 1
+    return (PATTERN * reps)[start : start + length]
+
 def assert_own_loop(loop: Loop) -> None:
     """The device is a loop device and backed by the test's own file; anything else aborts the test."""
     assert re.fullmatch(r"/dev/loop\d+", loop.device), loop.device

@@ -18,7 +18,7 @@ from piimg.flash import verb, write
 from piimg.flash.devices import Device, LinuxDevices, Mount
 from piimg.image import blockmap
 from tests.conftest import have, run_ok
-from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, prefill
+from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, pattern_at, prefill, read_at
 from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
 
 __all__ = ["make_loop"]  # the fixture
@@ -35,18 +35,6 @@ CARD = 256 * MiB
 def image(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
     tmp = tmp_path_factory.mktemp("img")
     return make_image(tmp / "pi.img", boot_mib=64, root_mib=160, root_fill_mib=24)
-
-
-def read_at(path: str | Path, offset: int, length: int) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        return fh.read(length)
-
-
-def pattern_at(offset: int, length: int) -> bytes:
-    start = offset % len(PATTERN)
-    reps = (start + length) // len(PATTERN) + 1
-    return (PATTERN * reps)[start : start + length]
 
 
 def check_card(image: GeneratedImage, target: str | Path, tmp_path: Path) -> None:

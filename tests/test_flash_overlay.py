@@ -16,7 +16,7 @@ import pytest
 
 from piimg.image import blockmap
 from tests.conftest import TEST_KEY, run_ok
-from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, prefill
+from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, pattern_at, prefill, read_at
 from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
 from tests.releaseserver import Published
 
@@ -59,17 +59,6 @@ def built(base: GeneratedImage, project: Path, piimg: Any, spec: str) -> Path:
     r = piimg("export", "k8s-master", "-o", str(project / "k8s-master.img"))
     assert r.exit_code == 0, r
     return project / "k8s-master.img"
-
-
-def read_at(path: str | Path, offset: int, length: int) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        return fh.read(length)
-
-
-def pattern_at(offset: int, length: int) -> bytes:
-    start = offset % len(PATTERN)
-    return (PATTERN * ((start + length) // len(PATTERN) + 1))[start : start + length]
 
 
 def check_card(full: Path, base: GeneratedImage, target: str | Path, tmp_path: Path) -> None:
