@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from piimg.cli import status_cmds
+from piimg.status import watch as watching
 from piimg.status.model import Check, State
 from piimg.status.watch import Round, watch
+from piimg.units import clock_time
 
 
 class FakeClock:
@@ -82,3 +89,84 @@ def test_no_checks_or_skipped_ones_are_not_success(checks: list[Check]) -> None:
     clock = FakeClock()
     _, outcome = run(clock, rounds_of(clock, checks, checks), timeout=10, interval=10)
     assert outcome.gave_up and outcome.last.number == 2
+
+
+def test_a_round_is_reported_when_its_line_would_change_or_every_few_rounds() -> None:
+    clock = FakeClock()
+    next_step = Check("firstboot k8s-master", State.PENDING, "step cluster, running")
+    other_detail = Check("node k8s-master", State.OK, "127.0.2.10:22 answers (again)")
+    checks = rounds_of(clock, *[[NODE_DOWN, BOOTING]] * 25, [NODE_UP, BOOTING], [other_detail, BOOTING],
+                       [NODE_UP, next_step], [NODE_UP, BOOTED])
+    seen: list[Round] = []
+    outcome = watch(lambda: next(checks), timeout=3600, interval=10, on_round=seen.append, report_every=10,
+                    now=clock.now, sleep=clock.sleep)
+    assert outcome.last.ok and outcome.last.number == 29
+    # 1: first; 11, 21: nothing changed for 10 rounds; 26: the node answers; 27: only an ok check's
+    # detail changed (not reported); 28: what it waits for says something new
+    assert [r.number for r in seen] == [1, 11, 21, 26, 28]
+    assert [r.elapsed for r in seen] == [0, 100, 200, 250, 270]
+
+
+# --- the CLI: what `piimg status --watch` prints, with a fake checker and the fake clock ---------
+
+SPEC_DOC = {
+    "network": {"subnet": "127.0.2.0/23", "gateway": "127.0.2.1", "dhcp_pool": "127.0.3.1-127.0.3.254"},
+    "cluster": {"pools": [{"name": "default", "addresses": ["127.0.4.0/23"]}]},
+    "nodes": [{"hostname": "k8s-master", "role": "server", "address": "127.0.2.10"}],
+}
+
+
+@pytest.fixture()
+def scripted(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeClock]:
+    """``scripted(round, round, ...)``: the CLI's checks return these rounds, one per call, on a fake clock."""
+    (project / "piimg.yaml").write_text(yaml.safe_dump(SPEC_DOC))
+
+    def script(*rounds: list[Check]) -> FakeClock:
+        clock = FakeClock()
+        it = iter(rounds)
+        monkeypatch.setattr(status_cmds, "run_checks", lambda spec, opts: next(it))
+        monkeypatch.setattr(watching, "watch", functools.partial(watching.watch, now=clock.now, sleep=clock.sleep))
+        return clock
+
+    return script
+
+
+# --kubeconfig names a missing file: no kubeconfig lookup beyond it (and no SSH fetch)
+WATCH = ("status", "--watch", "--no-router", "--kubeconfig", "missing.yaml", "--interval", "15")
+
+
+def test_cli_watch_prints_changes_with_the_elapsed_time_and_how_long_it_took(scripted: Any, piimg: Any) -> None:
+    clock = scripted(*[[NODE_DOWN, BOOTING]] * 3, [NODE_UP, BOOTING], [NODE_UP, BOOTED])
+    r = piimg(*WATCH, "--timeout", "600")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [
+        "[00:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
+        "[00:45] 1/2 checks ok; waiting for firstboot k8s-master: step k3s, running",
+    ]
+    assert r.stdout.splitlines()[-1] == "2/2 checks ok after 01:00: the cluster answers end to end"
+    assert clock.sleeps == [15] * 4
+
+
+def test_cli_watch_says_how_long_it_waited_and_what_was_not_ok(scripted: Any, piimg: Any) -> None:
+    scripted(*[[NODE_DOWN, BOOTING]] * 5)
+    r = piimg(*WATCH, "--timeout", "60")
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        "[00:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
+        "warning: --watch gave up after 01:00 (--timeout 60): 0/2 checks ok; "
+        "still not ok: node k8s-master, firstboot k8s-master",
+    ]
+    assert r.stdout.splitlines()[-1] == "0/2 checks ok after 01:00"
+
+
+def test_cli_without_watch_runs_once_and_names_no_time(scripted: Any, piimg: Any) -> None:
+    clock = scripted([NODE_DOWN, BOOTING], [NODE_UP, BOOTED])
+    r = piimg("status", "--no-router", "--kubeconfig", "missing.yaml")
+    assert r.exit_code == 1 and r.stderr == "" and clock.sleeps == []
+    assert r.stdout.splitlines()[-1] == "0/2 checks ok"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "00:00"), (59.9, "00:59"), (135, "02:15"), (3599, "59:59"),
+                                               (3600, "1:00:00"), (3725, "1:02:05"), (-1, "00:00")])
+def test_clock_time(seconds: float, text: str) -> None:
+    assert clock_time(seconds) == text

@@ -16,6 +16,7 @@ from piimg.status.checks import Options, run_checks
 from piimg.status.kubeaccess import KubeAccess, resolve
 from piimg.status.model import Check, State, all_ok
 from piimg.status.routerchk import RouterOpener
+from piimg.units import clock_time
 
 _MARK = {State.OK: "ok", State.FAIL: "FAIL", State.PENDING: "pending", State.SKIPPED: "skipped"}
 
@@ -43,7 +44,8 @@ def _print(checks: list[Check]) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--watch", is_flag=True, help="Re-run until every check passes or --timeout expires.")
+@click.option("--watch", is_flag=True,
+              help="Re-run until every check passes or --timeout expires; a line whenever the state changes.")
 @click.option("--timeout", default=1800, show_default=True, type=click.IntRange(min=0), metavar="SECONDS",
               help="How long --watch waits.")
 @click.option("--interval", default=15, show_default=True, type=click.IntRange(min=1), metavar="SECONDS",
@@ -87,17 +89,20 @@ def status(
         kube = minted or access()  # each round: a kubeconfig may have appeared (k3s.yaml, piimg kubeconfig)
         return run_checks(spec, Options(kubeconfig=kube, known_hosts=known, router=router, init_formats=formats))
 
+    took = ""
     if watch:
         def report(r: watching.Round) -> None:
-            waiting = r.waiting[0]
-            app.reporter.info(
-                f"[round {r.number}] {r.passed}/{len(r.checks)} checks ok; waiting for {waiting.name}: {waiting.detail}"
-            )
+            first = r.waiting[0]
+            app.reporter.info(f"[{clock_time(r.elapsed)}] {r.passed}/{len(r.checks)} checks ok; "
+                              f"waiting for {first.name}: {first.detail}")
 
         outcome = watching.watch(check_once, timeout=timeout, interval=interval, on_round=report)
+        last = outcome.last
+        took = f" after {clock_time(last.elapsed)}"
         if outcome.gave_up:
-            app.reporter.warn(f"--watch gave up after {timeout} s")
-        checks = list(outcome.last.checks)
+            app.reporter.warn(f"--watch gave up{took} (--timeout {timeout}): {last.passed}/{len(last.checks)} checks ok; "
+                              f"still not ok: {', '.join(c.name for c in last.waiting)}")
+        checks = list(last.checks)
     else:
         checks = check_once()
     if as_json:
@@ -105,7 +110,8 @@ def status(
     else:
         _print(checks)
         failed = [c for c in checks if c.state is not State.OK]
-        echo(f"\n{len(checks) - len(failed)}/{len(checks)} checks ok" + ("" if failed else ": the cluster answers end to end"))
+        echo(f"\n{len(checks) - len(failed)}/{len(checks)} checks ok{took}"
+             + ("" if failed else ": the cluster answers end to end"))
     return 0 if all_ok(checks) else 1
 
 
