@@ -80,7 +80,7 @@ def apply_plan(
     reporter: Reporter = QUIET,
 ) -> ApplyResult:
     """Apply ``plan`` in order. Raises RouterError naming what was and was not applied."""
-    from librouteros.exceptions import ConnectionClosed, FatalError, LibRouterosError, MultiTrapError, TrapError
+    from librouteros.exceptions import LibRouterosError
 
     result = ApplyResult()
     if plan.conflicts:
@@ -98,25 +98,31 @@ def apply_plan(
     for op in plan.operations:
         try:
             _run(api, op)
-        except (TrapError, MultiTrapError) as exc:
-            why = f"the router refused `{op.brief()}`: {exc}"
-            _stop(result, plan, op, why, fatal=False)
-        except (ConnectionClosed, FatalError, OSError) as exc:
-            why = f"the connection was lost during `{op.brief()}` ({exc or type(exc).__name__})"
-            _stop(result, plan, op, why, fatal=True)
-        except LibRouterosError as exc:
-            _stop(result, plan, op, f"`{op.brief()}` failed: {exc}", fatal=True)
+        except (LibRouterosError, OSError) as exc:
+            raise _stopped(result, plan, op, exc) from None
         result.done.append(op)
         reporter.info(f"done ({len(result.done)}/{total}): {op.brief()}")
     return result
 
 
-def _stop(result: ApplyResult, plan: Plan, failed: Operation, why: str, *, fatal: bool) -> None:
-    rest = plan.operations[len(result.done) :]
-    pending = "; ".join(op.brief() for op in rest)
-    unsure = " (it may or may not have been applied)" if fatal else ""
-    raise RouterError(
-        f"{why}; applied {len(result.done)} of {len(plan.operations)} change(s), not applied{unsure}: {pending}",
+def _stopped(result: ApplyResult, plan: Plan, failed: Operation, exc: Exception) -> RouterError:
+    """The error that ends a run at ``failed``: why, and what was and was not applied.
+
+    A ``!trap`` is a refusal: nothing of ``failed`` was applied. A lost
+    connection (or any other failure) leaves ``failed`` in doubt.
+    """
+    from librouteros.exceptions import ConnectionClosed, FatalError, MultiTrapError, TrapError
+
+    if isinstance(exc, (TrapError, MultiTrapError)):
+        why, unsure = f"the router refused `{failed.brief()}`: {exc}", False
+    elif isinstance(exc, (ConnectionClosed, FatalError, OSError)):
+        why, unsure = f"the connection was lost during `{failed.brief()}` ({exc or type(exc).__name__})", True
+    else:
+        why, unsure = f"`{failed.brief()}` failed: {exc}", True
+    pending = "; ".join(op.brief() for op in plan.operations[len(result.done) :])
+    doubt = " (it may or may not have been applied)" if unsure else ""
+    return RouterError(
+        f"{why}; applied {len(result.done)} of {len(plan.operations)} change(s), not applied{doubt}: {pending}",
         hint="fix the cause and run piimg router-setup again: it continues from the router's current state"
         + (f" (backup {result.backup}.backup was saved first)" if result.backup else ""),
     )
