@@ -62,6 +62,14 @@ class ApplyResult:
     backup: str | None = None
 
 
+def conflicts_refused(plan: Plan, *, shown: str) -> RouterError:
+    """Why a plan with conflicts is not applied; ``shown`` says where the user reads each fix."""
+    return RouterError(
+        f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
+        hint=f"fix them as shown {shown}, then run piimg router-setup again",
+    )
+
+
 def _run(api: Any, op: Operation) -> None:
     path = _path(api, op.menu.path)
     if op.action == "add":
@@ -84,10 +92,7 @@ def apply_plan(
 
     result = ApplyResult()
     if plan.conflicts:
-        raise RouterError(
-            f"{len(plan.conflicts)} unmanaged item(s) conflict with the plan; nothing was changed",
-            hint="resolve them as shown in the plan, then run router-setup again",
-        )
+        raise conflicts_refused(plan, shown="in the plan")
     if plan.empty:
         return result
     if backup:
