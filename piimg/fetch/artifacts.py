@@ -191,7 +191,7 @@ def chart_pins(spec: Spec) -> list[versions.ChartPin]:
             f"piimg pins the MetalLB chart by content for {known} only, not {spec.cluster.metallb_version}",
         )
     pins = [pin]
-    if spec.cluster.ingress is Ingress.NGINX and versions.NGINX_INGRESS_CHART_PIN is not None:
+    if spec.cluster.ingress is Ingress.NGINX:
         pins.append(versions.NGINX_INGRESS_CHART_PIN)
     elif spec.cluster.ingress is Ingress.INGRESS_NGINX:
         pins.append(versions.INGRESS_NGINX_CHART_PIN)
