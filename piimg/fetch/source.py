@@ -18,21 +18,18 @@ remembered by (realpath, size, mtime) so repeated builds do not re-read it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import requests
 
 from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError, Unreachable
 from piimg.fetch import catalog as cat
-from piimg.fetch.cache import Cache, CacheEntry
+from piimg.fetch.cache import URL_DIGESTS, Cache, CacheEntry
 from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
 from piimg.fetch.download import parse_sha256_file as _parse_sha_file
-from piimg.fsutil import write_atomic
 from piimg.image.decompress import Format, decompress_to, detect_format, open_decompressed
 from piimg.image.partitions import SECTOR, open_layout
 from piimg.progress import QUIET, Reporter
@@ -201,7 +198,7 @@ class Fetcher:
 
     def _remote(self, want: _Wanted) -> BaseImage:
         url = want.location
-        sha = want.sha256 or (self._remembered_url_digest(url) if self.offline else None)
+        sha = want.sha256 or (self.cache.recall(URL_DIGESTS, url) if self.offline else None)
         if sha and (hit := self._hit(want, sha)):
             return hit
         if self.offline:
@@ -226,7 +223,7 @@ class Fetcher:
             raise
         # on Ctrl-C the complete .part stays: the next run verifies it and skips the download
         part.unlink(missing_ok=True)
-        self._remember_url_digest(url, actual)
+        self.cache.remember(URL_DIGESTS, url, actual)  # for --offline, which cannot fetch URL.sha256
         return result
 
     def _download_verified(self, want: _Wanted, url: str, dest: Path, sha: str | None) -> Path:
@@ -323,28 +320,6 @@ class Fetcher:
         if (hit := self._hit(want, digest)) is not None:
             return hit
         return self._install(want, path, digest, source=str(path))
-
-    # ------------------------------------------------------------------ url -> digest memory (for --offline)
-
-    def _url_index(self) -> Path:
-        return self.cache.root / "url-digests.json"
-
-    def _remembered_url_digest(self, url: str) -> str | None:
-        try:
-            value = json.loads(self._url_index().read_text()).get(url)
-        except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, str) else None
-
-    def _remember_url_digest(self, url: str, digest: str) -> None:
-        try:
-            index: dict[str, Any] = json.loads(self._url_index().read_text())
-            if not isinstance(index, dict):
-                index = {}
-        except (OSError, ValueError):
-            index = {}
-        index[url] = digest
-        write_atomic(self._url_index(), json.dumps(index, indent=1) + "\n")
 
 
 def looks_like_a_pi_image(path: Path) -> None:
