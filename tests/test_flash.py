@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def test_corruption_below_the_page_cache_is_caught(image: GeneratedImage, make_l
         assert read_at(loop.device, bad, 1) == good
 
     with pytest.raises(write.VerifyFailed) as info:
-        write.write_image(image.path, loop.device, bmap, after_write=corrupt_below_cache)
+        write.write_image(image.path, loop.device, bmap, reporter=AfterWriting(corrupt_below_cache))  # type: ignore[arg-type]
     assert info.value.offset == bad
     assert f"byte {bad}" in info.value.message and loop.device in info.value.message
 
@@ -127,10 +127,39 @@ def test_corrupted_file_target_reports_the_first_bad_offset(image: GeneratedImag
                 fh.write(bytes([byte[0] ^ 0x55]))
 
     with pytest.raises(write.VerifyFailed) as info:
-        write.write_image(image.path, target, bmap, after_write=corrupt)
+        write.write_image(image.path, target, bmap, reporter=AfterWriting(corrupt))  # type: ignore[arg-type]
     assert info.value.offset == min(bad)
     # --no-verify: the same corruption goes unnoticed
-    write.write_image(image.path, target, bmap, verify=False, after_write=corrupt)
+    unverified = AfterWriting(corrupt)
+    write.write_image(image.path, target, bmap, verify=False, reporter=unverified)  # type: ignore[arg-type]
+    assert unverified.ran == 1
+
+
+class AfterWriting:
+    """A reporter that runs ``action`` when the writing bar closes without error: the
+    writer closes it once everything is on the target (after its last fsync) and before
+    the read-back, so ``action`` changes the card between the two, as a faulty card would."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.ran = 0
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    @contextmanager
+    def bar(self, description: str, total: int | None, *, unit: str = "B") -> Iterator[Any]:
+        class Bar:
+            def update(self, n: int) -> None:
+                pass
+
+        yield Bar()
+        if description.startswith("writing "):
+            self.ran += 1
+            self.action()
 
 
 class _Interrupting:

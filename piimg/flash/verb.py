@@ -62,7 +62,6 @@ def flash(
     bmap: str | os.PathLike[str] | None = None,
     reporter: Reporter = QUIET,
     dev_root: str = "/dev",
-    after_write: Callable[[], None] | None = None,
     allow_usb: bool = False,
 ) -> FlashResult:
     """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
@@ -84,7 +83,7 @@ def flash(
             check_image(composed)
             return _flash_source(
                 composed, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
-                reporter=reporter, dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+                reporter=reporter, dev_root=dev_root, allow_usb=allow_usb,
             )
     compressed = compression_of(image)
     if not compressed:
@@ -101,7 +100,7 @@ def flash(
     if not compressed:
         return _flash_checked(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+            dev_root=dev_root, allow_usb=allow_usb,
         )
     from piimg.fsutil import temp_dir
     from piimg.paths import user_cache_dir
@@ -114,7 +113,7 @@ def flash(
         check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+            dev_root=dev_root, allow_usb=allow_usb,
         )
 
 
@@ -129,7 +128,6 @@ def _flash_source(
     eject: bool,
     reporter: Reporter,
     dev_root: str,
-    after_write: Callable[[], None] | None,
     allow_usb: bool,
 ) -> FlashResult:
     device = devices.discover(target)
@@ -143,7 +141,7 @@ def _flash_source(
         raise NotConfirmed(f"{target}: not confirmed; nothing was written")
     return _flash_checked(
         composed, device, devices, verify=verify, force=force, eject=eject, bmap=None, reporter=reporter,
-        dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+        dev_root=dev_root, allow_usb=allow_usb,
     )
 
 
@@ -158,7 +156,6 @@ def _flash_checked(
     bmap: str | os.PathLike[str] | None,
     reporter: Reporter,
     dev_root: str,
-    after_write: Callable[[], None] | None,
     allow_usb: bool,
 ) -> FlashResult:
     if isinstance(image, ComposedImage):
@@ -176,7 +173,7 @@ def _flash_checked(
         f"writing {human_size(block_map.mapped_bytes)} of {human_size(image_size)} "
         f"(block map from {source}) to {device.write_path}"
     )
-    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter)
     if eject and device.kind == "block" and device.platform == "darwin":
         devices.eject(device)
     return result
