@@ -363,6 +363,8 @@ def test_device_in_use_is_refused(image: GeneratedImage, make_loop: Any) -> None
 class _FakeMacCard:
     """A Devices double: a 'card' that is really a file in tmp_path, as macOS would describe it."""
 
+    dev_root = "/dev"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.calls: list[str] = []
