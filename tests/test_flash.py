@@ -135,39 +135,9 @@ def test_corrupted_file_target_reports_the_first_bad_offset(image: GeneratedImag
     assert unverified.ran == 1
 
 
-class AfterWriting:
-    """A reporter that runs ``action`` when the writing bar closes without error: the
-    writer closes it once everything is on the target (after its last fsync) and before
-    the read-back, so ``action`` changes the card between the two, as a faulty card would."""
-
-    def __init__(self, action: Callable[[], None]) -> None:
-        self.action = action
-        self.ran = 0
-
-    def info(self, message: str) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
-
-    @contextmanager
-    def bar(self, description: str, total: int | None, *, unit: str = "B") -> Iterator[Any]:
-        class Bar:
-            def update(self, n: int) -> None:
-                pass
-
-        yield Bar()
-        if description.startswith("writing "):
-            self.ran += 1
-            self.action()
-
-
-class _Interrupting:
-    """A reporter whose progress bar raises KeyboardInterrupt after ``limit`` bytes (Ctrl-C mid-flash)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.done = 0
+class _Scripted:
+    """A reporter that acts on the writer's progress: ``updated`` for each bar update,
+    ``closed`` when a bar closes without error."""
 
     def info(self, message: str) -> None:
         pass
@@ -181,11 +151,44 @@ class _Interrupting:
 
         class Bar:
             def update(self, n: int) -> None:
-                outer.done += n
-                if outer.done >= outer.limit:
-                    raise KeyboardInterrupt
+                outer.updated(n)
 
         yield Bar()
+        self.closed(description)
+
+    def updated(self, n: int) -> None:
+        pass
+
+    def closed(self, description: str) -> None:
+        pass
+
+
+class AfterWriting(_Scripted):
+    """Runs ``action`` when the writing bar closes: the writer closes it once everything
+    is on the target (after its last fsync) and before the read-back, so ``action``
+    changes the card between the two, as a faulty card would."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.ran = 0
+
+    def closed(self, description: str) -> None:
+        if description.startswith("writing "):
+            self.ran += 1
+            self.action()
+
+
+class _Interrupting(_Scripted):
+    """Raises KeyboardInterrupt once ``limit`` bytes are written (Ctrl-C mid-flash)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.done = 0
+
+    def updated(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise KeyboardInterrupt
 
 
 def test_interrupted_flash_leaves_the_first_mib_cleared(image: GeneratedImage, make_loop: Any) -> None:
