@@ -68,6 +68,15 @@ def _make_overlay(base: Path, writes: list[tuple[int, bytes]], dest: Path) -> ov
         )
 
 
+def _random_reads(img: overlay.ComposedImage, expected: bytes, seed: int, count: int, longest: int) -> None:
+    rnd = random.Random(seed)
+    for _ in range(count):
+        a = rnd.randrange(0, SIZE)
+        view = memoryview(bytearray(rnd.randrange(1, longest)))
+        n = img.pread_into(view, a)
+        assert bytes(view[:n]) == expected[a : a + n]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cow_reads_its_own_writes_and_leaves_the_base_alone(base: Path, tmp_path: Path, seed: int) -> None:
     before = base.read_bytes()
@@ -111,12 +120,7 @@ def test_composed_image_equals_the_base_with_the_writes_applied(base: Path, tmp_
         buf = bytearray(SIZE + 100)
         assert img.pread_into(memoryview(buf), 0) == SIZE
         assert bytes(buf[:SIZE]) == expected
-        rnd = random.Random(seed)
-        for _ in range(100):
-            a = rnd.randrange(0, SIZE)
-            view = memoryview(bytearray(rnd.randrange(1, 30000)))
-            n = img.pread_into(view, a)
-            assert bytes(view[:n]) == expected[a : a + n]
+        _random_reads(img, expected, seed, 100, 30000)
         fh = img.fileobj()
         fh.seek(-100, io.SEEK_END)
         assert fh.read() == expected[-100:]
@@ -231,12 +235,7 @@ def test_node_layer_over_a_shared_layer_composes_like_plain_writes(base: Path, t
         assert set(img.inputs) == {str(node), str(base), str(shared)}
         buf = bytearray(SIZE)
         assert img.pread_into(memoryview(buf), 0) == SIZE and bytes(buf) == expected
-        rnd = random.Random(seed)
-        for _ in range(200):
-            a = rnd.randrange(0, SIZE)
-            view = memoryview(bytearray(rnd.randrange(1, 70000)))
-            n = img.pread_into(view, a)
-            assert bytes(view[:n]) == expected[a : a + n]
+        _random_reads(img, expected, seed, 200, 70000)
     out = tmp_path / "full.img"
     export_image(node, out, cache=Cache(tmp_path / "cache"))
     assert out.read_bytes() == expected

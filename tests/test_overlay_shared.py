@@ -18,10 +18,11 @@ import pytest
 
 from piimg import versions
 from piimg.image import blockmap
-from tests.conftest import TEST_KEY, run_ok
+from tests.conftest import run_ok
 from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, pattern_at, prefill, read_at
 from tests.imagegen import GeneratedImage, MiB, extract_partition, make_image, tools_available
 from tests.releaseserver import Published
+from tests.test_flash_overlay import SPEC as TWO_NODES
 
 __all__ = ["make_loop"]
 
@@ -31,16 +32,7 @@ pytestmark = [
 ]
 
 NODES = ("k8s-master", "k8s-agent-1", "k8s-agent-2")
-SPEC = f"""\
-access:
-  ssh_authorized_keys: ["{TEST_KEY}"]
-image:
-  arch: arm64
-nodes:
-  - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
-  - {{hostname: k8s-agent-1, role: agent, address: 10.0.2.11}}
-  - {{hostname: k8s-agent-2, role: agent, address: 10.0.2.12}}
-"""
+SPEC = TWO_NODES + "  - {hostname: k8s-agent-2, role: agent, address: 10.0.2.12}\n"
 CARD = 256 * MiB
 
 
