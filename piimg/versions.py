@@ -190,37 +190,50 @@ def metallb_chart_version(metallb_version: str) -> str:
 
 
 # Ingress controllers ----------------------------------------------------------
-#: F5/NGINX's NGINX Ingress Controller. OCI is the distribution the NGINX docs
-#: now give ("Use Helm to Install NGINX Ingress Controller with NGINX Open
-#: Source": ``helm install <release> oci://ghcr.io/nginx/charts/nginx-ingress``);
-#: the k3s helm-controller accepts an ``oci://`` reference in ``spec.chart``
-#: with no ``spec.repo`` (k3s-io/helm-controller issues #81 and #320,
-#: maintainer answer).
+#: F5/NGINX's NGINX Ingress Controller, from NGINX's classic Helm repository
+#: https://helm.nginx.com/stable: the repository nginxinc/helm-charts (its
+#: CNAME is helm.nginx.com; README: ``helm repo add nginx-stable
+#: https://helm.nginx.com/stable``) holds ``stable/index.yaml`` and the
+#: archives. NGINX also publishes the chart as oci://ghcr.io/nginx/charts/nginx-ingress;
+#: only the classic repository's index publishes each archive's SHA-256,
+#: which is what lets piimg pin the bytes.
+NGINX_INGRESS_CHART_REPO: Final = "https://helm.nginx.com/stable"
+NGINX_INGRESS_CHART: Final = "nginx-ingress"
+#: Chart 2.6.4 = NGINX Ingress Controller 5.5.4: the newest release whose
+#: archive digest a stored upstream source publishes.
 #:
-#: Version 2.7.2 (NGINX Ingress Controller 5.6.2) is a release, confirmed from
-#: the release records, not from ``main`` (whose Chart.yaml is bumped before a
-#: release: "main ... always points to future minor releases", maintainer in
-#: nginx/kubernetes-ingress issue #10132): pull requests #10867 "update to
-#: 5.6.2" (2026-09-14) and #10875 "Update main with 5.6.2" (2026-09-15), and
-#: nginx/kubernetes-ingress@04ac100d:charts/nginx-ingress/Chart.yaml with
-#: ``version: 2.7.2, appVersion: 5.6.2``. The chart version follows the
-#: controller's as 2.(minor+1).patch (5.5.4 -> 2.6.4 at tag v5.5.4;
-#: "Update NIC to 5.4.3, helm chart to 2.5.3", commit 2025d14e). A 2.7.3 (5.6.3)
-#: followed on 2026-09-16 (#10893).
-NGINX_INGRESS_CHART: Final = "oci://ghcr.io/nginx/charts/nginx-ingress"
-NGINX_INGRESS_CHART_VERSION: Final = "2.7.2"
-#: NOT pinned by content (the one chart that is not): the digest of the 2.7.2
-#: archive cannot be derived offline. No stored source has the OCI manifest of
-#: oci://ghcr.io/nginx/charts/nginx-ingress:2.7.2, and the stored snapshot of
-#: NGINX's classic Helm repository (helm.nginx.com/stable =
-#: nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e, 2026-07-17)
-#: ends at 2.6.4, whose archive digest is derivable (index.yaml ``digest:``
-#: 9bdca757183ba4b3248bc73ca48d3ea40c338bd1fc6e4e0249b8c59fc9333577, equal to
-#: ``git show 37e48ed9:stable/nginx-ingress-2.6.4.tgz | sha256sum``). So the
-#: HelmChart names the OCI chart by version, as before; once a 2.7.x digest is
-#: known, set a ChartPin here (url https://helm.nginx.com/stable/nginx-ingress-X.tgz)
-#: and piimg build embeds it as chartContent like the others.
-NGINX_INGRESS_CHART_PIN: Final[ChartPin | None] = None
+#: - Release: tag v5.5.4 of nginx/kubernetes-ingress (commit
+#:   f92a24e4fd2b52c72739c4a1f4f9bb6424bf5731, 2026-07-16),
+#:   charts/nginx-ingress/Chart.yaml ``version: 2.6.4, appVersion: 5.5.4``.
+#: - Digest: nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e:stable/index.yaml
+#:   (2026-07-17), entry nginx-ingress 2.6.4: ``digest: 9bdca757...3577``,
+#:   ``urls: [https://helm.nginx.com/stable/nginx-ingress-2.6.4.tgz]``; the
+#:   archive stored beside it (``stable/nginx-ingress-2.6.4.tgz`` at that
+#:   commit) hashes to the same value, and its values.yaml, values.schema.json
+#:   and templates/ are byte-identical to the tag's charts/nginx-ingress/.
+#: - Kubernetes: the chart says ``kubeVersion: '>= 1.25.0-0'`` (Chart.yaml in
+#:   the archive), so Helm accepts it on the Kubernetes 1.36 of k3s v1.36.
+#: - Images: nginx/nginx-ingress:5.5.4 for linux/arm64 and linux/amd64
+#:   (nginx/kubernetes-ingress@f92a24e4:.github/data/matrix-images-oss.json).
+#:
+#: Newer releases exist and are NOT used: chart 2.7.2 (controller 5.6.2;
+#: nginx/kubernetes-ingress pull requests #10867 "update to 5.6.2",
+#: 2026-09-14, and #10875; nginx/kubernetes-ingress@04ac100d:charts/nginx-ingress/Chart.yaml)
+#: and 2.7.3 (5.6.3, #10893, 2026-09-16). No stored source has the digest of
+#: either archive (the stored helm.nginx.com index ends at 2.6.4; the OCI
+#: manifests are in no stored source), and piimg ships no chart it cannot
+#: verify: nothing is fetched by version at deploy time. To move to 2.7.x,
+#: read ``digest:`` of its entry in https://helm.nginx.com/stable/index.yaml,
+#: check it against the archive, set a ChartPin here, re-extract the values
+#: schema (tests/schemas/extract.py) and run the manifests tests.
+NGINX_INGRESS_CHART_VERSION: Final = "2.6.4"
+NGINX_INGRESS_CHART_PIN: Final = ChartPin(
+    "nginx-ingress",
+    "2.6.4",
+    "https://helm.nginx.com/stable/nginx-ingress-2.6.4.tgz",
+    "9bdca757183ba4b3248bc73ca48d3ea40c338bd1fc6e4e0249b8c59fc9333577",
+    "nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e:stable/index.yaml, entry nginx-ingress 2.6.4",
+)
 NGINX_INGRESS_NAMESPACE: Final = "nginx-ingress"
 
 #: The retired community controller (kubernetes/ingress-nginx). Its final
@@ -268,7 +281,7 @@ ARCHITECTURES: Final[dict[str, tuple[frozenset[str], str]]] = {
                 "(linux/amd64,linux/arm64,linux/s390x,linux/ppc64le,linux/arm/v7)"),
     "nginx (NGINX Ingress Controller)": (
         frozenset({"amd64", "arm64"}),
-        "nginx/kubernetes-ingress@0eb3072d:.github/data/matrix-images-oss.json (\"linux/arm64, linux/amd64\")"),
+        "nginx/kubernetes-ingress@v5.5.4:.github/data/matrix-images-oss.json (tag = f92a24e4; \"linux/arm64, linux/amd64\")"),
     "ingress-nginx": (frozenset({"amd64", "arm64", "arm"}),
                       "kubernetes/ingress-nginx@helm-chart-4.15.1:Makefile:249-250 (PLATFORMS ?= amd64 arm arm64)"),
 }

@@ -118,7 +118,7 @@ def validate_object(obj: dict[str, Any]) -> None:
 #: chart name -> (values schema file or None, chart defaults file); from tests/schemas/SOURCES.json.
 CHART_VALUES = {
     "metallb": ("metallb.values.schema.json", "metallb.values.json"),
-    "oci://ghcr.io/nginx/charts/nginx-ingress": ("nginx-ingress.values.schema.json", "nginx-ingress.values.json"),
+    "nginx-ingress": ("nginx-ingress.values.schema.json", "nginx-ingress.values.json"),
     "ingress-nginx": (None, "ingress-nginx.values.json"),
 }
 

@@ -21,7 +21,7 @@ from piimg.spec import load as spec_load
 from piimg.spec.model import Arch
 from tests.conftest import TEST_KEY
 from tests.httpserver import Fault
-from tests.releaseserver import VERSION, Published, path_of
+from tests.releaseserver import VERSION, Published, chart_tgz, path_of
 
 FAST = RetryPolicy(attempts=3, first_delay=0.01, max_delay=0.02, connect_timeout=2, read_timeout=2)
 KEY = TEST_KEY
@@ -52,8 +52,8 @@ def test_fetches_verifies_and_caches_everything(k3s_release: Published, tmp_path
     assert k.binary.path.read_bytes() == rel.files[rel.url("k3s-arm64")]
     assert k.binary.sha256 == hashlib.sha256(k.binary.path.read_bytes()).hexdigest()
     assert k.airgap_images is not None and k.airgap_images.name == "k3s-airgap-images-arm64.tar.zst"
-    # the default ingress (nginx) is not pinned by content: no digest derivable (piimg/versions.py)
-    assert sorted(got.charts) == ["metallb"]
+    # the default ingress (nginx) is pinned by content like MetalLB
+    assert sorted(got.charts) == ["metallb", "nginx-ingress"]
     # every request went to the mirror, laid out as <host>/<path> of the upstream URL
     assert set(rel.requested()) == {
         f"/raw.githubusercontent.com/k3s-io/k3s/{VERSION}/install.sh",
@@ -61,6 +61,9 @@ def test_fetches_verifies_and_caches_everything(k3s_release: Published, tmp_path
         f"/github.com/k3s-io/k3s/releases/download/{VERSION}/k3s-arm64",
         f"/github.com/k3s-io/k3s/releases/download/{VERSION}/k3s-airgap-images-arm64.tar.zst",
         "/github.com/metallb/metallb/releases/download/metallb-chart-0.16.1/metallb-0.16.1.tgz",
+        # the archive URL of helm.nginx.com/stable's index entry nginx-ingress 2.6.4
+        # (nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e:stable/index.yaml, urls:)
+        "/helm.nginx.com/stable/nginx-ingress-2.6.4.tgz",
     }
     # a second run (even offline) takes all from the cache: no request at all
     rel.srv.reset_log()
@@ -102,12 +105,19 @@ def test_install_sh_not_matching_the_pin_is_refused(k3s_release: Published, tmp_
     assert _cached(tmp_path) == []
 
 
-def test_tampered_chart_is_refused(k3s_release: Published, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("chart", "file"),
+    [("metallb", "metallb-0.16.1.tgz"), ("nginx-ingress", "nginx-ingress-2.6.4.tgz")],
+)
+def test_tampered_chart_is_refused(k3s_release: Published, tmp_path: Path, chart: str, file: str) -> None:
     rel = k3s_release.rel
-    rel.put(versions.METALLB_CHARTS[versions.METALLB_VERSION].url, b"not the pinned chart")
-    with pytest.raises(DownloadError, match=r"metallb-0.16.1.tgz: SHA-256 mismatch"):
+    pinned = k3s_release.charts[chart]
+    # a real chart archive, just not the pinned one (another version's bytes)
+    rel.put(pinned.url, chart_tgz(pinned.name, "0.0.1"))
+    with pytest.raises(DownloadError, match=rf"{file}: SHA-256 mismatch: expected {pinned.sha256} .*nothing was cached"):
         artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
-    assert "metallb-0.16.1.tgz" not in _cached(tmp_path)
+    assert file not in _cached(tmp_path)
+    assert not list((tmp_path / "cache" / "downloads").glob(f"*{file}*")), "the bad download was left behind"
 
 
 def test_a_release_without_the_architecture_is_refused(k3s_release: Published, tmp_path: Path) -> None:
@@ -138,17 +148,20 @@ def test_verify_replaces_a_corrupted_cache_entry(k3s_release: Published, tmp_pat
     assert k3s_release.rel.requested() == [path_of(k3s_release.rel.url("k3s-arm64"))]
 
 
-def test_chart_content_is_the_pinned_archive_and_fits_the_helmchart_schema(k3s_release: Published, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("ingress", "chart"), [("nginx", "nginx-ingress"), ("ingress-nginx", "ingress-nginx")])
+def test_chart_content_is_the_pinned_archive_and_fits_the_helmchart_schema(
+    k3s_release: Published, tmp_path: Path, ingress: str, chart: str
+) -> None:
     from piimg.manifests import render_addons
     from piimg.spec.secrets import Secrets
 
-    spec = _spec(k3s_release.mirror, ingress="ingress-nginx")
+    spec = _spec(k3s_release.mirror, ingress=ingress)
     got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
     files = render_addons(spec, Secrets(k3s_token="t"), charts=got.charts)  # type: ignore[arg-type]
     from tests.manifests_helpers import validate_object  # the HelmChart CRD of k3s's helm-controller (tests/schemas)
 
     charts = [d for text in files.values() for d in yaml.safe_load_all(text) if d and d["kind"] == "HelmChart"]
-    assert sorted(c["metadata"]["name"] for c in charts) == ["ingress-nginx", "metallb"]
+    assert sorted(c["metadata"]["name"] for c in charts) == sorted([chart, "metallb"])
     for chart in charts:
         validate_object(chart)
         spec_ = chart["spec"]

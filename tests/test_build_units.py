@@ -208,6 +208,16 @@ def test_payload_initial_server_is_the_cluster_init() -> None:
         assert f"piimg/manifests/{name}" in edits.files
 
 
+def test_payload_first_boot_waits_for_metallb_where_the_manifests_install_it() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    charts = [doc for path, data in edits.files.items() if path.startswith("piimg/manifests/")
+              for doc in yaml.safe_load_all(data) if doc and doc["kind"] == "HelmChart"]
+    (metallb,) = [c for c in charts if c["metadata"]["name"] == "metallb"]
+    assert cfg.metallb_namespace == metallb["spec"]["targetNamespace"]
+
+
 def test_payload_carries_the_manifests_and_bgp_password(monkeypatch: pytest.MonkeyPatch) -> None:
     from piimg.manifests import render_addons, render_k3s_config
 

@@ -350,12 +350,14 @@ def test_fetch_cluster_files_then_offline(srv, images, project: Path, piimg, _re
     assert k3s["arch"] == "arm64" and k3s["version"] == "v1.36.3+k3s1"  # arm64: from the catalog URL
     assert Path(k3s["binary"]["path"]).read_bytes() == rel.files[rel.url("k3s-arm64")]
     assert Path(k3s["install_sh"]["path"]).is_file() and "airgap_images" not in k3s
-    assert sorted(got["charts"]) == ["metallb"]
+    assert sorted(got["charts"]) == ["metallb", "nginx-ingress"]
     assert "cached: k3s-arm64" in r.stderr
-    # piimg manifests shows what the card gets: the cached MetalLB archive inline
+    # piimg manifests shows what the card gets: the cached archives inline
     r = piimg("manifests")
-    (chart,) = [d for d in yaml.safe_load_all(r.stdout) if d and d.get("kind") == "HelmChart" and d["metadata"]["name"] == "metallb"]
-    assert base64.b64decode(chart["spec"]["chartContent"]) == Path(got["charts"]["metallb"]["path"]).read_bytes()
+    charts = {d["metadata"]["name"]: d for d in yaml.safe_load_all(r.stdout) if d and d.get("kind") == "HelmChart"}
+    assert sorted(charts) == ["metallb", "nginx-ingress"]
+    for name, chart in charts.items():
+        assert base64.b64decode(chart["spec"]["chartContent"]) == Path(got["charts"][name]["path"]).read_bytes()
     rel.srv.reset_log()
     s.reset_log()
     r = piimg("fetch", "--offline", "--json")

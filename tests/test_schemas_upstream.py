@@ -38,8 +38,7 @@ def test_schemas_belong_to_the_pinned_charts() -> None:
     charts = SOURCES["charts"]
     assert charts["metallb"]["version"] == v.metallb_chart_version(v.METALLB_VERSION)
     assert charts["ingress-nginx"]["version"] == v.INGRESS_NGINX_CHART_VERSION
-    # nginx-ingress: the pinned 2.7.2 is in no stored snapshot; the schema is the 2.7 line's
-    assert charts["nginx-ingress"]["version"].split(".")[:2] == v.NGINX_INGRESS_CHART_VERSION.split(".")[:2]
+    assert charts["nginx-ingress"]["version"] == v.NGINX_INGRESS_CHART_VERSION == v.NGINX_INGRESS_CHART_PIN.version
 
 
 def test_structure_drops_annotations_not_fields() -> None:

@@ -47,6 +47,7 @@ from piimg.firstboot.nodeconf import (
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.spec.model import InitFormat, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
+from piimg.versions import METALLB_NAMESPACE
 
 if TYPE_CHECKING:
     from piimg.fetch.artifacts import ClusterArtifacts
@@ -137,6 +138,7 @@ def node_config(
         user=spec.access.user,
         init_format=fmt.value,
         k3s=_k3s_config(spec, node, secrets, initial, artifacts),
+        metallb_namespace=METALLB_NAMESPACE,
         secrets=node_secrets,
         ssh_host_public_key=public_key,
         manifests=manifests,

@@ -35,6 +35,7 @@ from piimg.fsutil import write_atomic
 from piimg.identity import hostkeys, k3sca
 from piimg.identity.hostkeys import HostKey
 from piimg.identity.k3sca import ClusterCA
+from piimg.spec.yamlload import describe
 
 CA_DIR: Final = "k3s-ca"
 SSH_DIR: Final = "ssh"
@@ -118,11 +119,14 @@ def _load_ca(state_dir: Path) -> ClusterCA | None:
 def _load_passwords(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
+    text = _read_private(path).decode("utf-8", "replace")
     try:
-        data = yaml.safe_load(_read_private(path)) or {}
-    except yaml.YAMLError:
-        raise PiimgError(f"{path}: not valid YAML", hint="restore it from a backup, or delete it (re-flashed nodes "
-                         "are then refused by the k3s server until their old Node objects are deleted)") from None
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        problem = describe(exc, text, str(path))
+        raise PiimgError(f"{problem.where}: not valid YAML: {problem.sentence}", context=problem.quoted,
+                         hint="restore it from a backup, or delete it (re-flashed nodes are then refused by the k3s "
+                              "server until their old Node objects are deleted)") from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and _PASSWORD_RE.fullmatch(v) for k, v in data.items()
     ):

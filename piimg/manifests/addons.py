@@ -202,10 +202,10 @@ def _ingress(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str | Non
             "ingress-nginx-f5.yaml.j2",
             namespace=v.NGINX_INGRESS_NAMESPACE,
             release="nginx-ingress",
+            repo=v.NGINX_INGRESS_CHART_REPO,
             chart=v.NGINX_INGRESS_CHART,
             chart_version=v.NGINX_INGRESS_CHART_VERSION,
-            # by reference until a digest is pinned (see versions.NGINX_INGRESS_CHART_PIN)
-            **_content(charts if v.NGINX_INGRESS_CHART_PIN is not None else None, "nginx-ingress"),
+            **_content(charts, v.NGINX_INGRESS_CHART),
         )
     if ingress is Ingress.INGRESS_NGINX:
         return render(

@@ -26,6 +26,7 @@ from piimg.errors import PiimgError
 from piimg.fsutil import write_atomic
 from piimg.identity.store import Identity, NodeName
 from piimg.identity.store import load_or_create as identity_load_or_create
+from piimg.spec.yamlload import describe
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,15 @@ def load_or_create(path: Path) -> Secrets:
                 f"{path}: readable by other users (mode {mode:04o})",
                 hint=f"chmod 600 {path}",
             )
+        text = path.read_text()
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            problem = describe(exc, text, str(path))
             raise PiimgError(
-                f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or 'unreadable'}",
+                f"{problem.where}: not valid YAML: {problem.sentence}",
                 hint="restore the file from a backup; a new token would split the cluster",
+                context=problem.quoted,
             ) from None
         token = data.get("k3s_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:

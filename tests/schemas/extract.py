@@ -62,9 +62,10 @@ INGRESS_NGINX = "kubernetes/ingress-nginx"
 #: MetalLB v0.16.1 is piimg's default (piimg/versions.py). The helm-controller
 #: version is the one k3s v1.36 vendors (k3s-io/k3s go.mod:
 #: github.com/k3s-io/helm-controller v0.17.7). The NGINX Ingress Controller
-#: chart pinned by piimg (2.7.2) is in no stored snapshot; the newest chart
-#: source stored is main at 0eb3072d (Chart.yaml version 2.7.0, the same 2.7
-#: line). ingress-nginx 4.15.1 is its final release and ships no values schema.
+#: chart piimg pins (2.6.4) is tag v5.5.4's charts/nginx-ingress/ (its
+#: values.yaml and values.schema.json are byte-identical to those in the
+#: pinned archive, nginxinc/helm-charts@37e48ed9:stable/nginx-ingress-2.6.4.tgz).
+#: ingress-nginx 4.15.1 is its final release and ships no values schema.
 CRDS: dict[str, tuple[Source, str, str]] = {
     # output file: (source, CRD version, kind)
     "metallb.io_v1beta1_ipaddresspool.json": (
@@ -81,18 +82,18 @@ CRDS: dict[str, tuple[Source, str, str]] = {
 VALUES_SCHEMAS: dict[str, Source] = {
     "metallb.values.schema.json": Source("metallb", METALLB, "v0.16.1", "charts/metallb/values.schema.json"),
     "nginx-ingress.values.schema.json": Source(
-        "nginx_ingress", NIC, "0eb3072d14f04931824bb74c99a6566d8c108f3c", "charts/nginx-ingress/values.schema.json"),
+        "nginx_ingress", NIC, "v5.5.4", "charts/nginx-ingress/values.schema.json"),
 }
 VALUES_DEFAULTS: dict[str, Source] = {
     "metallb.values.json": Source("metallb", METALLB, "v0.16.1", "charts/metallb/values.yaml"),
     "nginx-ingress.values.json": Source(
-        "nginx_ingress", NIC, "0eb3072d14f04931824bb74c99a6566d8c108f3c", "charts/nginx-ingress/values.yaml"),
+        "nginx_ingress", NIC, "v5.5.4", "charts/nginx-ingress/values.yaml"),
     "ingress-nginx.values.json": Source("ingress_nginx", INGRESS_NGINX, "helm-chart-4.15.1", "charts/ingress-nginx/values.yaml"),
 }
 #: Chart.yaml of each chart: the version the extracted files belong to.
 CHART_FILES: dict[str, Source] = {
     "metallb": Source("metallb", METALLB, "v0.16.1", "charts/metallb/Chart.yaml"),
-    "nginx-ingress": Source("nginx_ingress", NIC, "0eb3072d14f04931824bb74c99a6566d8c108f3c", "charts/nginx-ingress/Chart.yaml"),
+    "nginx-ingress": Source("nginx_ingress", NIC, "v5.5.4", "charts/nginx-ingress/Chart.yaml"),
     "ingress-nginx": Source("ingress_nginx", INGRESS_NGINX, "helm-chart-4.15.1", "charts/ingress-nginx/Chart.yaml"),
 }
 
