@@ -135,6 +135,11 @@ class NotFound(DownloadError):
         super().__init__(f"{url}: not found (HTTP 404)")
 
 
+class Unreachable(DownloadError):
+    """No answer from the server: a name that does not resolve, a refused or
+    dropped connection, a timeout (what being offline looks like)."""
+
+
 class ImageError(PiimgError):
     """An image file is unreadable or not laid out as expected."""
 

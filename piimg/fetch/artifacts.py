@@ -230,7 +230,7 @@ class ArtifactStore:
         if path.is_file():
             if not self.f.verify:
                 return CachedFile(name, path, sha256, url)
-            actual = sha256_file(path, self.f.reporter, description=f"verifying cached {name}")
+            actual = sha256_file(path, self.f.reporter, description=f"verifying cached {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, path, sha256, url)
             self.f.reporter.warn(f"cached {path} is corrupt (SHA-256 {actual}); removed it")
@@ -248,7 +248,7 @@ class ArtifactStore:
             self.f.reporter.info(f"downloading {source}" + (" (resuming)" if resumed else ""))
             part = download(source, dest, session=self.f.session, policy=self.f.policy, reporter=self.f.reporter,
                             description=f"downloading {name}")
-            actual = sha256_file(part, self.f.reporter)
+            actual = sha256_file(part, self.f.reporter, description=f"verifying {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, self._commit(part, sha256, name), sha256, url)
             part.unlink(missing_ok=True)

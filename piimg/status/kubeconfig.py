@@ -43,7 +43,8 @@ def server_url(spec: Spec) -> str:
 def server_target(spec: Spec, *, port: int = 22, known_hosts: Path | None = None) -> SshTarget:
     return SshTarget(host=str(spec.initial_server.address), user=spec.access.user, port=port,
                      known_hosts=str(known_hosts) if known_hosts else None,
-                     host_key_alias=spec.initial_server.hostname if known_hosts else None)
+                     host_key_alias=spec.initial_server.hostname if known_hosts else None,
+                     node=spec.initial_server.hostname)
 
 
 def _b64(data: bytes) -> str:
