@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from piimg.errors import ConfigError, PiimgError
+from piimg.errors import ConfigError, FileError
 from piimg.identity import store
 from piimg.identity.store import NodeName
 from piimg.spec import load as spec_load
@@ -65,9 +65,10 @@ def test_every_reader_names_the_position_and_quotes_the_line(tmp_path: Path, rea
     path = state / name
     path.write_text(text)
     os.chmod(path, 0o600)
-    with pytest.raises(PiimgError) as info:
+    with pytest.raises(FileError) as info:
         read(path)
     err = info.value
+    assert err.path == f"{path}:{line}:{column}"
     assert err.message.startswith(f"{path}:{line}:{column}: not valid YAML"), err.message
     assert words in err.message and "\n" not in err.message
     # the same quoted line and caret as a spec with this text gets

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from piimg.errors import PiimgError
+from piimg.errors import NotConfirmed
 from piimg.identity.store import NodeName
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
@@ -118,8 +118,8 @@ def confirm(question: str, *, nothing_done: str) -> bool:
         if line is None:
             if sys.stdin.isatty():
                 return False
-            raise PiimgError(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
-                             hint="add --yes to confirm without asking")
+            raise NotConfirmed(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
+                               hint="add --yes to confirm without asking")
         word = line.strip().lower()
         if word in ("y", "yes"):
             return True
@@ -133,7 +133,7 @@ def choose(question: str, count: int) -> int:
     while True:
         line = _answer(f"{question} [1-{count}]: ")
         if line is None:
-            raise PiimgError("no disk chosen (end of input)", hint="name the disk: piimg flash DEVICE")
+            raise NotConfirmed("no disk chosen (end of input); nothing was written", hint="name the disk: piimg flash DEVICE")
         text = line.strip()
         if text.isdigit() and 1 <= int(text) <= count:
             return int(text)
