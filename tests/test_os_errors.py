@@ -139,8 +139,7 @@ def test_dangling_link_under_dev_is_never_created(image: GeneratedImage, tmp_pat
     link.symlink_to("../../sdz")
     for force in (False, True):
         with pytest.raises(UnsafeTarget, match="no such device"):
-            verb.flash(image.path, str(link), devices=LinuxDevices(dev_root=dev), confirm=lambda d: True, force=force,
-                       dev_root=str(dev))
+            verb.flash(image.path, str(link), devices=LinuxDevices(dev_root=dev), confirm=lambda d: True, force=force)
     assert not (dev / "sdz").exists()
 
 
