@@ -388,11 +388,15 @@ def list_catalog(
     source: str, *, base_dir: Path | None = None, offline: bool = False, reporter: Reporter = QUIET,
     cache: Cache | None = None, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY,
 ) -> list[cat.CatalogEntry]:
-    """The images of a catalog (``piimg os list``), newest first within each slug."""
+    """The images of a catalog (``piimg os list``) in the catalog's order (by each slug's first
+    entry, as Raspberry Pi Imager shows them), newest first within each slug."""
     f = Fetcher(cache=cache, offline=offline, reporter=reporter, session=session, policy=policy,
                 online_command="piimg os list")
     entries = f.catalog(source, base_dir=base_dir)
-    return sorted(entries, key=lambda e: (e.slug, _neg_date(e.release_date)))
+    first: dict[str, int] = {}
+    for index, e in enumerate(entries):
+        first.setdefault(e.slug, index)
+    return sorted(entries, key=lambda e: (first[e.slug], _neg_date(e.release_date)))
 
 
 def _neg_date(date: str) -> tuple[int, ...]:
