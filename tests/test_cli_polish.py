@@ -23,7 +23,7 @@ import yaml
 
 from piimg import errors
 from piimg.cli import cli
-from tests.conftest import TEST_KEY, have
+from tests.conftest import LOOPBACK_SPEC, TEST_KEY, have
 from tests.ptyrun import PtyProcess, piimg_argv, run_pty
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,22 +166,6 @@ def test_os_list_keeps_catalog_order_and_marks_image_os(srv: Any, project: Path,
 
 # ---------------------------------------------------------------- status: colour and JSON
 
-LOOPBACK_SPEC = f"""\
-access:
-  ssh_authorized_keys: ["{TEST_KEY}"]
-network:
-  subnet: 127.0.2.0/23
-  gateway: 127.0.2.1
-  dhcp_pool: 127.0.3.1-127.0.3.254
-router:
-  host: 127.0.2.1
-cluster:
-  pools:
-    - name: default
-      addresses: [127.0.4.0/23]
-nodes:
-  - {{hostname: k8s-master, role: server, address: 127.0.2.10}}
-"""
 
 RED_FAIL = "\x1b[31m\x1b[1mFAIL    \x1b[0m"
 
