@@ -390,7 +390,8 @@ def test_status_cli_watch_gives_up_at_timeout(project: Path, piimg: Any, kube: F
     kube.kubeconfig(project / "kubeconfig")
     r = piimg("status", "--watch", "--timeout", "2", "--interval", "1", "--no-router")
     assert r.exit_code == 1
-    assert "[round 1]" in r.stderr and "gave up after 2 s" in r.stderr and "checks ok" in r.stdout
+    assert "[00:0" in r.stderr and "gave up after 00:0" in r.stderr and "(--timeout 2)" in r.stderr
+    assert "still not ok: node k8s-master, firstboot k8s-master" in r.stderr and "checks ok after 00:0" in r.stdout
 
 
 @pytest.mark.parametrize(("option", "value"), [("--timeout", "-5"), ("--interval", "0")])

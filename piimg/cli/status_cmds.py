@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -12,10 +11,12 @@ from piimg.cli.common import App, echo, echo_json, pass_app
 from piimg.errors import PiimgError
 from piimg.identity import store as identity_store
 from piimg.status import kubeconfig as kcfg
+from piimg.status import watch as watching
 from piimg.status.checks import Options, run_checks
 from piimg.status.kubeaccess import KubeAccess, resolve
 from piimg.status.model import Check, State, all_ok
 from piimg.status.routerchk import RouterOpener
+from piimg.units import clock_time
 
 _MARK = {State.OK: "ok", State.FAIL: "FAIL", State.PENDING: "pending", State.SKIPPED: "skipped"}
 
@@ -43,7 +44,8 @@ def _print(checks: list[Check]) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--watch", is_flag=True, help="Re-run until every check passes or --timeout expires.")
+@click.option("--watch", is_flag=True,
+              help="Re-run until every check passes or --timeout expires; a line whenever the state changes.")
 @click.option("--timeout", default=1800, show_default=True, type=click.IntRange(min=0), metavar="SECONDS",
               help="How long --watch waits.")
 @click.option("--interval", default=15, show_default=True, type=click.IntRange(min=1), metavar="SECONDS",
@@ -80,32 +82,36 @@ def status(
                        fetch=lambda: kcfg.fetch(spec, kcfg.server_target(spec, known_hosts=known)))
 
     minted = access() if ca is not None and kubeconfig_path is None else None  # one certificate per run
-    opts = Options(kubeconfig=minted or access(), known_hosts=known, router=None if no_router else _router_opener(app),
-                   init_formats=_built_formats(app))
-    deadline = time.monotonic() + timeout
-    rounds = 0
-    while True:
-        rounds += 1
-        if rounds > 1 and minted is None:
-            opts.kubeconfig = access()  # a kubeconfig may have appeared (k3s.yaml, piimg kubeconfig)
-        checks = run_checks(spec, opts)
-        if not watch or all_ok(checks):
-            break
-        passed = sum(c.state is State.OK for c in checks)
-        waiting = next(c for c in checks if c.state is not State.OK)
-        app.reporter.info(
-            f"[round {rounds}] {passed}/{len(checks)} checks ok; waiting for {waiting.name}: {waiting.detail}"
-        )
-        if time.monotonic() + interval > deadline:
-            app.reporter.warn(f"--watch gave up after {timeout} s")
-            break
-        time.sleep(interval)
+    router = None if no_router else _router_opener(app)
+    formats = _built_formats(app)
+
+    def check_once() -> list[Check]:
+        kube = minted or access()  # each round: a kubeconfig may have appeared (k3s.yaml, piimg kubeconfig)
+        return run_checks(spec, Options(kubeconfig=kube, known_hosts=known, router=router, init_formats=formats))
+
+    took = ""
+    if watch:
+        def report(r: watching.Round) -> None:
+            first = r.waiting[0]
+            app.reporter.info(f"[{clock_time(r.elapsed)}] {r.passed}/{len(r.checks)} checks ok; "
+                              f"waiting for {first.name}: {first.detail}")
+
+        outcome = watching.watch(check_once, timeout=timeout, interval=interval, on_round=report)
+        last = outcome.last
+        took = f" after {clock_time(last.elapsed)}"
+        if outcome.gave_up:
+            app.reporter.warn(f"--watch gave up{took} (--timeout {timeout}): {last.passed}/{len(last.checks)} checks ok; "
+                              f"still not ok: {', '.join(c.name for c in last.waiting)}")
+        checks = list(last.checks)
+    else:
+        checks = check_once()
     if as_json:
         echo_json({"ok": all_ok(checks), "checks": [c.to_dict() for c in checks]})
     else:
         _print(checks)
         failed = [c for c in checks if c.state is not State.OK]
-        echo(f"\n{len(checks) - len(failed)}/{len(checks)} checks ok" + ("" if failed else ": the cluster answers end to end"))
+        echo(f"\n{len(checks) - len(failed)}/{len(checks)} checks ok{took}"
+             + ("" if failed else ": the cluster answers end to end"))
     return 0 if all_ok(checks) else 1
 
 
