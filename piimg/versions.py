@@ -243,7 +243,6 @@ NGINX_INGRESS_CHART: Final = "nginx-ingress"
 #: read ``digest:`` of its entry in https://helm.nginx.com/stable/index.yaml,
 #: check it against the archive, set a ChartPin here, re-extract the values
 #: schema (tests/schemas/extract.py) and run the manifests tests.
-NGINX_INGRESS_CHART_VERSION: Final = "2.6.4"
 NGINX_INGRESS_CHART_PIN: Final = ChartPin(
     "nginx-ingress",
     "2.6.4",
@@ -251,6 +250,7 @@ NGINX_INGRESS_CHART_PIN: Final = ChartPin(
     "9bdca757183ba4b3248bc73ca48d3ea40c338bd1fc6e4e0249b8c59fc9333577",
     "nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e:stable/index.yaml, entry nginx-ingress 2.6.4",
 )
+NGINX_INGRESS_CHART_VERSION: Final = NGINX_INGRESS_CHART_PIN.version
 NGINX_INGRESS_NAMESPACE: Final = "nginx-ingress"
 
 #: The retired community controller (kubernetes/ingress-nginx). Its final
