@@ -10,7 +10,9 @@
 
 Faults: ``drop_after`` (close the connection after N body bytes, for the
 next ``times`` requests), ``ignore_range`` (always answer 200 with the whole
-body), ``status`` (answer that status, ``times`` times, e.g. 503).
+body), ``status`` (answer that status, ``times`` times, e.g. 503),
+``hold_after`` (send N body bytes, then nothing until ``srv.release`` is set:
+a download in progress that a test can interrupt at a known point).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Fault:
     ignore_range: bool = False
     status: int | None = None
     times: int = 1  # how many requests the drop/status fault applies to (-1: always)
+    hold_after: int | None = None  # stop after N body bytes until FileServer.release is set (the client waits)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class FileServer:
         self.faults: dict[str, Fault] = {}
         self.requests: list[Request] = []
         self.lock = threading.Lock()
+        self.release = threading.Event()  # lets held responses (Fault.hold_after) go on
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,9 +118,14 @@ class FileServer:
                 if drop and fault is not None and fault.drop_after is not None:
                     limit = min(limit, fault.drop_after)
                 pos = 0
+                hold = fault.hold_after if fault is not None else None
                 try:
                     while pos < limit:
-                        n = min(64 << 10, limit - pos)
+                        if hold is not None and pos >= hold:
+                            self.wfile.flush()
+                            server.release.wait(120)
+                            hold = None
+                        n = min(64 << 10, limit - pos, *([hold - pos] if hold is not None else []))
                         self.wfile.write(body[pos : pos + n])
                         pos += n
                         with server.lock:
@@ -173,6 +182,7 @@ class FileServer:
         return self
 
     def stop(self) -> None:
+        self.release.set()  # no handler stays held
         self.httpd.shutdown()
         self.httpd.server_close()
 

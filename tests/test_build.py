@@ -289,7 +289,7 @@ def test_last_json_and_node_selection(piimg: Any, project: Path, bases: dict[tup
     r = _build(piimg, project, base, "--node", "k8s-worker-1")
     assert not _built(project, "k8s-master")
     last = json.loads((project / "build" / "last.json").read_text())
-    assert last["schema"] == 2 and last["spec"] == str(project / "piimg.yaml")
+    assert last["schema"] == 3 and last["spec"] == str(project / "piimg.yaml")
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", last["built_at"])
     assert last["base"]["path"] == str(base.path) and last["base"]["sha256"] == _sha(base.path)
     assert last["base"]["init_format"] == "systemd"
@@ -304,7 +304,10 @@ def test_last_json_and_node_selection(piimg: Any, project: Path, bases: dict[tup
         "init_format": "systemd",
         "base_sha256": _sha(base.path),
         "built_at": last["built_at"],
+        "shared": w["shared"],
     }
+    (shared,) = (project / "build").glob("shared-*.layer")
+    assert w["shared"] == str(shared) and shared.name == f"shared-{_sha(shared)[:16]}.layer"
     assert "k8s-worker-1" in r.stdout
     # a second build of the other node keeps the first in last.json (same base)
     r = piimg("build", "--image", str(base.path), "--node", "k8s-master")

@@ -108,7 +108,7 @@ def test_last_build_round_trip(tmp_path: Path) -> None:
     lastbuild.save(path, rec)
     assert lastbuild.load(path) == rec
     data = json.loads(path.read_text())
-    assert data["schema"] == 2 and data["nodes"]["m1"]["image"] == "/p/build/m1.img"
+    assert data["schema"] == 3 and data["nodes"]["m1"]["image"] == "/p/build/m1.img"
     assert data["nodes"]["m1"]["kind"] == "image"
 
 
@@ -125,7 +125,21 @@ def test_last_build_schema_1_is_still_read(tmp_path: Path) -> None:
     assert node.kind == "image" and not node.is_overlay and node.image == "/p/build/m1.img"
 
 
-@pytest.mark.parametrize("text", ["{", "[]", '{"schema": 3}', '{"schema": 1, "nodes": {}}',
+def test_last_build_schema_2_is_still_read(tmp_path: Path) -> None:
+    """A record written before shared layers: overlays straight on the base, no ``shared``."""
+    path = tmp_path / "last.json"
+    path.write_text(json.dumps({
+        "schema": 2, "built_at": "2026-11-27T03:40:00Z", "spec": "/p/piimg.yaml",
+        "base": {"path": "/c/base.img", "sha256": "ab" * 32, "name": "base", "init_format": "systemd"},
+        "nodes": {"m1": {"image": "/p/build/m1.overlay", "kind": "overlay", "size": 123, "role": "server",
+                         "address": "10.0.2.10", "init_format": "systemd", "base_sha256": "ab" * 32,
+                         "built_at": "2026-11-27T03:40:00Z"}},
+    }))
+    node = lastbuild.load(path).nodes["m1"]
+    assert node.is_overlay and node.shared == "" and node.image == "/p/build/m1.overlay"
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"schema": 4}', '{"schema": 1, "nodes": {}}',
                                   '{"schema": 2, "built_at": "x", "spec": "", "base": {"path": "", "sha256": "", "name": "",'
                                   ' "init_format": ""}, "nodes": {"a": {"image": "/a", "size": 1, "role": "agent",'
                                   ' "address": "1", "init_format": "systemd", "kind": "qcow2"}}}'])
@@ -157,8 +171,8 @@ def test_last_build_image_for(tmp_path: Path) -> None:
     path = tmp_path / "last.json"
     lastbuild.save(path, two)
     assert lastbuild.load(path).image_for("m1") == "/p/build/m1.img"
-    path.write_text(path.read_text().replace('"schema": 2', '"schema": 3'))
-    with pytest.raises(LastBuildError, match="unsupported schema 3"):
+    path.write_text(path.read_text().replace('"schema": 3', '"schema": 4'))
+    with pytest.raises(LastBuildError, match="unsupported schema 4"):
         lastbuild.load(path)
 
 
@@ -192,6 +206,16 @@ def test_payload_initial_server_is_the_cluster_init() -> None:
     assert cfg.initial_server and cfg.k3s.server_url is None
     for name in cfg.manifests:
         assert f"piimg/manifests/{name}" in edits.files
+
+
+def test_payload_first_boot_waits_for_metallb_where_the_manifests_install_it() -> None:
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)
+    cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
+    charts = [doc for path, data in edits.files.items() if path.startswith("piimg/manifests/")
+              for doc in yaml.safe_load_all(data) if doc and doc["kind"] == "HelmChart"]
+    (metallb,) = [c for c in charts if c["metadata"]["name"] == "metallb"]
+    assert cfg.metallb_namespace == metallb["spec"]["targetNamespace"]
 
 
 def test_payload_carries_the_manifests_and_bgp_password(monkeypatch: pytest.MonkeyPatch) -> None:

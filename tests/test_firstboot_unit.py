@@ -281,6 +281,26 @@ def test_nodeconf_roundtrip_keeps_contract() -> None:
     assert isinstance(cfg.k3s, K3sConfig)
 
 
+def test_node_json_without_the_metallb_namespace_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The namespace is piimg.versions' (written by the builder): first boot has no copy to fall back on.
+    Every node.json piimg wrote carries it (asdict writes every field), so only a hand-made one lacks it."""
+    from piimg.firstboot.main import main
+
+    data = json.loads(node_config_json())
+    del data["metallb_namespace"], data["hostname"]
+    with pytest.raises(ValueError, match=r"^node.json: missing hostname, metallb_namespace \(rebuild"):
+        NodeConfig.from_dict(data)
+    monkeypatch.setenv("PIIMG_FIRSTBOOT_ROOT", str(tmp_path))
+    (tmp_path / "boot" / "firmware" / "piimg").mkdir(parents=True)
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps(data))
+    assert main(["run", "--config", str(config)]) == 2  # a usage error, recorded where the user looks
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert "missing hostname, metallb_namespace" in json.loads(capsys.readouterr().out)["error"]
+
+
 # -- waits with a fake clock ---------------------------------------------------------------------
 class FakeClock:
     def __init__(self) -> None:

@@ -398,13 +398,13 @@ def test_odd_sized_image_tail_is_written_and_verified(image: GeneratedImage, tmp
 
 
 def test_flash_refuses_a_last_build_of_another_schema(image: GeneratedImage, tmp_path: Path, piimg: Any, project: Path) -> None:
-    # flash reads build/last.json through build's own reader (W4): schema 3 is refused, not half-read
+    # flash reads build/last.json through build's own reader (W4): schema 4 (newer than this piimg) is refused, not half-read
     target = tmp_path / "card.img"
     prefill(target, CARD)
     (project / "build").mkdir()
-    (project / "build" / "last.json").write_text(json.dumps({"schema": 3, "nodes": {"k8s-master": {"image": str(image.path)}}}))
+    (project / "build" / "last.json").write_text(json.dumps({"schema": 4, "nodes": {"k8s-master": {"image": str(image.path)}}}))
     r = piimg("flash", str(target), "--yes", "--force")
-    assert r.exit_code == 1 and "last.json: unsupported schema 3" in r.stderr, r
+    assert r.exit_code == 1 and "last.json: unsupported schema 4" in r.stderr, r
     assert read_at(target, 0, 4096) == PATTERN
 
 

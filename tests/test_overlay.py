@@ -68,6 +68,15 @@ def _make_overlay(base: Path, writes: list[tuple[int, bytes]], dest: Path) -> ov
         )
 
 
+def _random_reads(img: overlay.ComposedImage, expected: bytes, seed: int, count: int, longest: int) -> None:
+    rnd = random.Random(seed)
+    for _ in range(count):
+        a = rnd.randrange(0, SIZE)
+        view = memoryview(bytearray(rnd.randrange(1, longest)))
+        n = img.pread_into(view, a)
+        assert bytes(view[:n]) == expected[a : a + n]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cow_reads_its_own_writes_and_leaves_the_base_alone(base: Path, tmp_path: Path, seed: int) -> None:
     before = base.read_bytes()
@@ -111,12 +120,7 @@ def test_composed_image_equals_the_base_with_the_writes_applied(base: Path, tmp_
         buf = bytearray(SIZE + 100)
         assert img.pread_into(memoryview(buf), 0) == SIZE
         assert bytes(buf[:SIZE]) == expected
-        rnd = random.Random(seed)
-        for _ in range(100):
-            a = rnd.randrange(0, SIZE)
-            view = memoryview(bytearray(rnd.randrange(1, 30000)))
-            n = img.pread_into(view, a)
-            assert bytes(view[:n]) == expected[a : a + n]
+        _random_reads(img, expected, seed, 100, 30000)
         fh = img.fileobj()
         fh.seek(-100, io.SEEK_END)
         assert fh.read() == expected[-100:]
@@ -135,11 +139,14 @@ def test_damaged_overlays_are_refused(base: Path, tmp_path: Path) -> None:
     bad.write_bytes(data[:-1])
     with pytest.raises(ImageError, match="truncated"):
         overlay.read_header(bad)
+    with pytest.raises(ImageError, match="truncated"):
+        overlay.verify(bad)
     flipped = bytearray(data)
     flipped[-5] ^= 1
     bad.write_bytes(bytes(flipped))
+    overlay.read_header(bad)  # the header alone is fine: reading it does not read the data
     with pytest.raises(ImageError, match="checksum"):
-        overlay.read_header(bad)
+        overlay.verify(bad)
     line_end = data.index(b"\n", 16)
     header = json.loads(data[16:line_end])
     header["extents"][0][0] += 1  # unaligned
@@ -191,3 +198,54 @@ def test_the_base_is_found_in_the_cache_by_its_digest(base: Path, tmp_path: Path
         buf = bytearray(SIZE)
         img.pread_into(memoryview(buf), 0)
         assert bytes(buf) == expected
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+def test_node_layer_over_a_shared_layer_composes_like_plain_writes(base: Path, tmp_path: Path, seed: int) -> None:
+    """Base + shared + node, with node writes overlapping, splitting and extending the shared extents."""
+    shared_writes, node_writes = _writes(seed), _writes(seed + 100)
+    expected = _reference(base, shared_writes + node_writes, tmp_path / "ref.img")
+    sha = hashlib.sha256(base.read_bytes()).hexdigest()
+    identity = overlay.base_identity(base, sha256=sha, name="base")
+    with overlay.CowImage(base) as shared_cow:
+        for offset, data in shared_writes:
+            shared_cow.seek(offset)
+            shared_cow.write(data)
+        shared_changes = shared_cow.changed_extents()
+        with overlay.CowImage(shared_cow) as node_cow:
+            for offset, data in node_writes:
+                node_cow.seek(offset)
+                node_cow.write(data)
+            node_cow.seek(0)
+            assert node_cow.read() == expected
+            node_changes = node_cow.changed_extents()
+        shared_cow.seek(0)
+        assert shared_cow.read() == _reference(base, shared_writes, tmp_path / "shared-ref.img")  # untouched by the node
+    fields = {"image_size": SIZE, "base": identity, "layer": overlay.SHARED}
+    shared = tmp_path / "shared.layer"
+    with open(shared, "wb") as fh:
+        overlay.write_overlay(fh, fields, shared_changes)
+    file_sha = hashlib.sha256(shared.read_bytes()).hexdigest()
+    assert overlay.file_sha256(fields, shared_changes) == file_sha == overlay.verify(shared).sha256
+    ref = overlay.LayerRef(sha256=file_sha, size=shared.stat().st_size, name=shared.name, path=str(shared))
+    node = tmp_path / "n1.overlay"
+    with open(node, "wb") as fh:
+        overlay.write_overlay(fh, {"image_size": SIZE, "base": identity, "node": "n1", "lower": ref}, node_changes)
+    with overlay.ComposedImage.open(node, base, shared) as img:
+        assert set(img.inputs) == {str(node), str(base), str(shared)}
+        buf = bytearray(SIZE)
+        assert img.pread_into(memoryview(buf), 0) == SIZE and bytes(buf) == expected
+        _random_reads(img, expected, seed, 200, 70000)
+    out = tmp_path / "full.img"
+    export_image(node, out, cache=Cache(tmp_path / "cache"))
+    assert out.read_bytes() == expected
+    # without its shared layer, or with another one, nothing is composed
+    with pytest.raises(ImageError, match="needs its shared layer"):
+        overlay.ComposedImage.open(node, base)
+    other = tmp_path / "other.layer"
+    with open(other, "wb") as fh:
+        overlay.write_overlay(fh, fields, shared_changes[1:])
+    with pytest.raises(ImageError, match=r"other\.layer: not the shared layer .* \(SHA-256 differs\)"):
+        overlay.ComposedImage.open(node, base, other)
+    with pytest.raises(ImageError, match="is the layer shared by the nodes of a build"):
+        overlay.ComposedImage.open(shared, base)

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from piimg.errors import RouterError
+from piimg.router.apply import apply_plan
 from piimg.router.dialects import BgpStyle, dialect_for, dialect_from_spec, parse_version, same_family
 from piimg.router.model import desired_state, is_owned, menus_for
 from piimg.router.plan import Plan, make_plan, same_value
@@ -107,6 +108,19 @@ def test_plan_case(case_file: Path) -> None:
         assert all(password not in op.brief() for op in plan.operations)
     if plan.empty and not plan.conflicts:
         assert "no changes" in text
+    if plan.conflicts:  # apply refuses the plan before it touches the router (not even a backup)
+        with pytest.raises(RouterError, match=f"^{len(plan.conflicts)} item.*nothing was changed"):
+            apply_plan(Untouchable(), plan, backup="piimg-backup")
+
+
+class Untouchable:
+    """A router connection that must not be used."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the router was used: {name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the router was used")
 
 
 def test_cases_exist() -> None:

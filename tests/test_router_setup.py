@@ -188,6 +188,7 @@ def test_router_refusal_mid_apply_reports_progress(peer: RouterOSPeer, project: 
     assert r.exit_code == 1
     assert "the router refused `add /ip/address 10.0.2.1`: failure: already have such address" in r.stderr
     assert "applied 6 of 12" in r.stderr
+    assert "change(s), not applied: add /ip/address 10.0.2.1;" in r.stderr  # a refusal leaves no doubt
 
 
 @pytest.mark.parametrize("peer", ["6.49.10", "7.22.1"], indirect=True)

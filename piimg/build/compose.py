@@ -10,6 +10,12 @@ path and modification time at build time. Before composing:
 
 So a base that was replaced or edited since the build is never composed
 with an overlay made for another one.
+
+A node layer of format 2 also names its build's shared layer
+(``build/shared-<sha>.layer``) by the whole file's SHA-256: it is looked for
+where it was written, then beside the node layer (a build folder moved as a
+whole), and used only if its SHA-256 matches. Layers are checked before the
+base (cheap first), and all before anything is written or asked.
 """
 
 from __future__ import annotations
@@ -63,22 +69,53 @@ def locate_base(header: overlay.OverlayHeader, *, overlay_name: str, cache: Cach
     )
 
 
+def locate_shared(top: overlay.LayerFile) -> overlay.LayerFile | None:
+    """The checked shared layer node layer ``top`` names (None for a layer straight on its base)."""
+    ref = top.header.lower
+    if ref is None:
+        return None
+    candidates = [Path(ref.path)] if ref.path else []
+    beside = Path(top.path).parent / ref.name
+    if ref.name and beside not in candidates:
+        candidates.append(beside)
+    for path in candidates:
+        if path.is_file():
+            return overlay.verify(path)  # its SHA-256 is compared by overlay.check_stack
+    raise ImageError(
+        f"{top.path}: its shared layer {candidates[0] if candidates else ref.name} is missing",
+        hint="run piimg build again",
+    )
+
+
+def _open_layers(
+    path: str | os.PathLike[str], cache: Cache | None, reporter: Reporter
+) -> tuple[overlay.LayerFile, overlay.LayerFile | None, Path]:
+    """Node layer ``path``, its shared layer and its base, each checked."""
+    top = overlay.verify(path)
+    shared = locate_shared(top)
+    overlay.check_stack(top, shared)  # also refuses a shared layer given as a node's image
+    base = locate_base(top.header, overlay_name=os.fspath(path), cache=cache, reporter=reporter)
+    return top, shared, base
+
+
 def open_composed(path: str | os.PathLike[str], *, cache: Cache | None = None, reporter: Reporter = QUIET) -> overlay.ComposedImage:
-    """Open overlay ``path`` composed with its (checked) base."""
-    header, _ = overlay.read_header(path)
-    base = locate_base(header, overlay_name=os.fspath(path), cache=cache, reporter=reporter)
-    return overlay.ComposedImage.open(path, base)
+    """Open node layer ``path`` composed with its (checked) shared layer and base."""
+    top, shared, base = _open_layers(path, cache, reporter)
+    return overlay.ComposedImage(top, base, shared)
 
 
 def export_image(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, cache: Cache | None = None,
                  reporter: Reporter = QUIET) -> str:
-    """Write base + overlay ``path`` as a full image ``dest`` (sparse or reflinked copy of the base,
-    the overlay's blocks written into it); returns how the base was copied."""
-    header, offset = overlay.read_header(path)
-    base = locate_base(header, overlay_name=os.fspath(path), cache=cache, reporter=reporter)
+    """Write base + (shared layer +) node layer ``path`` as a full image ``dest`` (sparse or reflinked
+    copy of the base, the layers' blocks written into it); returns how the base was copied."""
+    top, shared, base = _open_layers(path, cache, reporter)
     dest = Path(dest)
-    if dest.exists() and dest.resolve() in (base.resolve(), Path(path).resolve()):
-        raise ImageError(f"{dest}: is the {'base image' if dest.resolve() == base.resolve() else 'overlay'} itself")
+    if dest.exists():
+        inputs = {Path(p).resolve(): what for p, what in ((path, "overlay"), (base, "base image"))}
+        if shared is not None:
+            inputs[Path(shared.path).resolve()] = "shared layer"
+        if dest.resolve() in inputs:
+            raise ImageError(f"{dest}: is the {inputs[dest.resolve()]} itself")
     if not dest.parent.is_dir():
         raise ImageError(f"{dest}: folder {dest.parent} does not exist")
     # the image carries the node's k3s token: mkstemp's 0600 stays on the final file
@@ -86,7 +123,9 @@ def export_image(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, 
         method = sparse_copy(base, tmp)
         fd = os.open(tmp, os.O_WRONLY)
         try:
-            overlay.apply_extents(fd, header, path, offset)
+            for layer in (shared, top):
+                if layer is not None:
+                    overlay.apply_extents(fd, layer.header, layer.path, layer.offset)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -3,33 +3,53 @@
 The FAT boot partition is edited with :class:`piimg.image.fat.FatFS` through
 a :class:`~piimg.image.overlay.CowImage` over the base image (decompressed
 once, cached): every write stays in memory, per 4 KiB block, and the base is
-only read. No mount, no loop device, no root, the same on macOS. What comes
-out per node is the list of blocks that differ from the base, written as
+only read. No mount, no loop device, no root, the same on macOS.
 
-* an overlay (default): ``build/NODE.overlay``, those blocks plus a header
-  naming the base by SHA-256 (:mod:`piimg.image.overlay`); ``piimg flash``
-  composes base + overlay on the fly, ``piimg export`` writes a full image.
-  A node costs a few hundred KiB and milliseconds, whatever the root file
-  system holds;
-* or a full image (``--full-images``): ``build/NODE.img``, a sparse (or
-  reflinked) copy of the base with those blocks written into it.
+Every build edits in two steps, whatever it writes out:
 
-The root partition's bytes are never written. Each file appears under its
-final name only when complete.
+1. the files that are the same on every node (:func:`piimg.build.payload.common_files`:
+   the k3s binary and install script, airgap images, the first-boot program),
+   and the removals every node needs, on a CowImage over the base: the
+   *shared* blocks;
+2. per node, its own files and ``cmdline.txt`` on a CowImage over that one:
+   the *node* blocks (its files, and the FAT sectors and directory clusters
+   that list them; FAT allocation continues after the shared files, so the
+   shared blocks are the same for every node).
+
+What comes out:
+
+* overlays (default): the shared blocks once, ``build/shared-<sha>.layer``
+  (named by the first 16 hex digits of the file's SHA-256), and per node
+  ``build/NODE.overlay``, its blocks plus a header naming the base and the
+  shared layer by SHA-256 (:mod:`piimg.image.overlay`); ``piimg flash``
+  composes base + shared + node on the fly, ``piimg export`` writes a full
+  image. A node costs its own files (~100 KiB) and milliseconds: the 65 MB
+  of k3s are written once per build, not once per node;
+* or full images (``--full-images``): ``build/NODE.img``, a sparse (or
+  reflinked) copy of the base with the shared and the node blocks written
+  into it: the same bytes as base + shared + node composed.
+
+A shared layer that no node of ``build/last.json`` and no ``*.overlay`` in
+the output folder names any more is removed after the build. The root
+partition's bytes are never written. Each file appears under its final name
+only when complete. ``SOURCE_DATE_EPOCH`` (reproducible-builds.org) fixes the
+FAT timestamps; by default they are the time the build started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from piimg.build import initformat, lastbuild
-from piimg.build.payload import BootEdits, boot_edits
-from piimg.errors import ImageError, LastBuildError
+from piimg.build.payload import BootEdits, boot_edits, common_files
+from piimg.errors import ImageError, LastBuildError, PiimgError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
@@ -43,6 +63,8 @@ from piimg.spec.secrets import Secrets
 
 CMDLINE: Final = "cmdline.txt"
 OVERLAY_SUFFIX: Final = ".overlay"
+SHARED_PREFIX: Final = "shared-"
+SHARED_SUFFIX: Final = ".layer"
 CONFIG: Final = "config.txt"
 
 
@@ -61,8 +83,9 @@ class BuiltNode:
     copy_method: str  # "overlay", or how the base was copied for a full image
     seconds: float
     kind: str = "overlay"  # "overlay" | "image"
-    changed_bytes: int = 0  # bytes of the image that differ from the base (4 KiB blocks)
+    changed_bytes: int = 0  # bytes of the output's own blocks: differing from base + shared layer (overlay), or base
     disk_bytes: int = 0  # what the output file takes on disk
+    shared: Path | None = None  # the shared layer an overlay applies on (shared by every node of the build)
 
     @property
     def is_overlay(self) -> bool:
@@ -107,21 +130,57 @@ def base_arch(spec: Spec, base: BaseImage, reporter: Reporter = QUIET) -> str:
     return arch
 
 
-def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
-    """Write ``edits`` into an open boot file system; returns the paths written."""
-    for path in edits.remove:
+@dataclass(frozen=True)
+class SharedEdits:
+    """What every node of a build gets alike: written once, into the shared layer."""
+
+    files: dict[str, bytes | Path] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+def shared_edits(edits: Iterable[BootEdits], candidates: Mapping[str, bytes | Path]) -> SharedEdits:
+    """The ``candidates`` (node-independent files) that every node's edits write as they are,
+    and the removals every node's edits ask for."""
+    edits = list(edits)
+    if not edits:
+        return SharedEdits()
+    files = {p: v for p, v in candidates.items() if all(e.files.get(p) == v for e in edits)}
+    remove = tuple(p for p in edits[0].remove if all(p in e.remove for e in edits))
+    return SharedEdits(files, remove)
+
+
+def _remove(fs: FatFS, paths: Iterable[str]) -> None:
+    for path in paths:
         if fs.exists(path):
             if fs.is_dir(path):
                 fs.rmtree(path)
             else:
                 fs.remove(path)
+
+
+def _write_files(fs: FatFS, files: Mapping[str, bytes | Path]) -> list[str]:
     written = []
-    for path, data in sorted(edits.files.items()):
+    for path, data in sorted(files.items()):
         parent = path.rpartition("/")[0]
         if parent:
             fs.makedirs(parent)
         fs.write_file(path, data if isinstance(data, bytes) else data.read_bytes())
         written.append(path)
+    return written
+
+
+def apply_shared(fs: FatFS, shared: SharedEdits) -> list[str]:
+    """Step 1 of a build: the removals and files every node shares; returns the paths written."""
+    _remove(fs, shared.remove)
+    return _write_files(fs, shared.files)
+
+
+def apply_edits(fs: FatFS, edits: BootEdits, shared: SharedEdits | None = None) -> list[str]:
+    """Write ``edits`` into an open boot file system, leaving out what ``shared`` (step 1,
+    already applied) did; returns the paths written."""
+    shared = shared or SharedEdits()
+    _remove(fs, (p for p in edits.remove if p not in shared.remove))
+    written = _write_files(fs, {p: d for p, d in edits.files.items() if p not in shared.files})
     if not fs.exists(CMDLINE):
         raise ImageError("the boot partition has no cmdline.txt")
     fs.write_file(CMDLINE, edits.apply_cmdline(fs.read_file(CMDLINE)))
@@ -129,20 +188,70 @@ def apply_edits(fs: FatFS, edits: BootEdits) -> list[str]:
     return written
 
 
+def build_timestamp() -> float:
+    """The time every FAT entry of a build gets: ``SOURCE_DATE_EPOCH`` if set, else now."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        return time.time()
+    if not value.strip().isdigit():
+        raise PiimgError(f"SOURCE_DATE_EPOCH: {value!r} is not a number of seconds since 1970")
+    return float(value)
+
+
 def node_file(out: Path, hostname: str, *, full: bool) -> Path:
     return out / f"{hostname}{'.img' if full else OVERLAY_SUFFIX}"
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """Step 1's result: its blocks, the files it wrote, and the layer file (overlays only)."""
+
+    changes: list[tuple[int, bytes]]
+    written: tuple[str, ...]
+    ref: overlay.LayerRef | None = None
+
+
+def _boot_fs(image: overlay.CowImage, base: BaseImage, layout: PiLayout, stamp: float) -> FatFS:
+    # what the boot partition holds came from the base image: a problem found in it is named after that image
+    return FatFS.open(image, layout.boot.start, layout.boot.size, timestamp=stamp,  # type: ignore[arg-type]
+                      name=f"{base.path} (boot partition)")
+
+
+def _fsync_write(tmp: Path, write: Callable[[BinaryIO], object]) -> None:
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_shared_layer(out: Path, base: BaseImage, changes: list[tuple[int, bytes]]) -> overlay.LayerRef:
+    """``out/shared-<sha>.layer``; an identical file already there is kept."""
+    fields = {
+        "image_size": base.size,
+        "base": overlay.base_identity(base.path, sha256=base.sha256, name=base.name),
+        "layer": overlay.SHARED,
+    }
+    sha = overlay.file_sha256(fields, changes)
+    dest = out / f"{SHARED_PREFIX}{sha[:16]}{SHARED_SUFFIX}"
+    try:
+        same = dest.is_file() and overlay.verify(dest).sha256 == sha
+    except ImageError:
+        same = False
+    if not same:
+        # holds no secret (only files every node gets), but the node layers are 0600: so is this
+        with atomic_path(dest, suffix=".part") as tmp:
+            _fsync_write(tmp, lambda fh: overlay.write_overlay(fh, fields, changes))
+    return overlay.LayerRef(sha256=sha, size=dest.stat().st_size, name=dest.name, path=str(dest))
+
+
 def _build_node(
-    node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path, *, full: bool
+    node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path, *,
+    shared_image: overlay.CowImage, shared_edits: SharedEdits, shared: _Shared, stamp: float, full: bool
 ) -> BuiltNode:
     start = time.monotonic()
-    with overlay.CowImage(base.path) as cow:
-        # what the boot partition holds came from the base image: a problem found
-        # in it is named after that image
-        with FatFS.open(cow, layout.boot.start, layout.boot.size,  # type: ignore[arg-type]
-                        name=f"{base.path} (boot partition)") as fs:
-            written = apply_edits(fs, edits)
+    with overlay.CowImage(shared_image) as cow:
+        with _boot_fs(cow, base, layout, stamp) as fs:
+            written = [*shared.written, *apply_edits(fs, edits, shared_edits)]
         changes = cow.changed_extents()
     # The output holds the k3s token: mkstemp's 0600 stays on the final file.
     with atomic_path(dest, suffix=".part") as tmp:
@@ -150,18 +259,21 @@ def _build_node(
             method = sparse_copy(base.path, tmp)
             fd = os.open(tmp, os.O_WRONLY)
             try:
-                for offset, data in changes:
+                for offset, data in (*shared.changes, *changes):
                     os.pwrite(fd, data, offset)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            changes = [*shared.changes, *changes]
         else:
             method = "overlay"
-            identity = overlay.base_identity(base.path, sha256=base.sha256, name=base.name)
-            with open(tmp, "wb") as fh:
-                overlay.write_overlay(fh, {"image_size": base.size, "base": identity, "node": node.hostname}, changes)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fields = {
+                "image_size": base.size,
+                "base": overlay.base_identity(base.path, sha256=base.sha256, name=base.name),
+                "node": node.hostname,
+                "lower": shared.ref,
+            }
+            _fsync_write(tmp, lambda fh: overlay.write_overlay(fh, fields, changes))
     return BuiltNode(
         hostname=node.hostname,
         role=node.role.value,
@@ -176,7 +288,27 @@ def _build_node(
         kind="image" if full else "overlay",
         changed_bytes=sum(len(data) for _, data in changes),
         disk_bytes=dest.stat().st_blocks * 512,
+        shared=Path(shared.ref.path) if shared.ref else None,
     )
+
+
+def _drop_unused_shared(out: Path, record: lastbuild.LastBuild) -> list[Path]:
+    """Remove the shared layers in ``out`` that neither ``record`` nor an overlay in ``out`` names."""
+    used = {str(Path(e.shared).resolve()) for e in record.nodes.values() if e.shared}
+    for path in out.glob(f"*{OVERLAY_SUFFIX}"):
+        try:
+            ref = overlay.read_header(path)[0].lower
+        except ImageError:
+            continue
+        if ref is not None:
+            used.update({str(Path(ref.path).resolve()), str(out / ref.name)})
+    removed = []
+    for path in sorted(out.glob(f"{SHARED_PREFIX}*{SHARED_SUFFIX}")):
+        if str(path.resolve()) not in used and str(path) not in used:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _select(spec: Spec, names: list[str] | tuple[str, ...] | None) -> list[NodeSpec]:
@@ -194,7 +326,7 @@ def _spec_path(spec: Spec) -> str:
     return str(Path(spec.source).resolve()) if not spec.source.startswith("<") else ""
 
 
-def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: list[BuiltNode]) -> None:
+def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: list[BuiltNode]) -> lastbuild.LastBuild:
     nodes: dict[str, lastbuild.NodeImage] = {}
     try:
         previous = lastbuild.load(path)
@@ -210,7 +342,7 @@ def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: lis
     for b in built:
         nodes[b.hostname] = lastbuild.NodeImage(
             image=str(b.image.resolve()), size=b.size, role=b.role, address=b.address, init_format=b.init_format.value,
-            kind=b.kind, base_sha256=base.sha256, built_at=now,
+            kind=b.kind, base_sha256=base.sha256, built_at=now, shared=str(b.shared) if b.shared else "",
         )
     record = lastbuild.LastBuild(
         built_at=now,
@@ -219,6 +351,7 @@ def _record(path: Path, spec: Spec, base: BaseImage, fmt: InitFormat, built: lis
         nodes=dict(sorted(nodes.items())),
     )
     lastbuild.save(path, record)
+    return record
 
 
 def build_images(
@@ -256,10 +389,21 @@ def build_images(
     # Everything that can fail on a value (templates, secrets from the
     # environment) fails here, before the first image is written.
     edits = {node.hostname: boot_edits(spec, node, secrets, fmt, artifacts=cluster) for node in selected}
+    stamp = build_timestamp()
+    shared_edits_ = shared_edits(edits.values(), common_files(cluster))
     built = []
-    for node in selected:
-        reporter.info(f"building {node.hostname} ...")
-        dest = node_file(out, node.hostname, full=full_images)
-        built.append(_build_node(node, edits[node.hostname], base, layout, fmt, dest, full=full_images))
-    _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+    with overlay.CowImage(base.path) as shared_image:
+        with _boot_fs(shared_image, base, layout, stamp) as fs:
+            written = apply_shared(fs, shared_edits_)
+        changes = shared_image.changed_extents()
+        ref = None if full_images else _write_shared_layer(out, base, changes)
+        shared = _Shared(changes, tuple(written), ref)
+        for node in selected:
+            reporter.info(f"building {node.hostname} ...")
+            dest = node_file(out, node.hostname, full=full_images)
+            built.append(_build_node(node, edits[node.hostname], base, layout, fmt, dest, shared_image=shared_image,
+                                     shared_edits=shared_edits_, shared=shared, stamp=stamp, full=full_images))
+    record = _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+    for path in _drop_unused_shared(out, record):
+        reporter.info(f"removed {path.name}: no node uses it any more")
     return built

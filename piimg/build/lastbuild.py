@@ -2,11 +2,12 @@
 
 ::
 
-    {"schema": 2, "built_at": "2026-11-27T03:40:00Z", "spec": "/abs/piimg.yaml",
+    {"schema": 3, "built_at": "2026-11-27T03:40:00Z", "spec": "/abs/piimg.yaml",
      "base": {"path": "/abs/base.img", "sha256": "...", "name": "...", "init_format": "systemd"},
      "nodes": {"k8s-master": {"image": "/abs/build/k8s-master.overlay", "kind": "overlay",
                               "size": 123, "role": "server", "address": "10.0.2.10",
                               "init_format": "systemd", "base_sha256": "...",
+                              "shared": "/abs/build/shared-0123456789abcdef.layer",
                               "built_at": "2026-11-27T03:40:00Z"}}}
 
 ``kind`` is ``overlay`` (the file holds only what differs from the base named
@@ -14,7 +15,10 @@ by ``base_sha256``; ``piimg flash`` composes the two) or ``image`` (a full
 image, ``piimg build --full-images``). ``size`` is the composed image's size.
 ``base`` is the base of the last run; each node names its own, because
 nodes built earlier (``--node``, another base) are kept while their files
-exist. Schema 1 (full images only, no ``kind``) is still read.
+exist. ``shared`` is the shared layer an overlay applies on (the build's
+files common to every node; ``""`` for full images and older overlays):
+``piimg build`` removes a shared layer only when no node here names it.
+Schemas 1 (full images only, no ``kind``) and 2 (no ``shared``) are still read.
 
 All paths are absolute. :func:`load` is the only reader (``piimg build``
 keeps earlier nodes from it, ``piimg flash`` takes its default image from
@@ -32,9 +36,9 @@ from typing import Any, Final
 from piimg.errors import LastBuildError
 from piimg.fsutil import write_atomic
 
-SCHEMA: Final = 2
+SCHEMA: Final = 3
 #: Older schemas this reader still understands.
-READABLE: Final = (1, 2)
+READABLE: Final = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class NodeImage:
     kind: str = "image"  # "overlay" | "image" (schema 1 had full images only)
     base_sha256: str = ""
     built_at: str = ""
+    shared: str = ""  # the shared layer of an overlay (schema 3)
 
     @property
     def is_overlay(self) -> bool:

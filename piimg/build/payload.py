@@ -47,6 +47,7 @@ from piimg.firstboot.nodeconf import (
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.spec.model import InitFormat, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
+from piimg.versions import METALLB_NAMESPACE
 
 if TYPE_CHECKING:
     from piimg.fetch.artifacts import ClusterArtifacts
@@ -137,6 +138,7 @@ def node_config(
         user=spec.access.user,
         init_format=fmt.value,
         k3s=_k3s_config(spec, node, secrets, initial, artifacts),
+        metallb_namespace=METALLB_NAMESPACE,
         secrets=node_secrets,
         ssh_host_public_key=public_key,
         manifests=manifests,
@@ -177,6 +179,19 @@ def k3s_files(artifacts: ClusterArtifacts) -> dict[str, bytes | Path]:
     return files
 
 
+def common_files(artifacts: ClusterArtifacts | None = None) -> dict[str, bytes | Path]:
+    """The payload files that are the same on every node of a build, whatever the node:
+    the first-boot program, its unit and the k3s files. ``piimg build`` writes
+    them once, into the layer all nodes share (:mod:`piimg.image.overlay`)."""
+    files: dict[str, bytes | Path] = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
+    unit = FIRSTBOOT_DIR / UNIT_NAME
+    if unit.is_file():
+        files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
+    if artifacts is not None:
+        files.update(k3s_files(artifacts))
+    return files
+
+
 def payload_files(
     spec: Spec, node: NodeSpec, secrets: Secrets, fmt: InitFormat, artifacts: ClusterArtifacts | None = None
 ) -> dict[str, bytes | Path]:
@@ -186,18 +201,13 @@ def payload_files(
     returns) puts k3s on the card and the charts into the manifests; without
     them first boot refuses to install k3s (it downloads nothing itself).
     """
-    files: dict[str, bytes | Path] = {f"{PAYLOAD_DIR}/{name}": data for name, data in firstboot_files().items()}
-    unit = FIRSTBOOT_DIR / UNIT_NAME
-    if unit.is_file():
-        files[f"{PAYLOAD_DIR}/{UNIT_NAME}"] = unit.read_bytes()
+    files = common_files(artifacts)
     manifests: list[str] = []
     if node == spec.initial_server:
         charts = artifacts.charts if artifacts is not None else None
         for name, text in sorted(render_addons(spec, secrets, charts=charts).items()):
             files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
             manifests.append(name)
-    if artifacts is not None:
-        files.update(k3s_files(artifacts))
     files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests, artifacts).to_json().encode()
     return files
 

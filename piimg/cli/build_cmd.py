@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from piimg.cli.common import App, echo, echo_json, next_step, pass_app
-from piimg.errors import PiimgError
+from piimg.errors import LastBuildError
 from piimg.units import human_size
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ def build(
 
     By default each node gets an overlay: only the blocks of its boot
     partition that differ from the cached base image, plus the base's
-    SHA-256. `piimg flash` composes base + overlay while writing the card;
+    SHA-256; what every node gets alike (k3s, the first-boot program) is
+    written once, into build/shared-<sha>.layer. `piimg flash` composes
+    base + shared layer + overlay while writing the card;
     `piimg export NODE -o FILE.img` (or --full-images) gives a complete image
     for rpi-imager, Etcher or dd.
     """
@@ -61,7 +63,8 @@ def build(
     else:
         for b in built:
             if b.is_overlay:
-                what = f"overlay: {human_size(b.changed_bytes)} differ from the base ({human_size(b.size)} image)"
+                below = "base + shared layer" if b.shared else "base"
+                what = f"overlay: {human_size(b.changed_bytes)} differ from {below} ({human_size(b.size)} image)"
             else:
                 what = f"full image {human_size(b.size)} ({b.copy_method})"
             echo(f"{b.hostname}: {b.image}")
@@ -69,6 +72,8 @@ def build(
             echo(f"  boot partition: {', '.join(w for w in b.written if '/' not in w)}, "
                  f"piimg/ ({sum(1 for w in b.written if '/' in w)} files)")
             echo(f"  cmdline.txt: + {' '.join(b.cmdline_added)}")
+        for shared in sorted({b.shared for b in built if b.shared}):
+            echo(f"shared by these nodes: {shared} ({human_size(shared.stat().st_size)}: k3s and the first-boot program)")
         echo(f"recorded in {app.paths.last_build}")
         if any(b.is_overlay for b in built):
             app.reporter.info(
@@ -96,6 +101,7 @@ def build_json(built: list[BuiltNode], last_build: Path) -> dict[str, object]:
                 "image_size": b.size,
                 "changed_bytes": b.changed_bytes,
                 "disk_bytes": b.disk_bytes,
+                "shared_layer": str(b.shared) if b.shared else None,
                 "init_format": b.init_format.value,
                 "boot_files_written": list(b.written),
                 "cmdline_added": list(b.cmdline_added),
@@ -128,10 +134,10 @@ def export(app: App, node: str, output: Path) -> None:
         record = lastbuild.load(app.paths.last_build)
         entry = record.nodes.get(node)
         if entry is None:
-            raise PiimgError(f"{node}: not in the last build (built: {', '.join(sorted(record.nodes)) or 'none'})",
-                             hint="give a node name from the last build, or an overlay file")
+            raise LastBuildError(f"{node}: not in the last build (built: {', '.join(sorted(record.nodes)) or 'none'})",
+                                 hint="give a node name from the last build, or an overlay file")
         if not entry.is_overlay:
-            raise PiimgError(f"{node}: was built as a full image already: {entry.image}")
+            raise LastBuildError(f"{node}: was built as a full image already: {entry.image}")
         source = entry.image
     method = export_image(source, output, reporter=app.reporter)
     echo(f"wrote {output} ({method})")

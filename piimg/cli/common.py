@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from piimg.errors import PiimgError
+from piimg.errors import NotConfirmed
 from piimg.identity.store import NodeName
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
@@ -98,5 +98,5 @@ def confirm(question: str, *, nothing_done: str) -> bool:
         if sys.stdin.isatty():
             raise
         click.echo(err=True)  # end the prompt line
-        raise PiimgError(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
-                         hint="add --yes to confirm without asking") from None
+        raise NotConfirmed(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
+                           hint="add --yes to confirm without asking") from None

@@ -12,7 +12,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from piimg.cli.common import App, as_root_command, confirm, echo, echo_json, next_step, pass_app
-from piimg.errors import NeedsRoot, PiimgError
+from piimg.errors import LastBuildError, NeedsRoot, NoTarget
 from piimg.flash import record, safety, verb
 from piimg.flash.devices import Device, Devices, for_this_machine
 from piimg.flash.write import FlashResult
@@ -51,7 +51,7 @@ def _node_names(ctx: click.Context) -> list[str]:
     paths = ProjectPaths.for_spec(config)
     try:
         return sorted(lastbuild.load(paths.last_build).nodes)
-    except PiimgError:
+    except LastBuildError:
         pass
     try:
         from piimg.spec import load as spec_load
@@ -126,7 +126,7 @@ def pick_device(app: App, devices: Devices, image_size: int) -> str:
         for d, why in refused:
             err.info(f"     {d.path:<14} {_short(d)}: {why}")
     if not ok:
-        raise PiimgError("no disk piimg could write is attached", hint="insert the card (in a reader) and run it again")
+        raise NoTarget("no disk piimg could write is attached", hint="insert the card (in a reader) and run it again")
     if not _interactive():
         raise click.UsageError(f"no DEVICE given; name one of the disks listed above, e.g. piimg flash {ok[0].path}")
     choice = click.prompt(f"Which disk? [1-{len(ok)}]", type=click.IntRange(1, len(ok)), err=True)
@@ -180,7 +180,7 @@ def _node_of(app: App, image: str) -> str | None:
     """Which node of the last build ``image`` is (None for any other image)."""
     try:
         nodes = _last_build(app).nodes
-    except PiimgError:
+    except LastBuildError:
         return None
     for name, entry in nodes.items():
         if os.path.abspath(entry.image) == os.path.abspath(image):
@@ -191,7 +191,7 @@ def _node_of(app: App, image: str) -> str | None:
 def _still_to_flash(app: App) -> list[str]:
     try:
         nodes = _last_build(app).nodes
-    except PiimgError:
+    except LastBuildError:
         return []
     return [n for n, e in sorted(nodes.items()) if not record.flashed(app.paths.flashed, n, e.image)]
 
@@ -337,7 +337,7 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
         names = [n.strip() for n in (nodes or "").split(",") if n.strip()]
         unknown = [n for n in names if n not in last.nodes]
         if unknown:
-            raise PiimgError(f"--nodes: {', '.join(unknown)} not in the last build (built: {', '.join(sorted(last.nodes))})")
+            raise LastBuildError(f"--nodes: {', '.join(unknown)} not in the last build (built: {', '.join(sorted(last.nodes))})")
     # the server first: its card can boot while the agents' are written
     names.sort(key=lambda n: (last.nodes[n].role != "server", n))
     jobs = [station.Job(n, last.nodes[n].image, last.nodes[n].size, last.nodes[n].role) for n in names]
@@ -347,7 +347,7 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
 
             open_composed(job.image, reporter=app.reporter).close()  # a missing base fails now, not at card 3
         elif not os.path.isfile(job.image):
-            raise PiimgError(f"{job.image}: no such file (node {job.node})", hint="run piimg build again")
+            raise LastBuildError(f"{job.image}: no such file (node {job.node})", hint="run piimg build again")
 
     def accept(device: Device, job: station.Job) -> str | None:
         why = safety.refusal(device, job.image_size, allow_usb=not yes)

@@ -10,6 +10,7 @@ import click
 
 from piimg.cli.common import App, confirm, echo, echo_json, next_step, pass_app
 from piimg.errors import RouterError
+from piimg.router.apply import conflicts_refused
 from piimg.router.model import SECRET_FIELDS
 from piimg.router.plan import MASK, Plan
 
@@ -82,10 +83,7 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         for line in plan.lines():
             echo(line)
         if plan.conflicts:
-            raise RouterError(
-                f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
-                hint="fix them as shown after 'to fix:', then run piimg router-setup again",
-            )
+            raise conflicts_refused(plan, shown="after 'to fix:'")
         if plan.empty:
             next_step(app.cmd("status --watch") + "   (once the nodes are flashed and booted)")
             return
@@ -133,10 +131,7 @@ def _json_run(app: App, session: Session, *, dry_run: bool, backup: bool) -> Non
     data = plan_json(plan, host=str(session.spec.router.host), port=session.spec.router.api_port)
     if plan.conflicts:
         echo_json(data)
-        raise RouterError(
-            f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
-            hint="fix them as shown in conflicts[].fix, then run piimg router-setup again",
-        )
+        raise conflicts_refused(plan, shown="in conflicts[].fix")
     if not dry_run and not plan.empty:
         result = session.apply(backup=backup, reporter=app.reporter)
         data["applied"] = len(result.done)

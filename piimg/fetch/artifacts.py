@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -40,10 +39,9 @@ from urllib.parse import urlsplit
 
 from piimg import versions
 from piimg.errors import ConfigError, DownloadError, NotFound
-from piimg.fetch.cache import Cache
+from piimg.fetch.cache import ARTIFACT_URLS, Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
-from piimg.fsutil import write_atomic
 from piimg.spec.model import Arch, Ingress, Spec
 from piimg.units import is_sha256
 
@@ -232,7 +230,7 @@ class ArtifactStore:
         if path.is_file():
             if not self.f.verify:
                 return CachedFile(name, path, sha256, url)
-            actual = sha256_file(path, self.f.reporter, description=f"verifying cached {name}")
+            actual = sha256_file(path, self.f.reporter, description=f"verifying cached {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, path, sha256, url)
             self.f.reporter.warn(f"cached {path} is corrupt (SHA-256 {actual}); removed it")
@@ -250,7 +248,7 @@ class ArtifactStore:
             self.f.reporter.info(f"downloading {source}" + (" (resuming)" if resumed else ""))
             part = download(source, dest, session=self.f.session, policy=self.f.policy, reporter=self.f.reporter,
                             description=f"downloading {name}")
-            actual = sha256_file(part, self.f.reporter)
+            actual = sha256_file(part, self.f.reporter, description=f"verifying {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, self._commit(part, sha256, name), sha256, url)
             part.unlink(missing_ok=True)
@@ -281,29 +279,9 @@ class ArtifactStore:
 
     # -------------------------------------------------------------- unpinned small files (sha256sum-*.txt)
 
-    def _index(self) -> Path:
-        return self._dir() / "by-url.json"
-
-    def _remembered(self, url: str) -> str | None:
-        try:
-            value = json.loads(self._index().read_text()).get(url)
-        except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, str) else None
-
-    def _remember(self, url: str, sha256: str) -> None:
-        try:
-            index = json.loads(self._index().read_text())
-            if not isinstance(index, dict):
-                index = {}
-        except (OSError, ValueError):
-            index = {}
-        index[url] = sha256
-        write_atomic(self._index(), json.dumps(index, indent=1, sort_keys=True) + "\n")
-
     def text(self, url: str, name: str) -> tuple[str, CachedFile]:
         """A small unpinned file: the copy cached the first time, else downloaded (and then cached)."""
-        sha = self._remembered(url)
+        sha = self.cache.recall(ARTIFACT_URLS, url)
         if sha is not None and (path := self.path(sha, name)).is_file():
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() == sha:
@@ -325,7 +303,7 @@ class ArtifactStore:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         path = self._commit(Path(tmp_name), sha, name)
-        self._remember(url, sha)
+        self.cache.remember(ARTIFACT_URLS, url, sha)
         return text, CachedFile(name, path, sha, url)
 
 

@@ -7,6 +7,12 @@ Layout::
     downloads/<key>.part                   an interrupted download, resumable
     catalogs/<sha256 of source>.json       last catalog seen (for --offline)
     local-digests.json                     SHA-256 of local files by (realpath, size, mtime_ns)
+    url-digests.json                       SHA-256 of each base image URL downloaded (for --offline)
+    artifacts/<sha256>/<name>              verified k3s files and charts (piimg.fetch.artifacts)
+    artifacts/by-url.json                  SHA-256 of each unpinned small file (sha256sum-*.txt) by URL
+
+The three ``*.json`` indexes only save work (a hash, a lookup offline); a
+damaged one counts as empty and is rewritten by the next entry.
 
 Entries are keyed by the SHA-256 of the file as downloaded, which is what the
 catalog and the user know before downloading. An entry appears only complete
@@ -22,7 +28,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +37,12 @@ from piimg.fsutil import temp_dir, write_atomic
 from piimg.paths import user_cache_dir
 
 META_SCHEMA: Final = 1
+
+#: The small JSON indexes (``{key: value}``) in the cache folder, each read and written by
+#: :meth:`Cache.recall` and :meth:`Cache.remember` only.
+LOCAL_DIGESTS: Final = "local-digests.json"
+URL_DIGESTS: Final = "url-digests.json"
+ARTIFACT_URLS: Final = "artifacts/by-url.json"
 
 
 @dataclass(frozen=True)
@@ -133,10 +145,36 @@ class Cache:
             return None
         return entries if isinstance(entries, list) else None
 
-    # ------------------------------------------------------------------ local file digests
+    # ------------------------------------------------------------------ small indexes
 
-    def _local_index(self) -> Path:
-        return self.root / "local-digests.json"
+    def _index_path(self, index: str) -> Path:
+        return self.root / index
+
+    def _read_index(self, index: str) -> dict[str, str]:
+        """The index's entries; a missing, unreadable or damaged index is empty (it only saves work:
+        what it would have said is computed again, and the next :meth:`remember` rewrites it)."""
+        try:
+            data = json.loads(self._index_path(index).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    def recall(self, index: str, key: str) -> str | None:
+        """What :meth:`remember` stored under ``key`` in ``index`` (one of the ``*_INDEX`` names)."""
+        return self._read_index(index).get(key)
+
+    def remember(self, index: str, key: str, value: str, *, keep: Callable[[str], bool] | None = None) -> None:
+        """Store ``key`` -> ``value`` in ``index``, written under a temporary name and renamed,
+        so a reader never sees half an index; ``keep`` drops the other entries it says no to."""
+        entries = self._read_index(index)
+        entries[key] = value
+        if keep is not None:
+            entries = {k: v for k, v in entries.items() if k == key or keep(k)}
+        write_atomic(self._index_path(index), json.dumps(entries, indent=1, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------------ local file digests
 
     @staticmethod
     def _local_key(path: Path) -> str:
@@ -146,20 +184,12 @@ class Cache:
     def local_digest(self, path: Path) -> str | None:
         """A remembered SHA-256 of a local file, valid while its path, size and mtime are unchanged."""
         try:
-            index = json.loads(self._local_index().read_text())
-            value = index.get(self._local_key(path))
-        except (OSError, ValueError, AttributeError):
+            key = self._local_key(path)
+        except OSError:
             return None
-        return value if isinstance(value, str) else None
+        return self.recall(LOCAL_DIGESTS, key)
 
     def remember_local_digest(self, path: Path, digest: str) -> None:
-        try:
-            index = json.loads(self._local_index().read_text())
-            if not isinstance(index, dict):
-                index = {}
-        except (OSError, ValueError):
-            index = {}
-        index[self._local_key(path)] = digest
-        # drop entries of files that no longer exist, so the index stays small
-        index = {k: v for k, v in index.items() if os.path.exists(k.rsplit("|", 2)[0])}
-        write_atomic(self._local_index(), json.dumps(index, indent=1) + "\n")
+        # entries of files that no longer exist are dropped, so the index stays small
+        self.remember(LOCAL_DIGESTS, self._local_key(path), digest,
+                      keep=lambda key: os.path.exists(key.rsplit("|", 2)[0]))

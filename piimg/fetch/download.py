@@ -25,9 +25,9 @@ from typing import Final
 import requests
 import urllib3.exceptions
 
-from piimg.errors import DownloadError, NotFound
+from piimg.errors import DownloadError, Interrupted, NotFound, Unreachable
 from piimg.progress import QUIET, Reporter
-from piimg.units import SHA256_PATTERN, is_sha256
+from piimg.units import SHA256_PATTERN, human_size, is_sha256
 
 CHUNK: Final = 1 << 20
 USER_AGENT: Final = "piimg (+https://github.com/piimg/piimg)"
@@ -61,7 +61,9 @@ def new_session() -> requests.Session:
 
 
 class _Transient(Exception):
-    pass
+    def __init__(self, reason: str, *, network: bool = False) -> None:
+        super().__init__(reason)
+        self.network = network  # no answer at all (DNS, refused, dropped, timeout), not an HTTP status
 
 
 def part_path(dest: Path) -> Path:
@@ -88,8 +90,18 @@ def download(
     session = session or new_session()
     part = part_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(part):
-        return _download(url, part, expected_size, session, policy, reporter, description)
+    try:
+        with _locked(part):
+            return _download(url, part, expected_size, session, policy, reporter, description)
+    except KeyboardInterrupt as exc:
+        kept = part.stat().st_size if part.exists() else 0
+        if not kept:
+            raise
+        of = f" of {human_size(expected_size)}" if expected_size else ""
+        interrupted = exc if isinstance(exc, Interrupted) else Interrupted()
+        raise interrupted.with_state(
+            f"{human_size(kept)}{of} downloaded and kept; piimg fetch (or the same command again) resumes"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -140,9 +152,10 @@ def _download(
                     failures = 0  # progress was made: the problem is intermittent
                 failures += 1
                 if failures >= policy.attempts:
-                    raise DownloadError(
+                    error = Unreachable if exc.network else DownloadError
+                    raise error(
                         f"{url}: {exc} (gave up after {failures} attempts)",
-                        hint=f"run again to resume from {have_after} bytes",
+                        hint=f"run again to resume from {have_after} bytes" if have_after else None,
                     ) from None
                 time.sleep(policy.delay(failures))
                 have = have_after
@@ -160,7 +173,7 @@ def _attempt(
     try:
         resp = session.get(url, headers=headers, stream=True, timeout=(policy.connect_timeout, policy.read_timeout))
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _Transient(_reason(exc)) from exc
+        raise _Transient(_reason(exc), network=True) from exc
     except requests.RequestException as exc:
         raise DownloadError(f"{url}: {_reason(exc)}") from exc
     with resp:
@@ -210,17 +223,21 @@ def _attempt(
                 OSError,
             ) as exc:
                 fh.flush()
-                raise _Transient(_reason(exc)) from exc
+                raise _Transient(_reason(exc), network=True) from exc
         if expected_end is not None and have < expected_end:
-            raise _Transient(f"connection closed after {have} of {expected_end} bytes")
+            raise _Transient(f"connection closed after {have} of {expected_end} bytes", network=True)
         return True, have
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc)
+    cut = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected", text)
+    if cut:  # the server closed the connection before the end of the body
+        return f"connection closed mid-file ({cut.group(1)} bytes read, {cut.group(2)} more expected)"
     # requests nests urllib3 reasons deeply; the last parenthesised part is the useful one.
     m = re.search(r"(Failed to establish a new connection: [^')]*|Read timed out|Connection refused|"
-                  r"Connection broken: [^')]*|Name or service not known)", text)
+                  r"Connection broken: [^')]*|Name or service not known|Temporary failure in name resolution|"
+                  r"nodename nor servname provided, or not known)", text)
     return m.group(1) if m else (text or type(exc).__name__)
 
 
@@ -239,7 +256,7 @@ def fetch_text(
         except (requests.ConnectionError, requests.Timeout) as exc:
             failures += 1
             if failures >= attempts:
-                raise DownloadError(f"{url}: {_reason(exc)}") from exc
+                raise Unreachable(f"{url}: {_reason(exc)}") from exc
             time.sleep(policy.delay(failures))
             continue
         except _Transient as exc:
@@ -265,7 +282,7 @@ def sha256_file(path: Path, reporter: Reporter = QUIET, *, description: str | No
     buf = bytearray(4 << 20)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh, reporter.bar(
-        description or f"verifying {path.name}", os.fstat(fh.fileno()).st_size
+        description or f"verifying {path.name.removesuffix('.part')} (SHA-256)", os.fstat(fh.fileno()).st_size
     ) as bar:
         while n := fh.readinto(view):
             h.update(view[:n])

@@ -18,26 +18,32 @@ remembered by (realpath, size, mtime) so repeated builds do not re-read it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import requests
 
-from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError
+from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError, Unreachable
 from piimg.fetch import catalog as cat
-from piimg.fetch.cache import Cache, CacheEntry
+from piimg.fetch.cache import URL_DIGESTS, Cache, CacheEntry
 from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
 from piimg.fetch.download import parse_sha256_file as _parse_sha_file
-from piimg.fsutil import write_atomic
 from piimg.image.decompress import Format, decompress_to, detect_format, open_decompressed
 from piimg.image.partitions import SECTOR, open_layout
 from piimg.progress import QUIET, Reporter
 from piimg.spec import model as spec_model
-from piimg.units import is_sha256
+from piimg.units import human_size, is_sha256
+
+#: What to do without network access (S12): every source but the catalog can be a file.
+OFFLINE_HINT = "offline? piimg build --image PATH (or image.url in the spec) takes a local image file"
+
+
+def _offline_hint(exc: Unreachable) -> Unreachable:
+    """``exc`` with the offline hint added to whatever hint it had."""
+    exc.hint = f"{exc.hint}; {OFFLINE_HINT}" if exc.hint else OFFLINE_HINT
+    return exc
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,10 @@ class Fetcher:
         session: requests.Session | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         check_local: Callable[[Path], None] | None = None,
+        online_command: str = "piimg fetch",
     ) -> None:
         self.cache = cache or Cache()
+        self.online_command = online_command  # what, run online once, caches the catalog
         self.check_local = check_local
         self.offline = offline
         self.verify = verify
@@ -108,7 +116,7 @@ class Fetcher:
             if cached is None:
                 raise DownloadError(
                     f"offline: the catalog {source} has never been downloaded, so image.os cannot be resolved",
-                    hint="run `piimg fetch` once with network access, or set image.url to a local file",
+                    hint=f"run `{self.online_command}` once with network access, or set image.url to a local file",
                 )
             return [cat.CatalogEntry.from_json(e) for e in cached]
         try:
@@ -116,6 +124,8 @@ class Fetcher:
         except DownloadError as exc:
             cached = self.cache.load_catalog(source) if cat.is_url(source) else None
             if cached is None:
+                if isinstance(exc, Unreachable):
+                    raise _offline_hint(exc) from None
                 raise
             self.reporter.warn(f"{exc.message}; using the copy of the catalog cached earlier")
             return [cat.CatalogEntry.from_json(e) for e in cached]
@@ -178,17 +188,17 @@ class Fetcher:
             return None
         path = self.cache.image_path(sha)
         if self.verify:
-            actual = sha256_file(path, self.reporter, description=f"verifying cached {entry.name}")
+            actual = sha256_file(path, self.reporter, description=f"verifying cached {entry.name} (SHA-256)")
             if actual != entry.sha256:
                 self.reporter.warn(f"cached image {path} is corrupt (SHA-256 {actual}); removed it")
                 self.cache.remove(sha)
                 return None
-        self.reporter.info(f"cached: {path}")
+        self.reporter.info(f"cached: {_file_name(want.location)} ({human_size(entry.size)} decompressed)")
         return _base(entry, path, want)
 
     def _remote(self, want: _Wanted) -> BaseImage:
         url = want.location
-        sha = want.sha256 or (self._remembered_url_digest(url) if self.offline else None)
+        sha = want.sha256 or (self.cache.recall(URL_DIGESTS, url) if self.offline else None)
         if sha and (hit := self._hit(want, sha)):
             return hit
         if self.offline:
@@ -205,7 +215,7 @@ class Fetcher:
         key = sha or hashlib.sha256(url.encode()).hexdigest()
         dest = self.cache.download_dest(key, _file_name(url))
         part = self._download_verified(want, url, dest, sha)
-        actual = sha or sha256_file(part, self.reporter)
+        actual = sha or sha256_file(part, self.reporter, description=f"hashing {_file_name(url)} (SHA-256)")
         try:
             result = self._hit(want, actual) or self._install(want, part, actual, source=url)
         except PiimgError:
@@ -213,7 +223,7 @@ class Fetcher:
             raise
         # on Ctrl-C the complete .part stays: the next run verifies it and skips the download
         part.unlink(missing_ok=True)
-        self._remember_url_digest(url, actual)
+        self.cache.remember(URL_DIGESTS, url, actual)  # for --offline, which cannot fetch URL.sha256
         return result
 
     def _download_verified(self, want: _Wanted, url: str, dest: Path, sha: str | None) -> Path:
@@ -221,11 +231,15 @@ class Fetcher:
             part = dest.with_name(dest.name + ".part")
             resumed = part.exists() and part.stat().st_size > 0
             self.reporter.info(f"downloading {url}" + (" (resuming)" if resumed else ""))
-            part = download(url, dest, expected_size=want.download_size, session=self.session, policy=self.policy,
-                            reporter=self.reporter, description=f"downloading {_file_name(url)}")
+            try:
+                part = download(url, dest, expected_size=want.download_size, session=self.session,
+                                policy=self.policy, reporter=self.reporter, description=f"downloading {_file_name(url)}")
+            except Unreachable as exc:
+                raise _offline_hint(exc) from None
             if sha is None:
                 return part
-            actual = sha256_file(part, self.reporter)
+            # the bar names the file, not its cache name (<key>-<name>.part)
+            actual = sha256_file(part, self.reporter, description=f"verifying {_file_name(url)} (SHA-256)")
             if actual == sha:
                 return part
             part.unlink(missing_ok=True)
@@ -285,7 +299,8 @@ class Fetcher:
                 extract_sha256=want.extract_sha256,
             )
             path = self.cache.commit(tmp, entry)
-        self.reporter.info(f"cached: {path}")
+        # the path itself is the command's result (piimg fetch prints it once, on stdout)
+        self.reporter.info(f"cached: {_file_name(want.location)} ({human_size(entry.size)} decompressed)")
         return _base(entry, path, want)
 
     def _local(self, want: _Wanted, path: Path) -> BaseImage:
@@ -294,7 +309,7 @@ class Fetcher:
             self.check_local(path)  # a few sectors before hashing what may be gigabytes of something else
         digest = None if self.verify else self.cache.local_digest(path)
         if digest is None:
-            digest = sha256_file(path, self.reporter, description=f"hashing {path.name}")
+            digest = sha256_file(path, self.reporter, description=f"hashing {path.name} (SHA-256)")
             self.cache.remember_local_digest(path, digest)
         if want.sha256 and digest != want.sha256:
             raise DownloadError(f"{path}: SHA-256 mismatch: expected {want.sha256} ({want.sha_origin}), got {digest}")
@@ -305,28 +320,6 @@ class Fetcher:
         if (hit := self._hit(want, digest)) is not None:
             return hit
         return self._install(want, path, digest, source=str(path))
-
-    # ------------------------------------------------------------------ url -> digest memory (for --offline)
-
-    def _url_index(self) -> Path:
-        return self.cache.root / "url-digests.json"
-
-    def _remembered_url_digest(self, url: str) -> str | None:
-        try:
-            value = json.loads(self._url_index().read_text()).get(url)
-        except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, str) else None
-
-    def _remember_url_digest(self, url: str, digest: str) -> None:
-        try:
-            index: dict[str, Any] = json.loads(self._url_index().read_text())
-            if not isinstance(index, dict):
-                index = {}
-        except (OSError, ValueError):
-            index = {}
-        index[url] = digest
-        write_atomic(self._url_index(), json.dumps(index, indent=1) + "\n")
 
 
 def looks_like_a_pi_image(path: Path) -> None:
@@ -396,7 +389,8 @@ def list_catalog(
     cache: Cache | None = None, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY,
 ) -> list[cat.CatalogEntry]:
     """The images of a catalog (``piimg os list``), newest first within each slug."""
-    f = Fetcher(cache=cache, offline=offline, reporter=reporter, session=session, policy=policy)
+    f = Fetcher(cache=cache, offline=offline, reporter=reporter, session=session, policy=policy,
+                online_command="piimg os list")
     entries = f.catalog(source, base_dir=base_dir)
     return sorted(entries, key=lambda e: (e.slug, _neg_date(e.release_date)))
 

@@ -14,7 +14,7 @@ removes them from the boot partition once the root-only copy is checked.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 SCHEMA = 1
@@ -64,12 +64,14 @@ class NodeConfig:
     user: str
     init_format: str  # "systemd" | "cloudinit" | "cloudinit-rpi"
     k3s: K3sConfig
+    # where the server waits for MetalLB's pods: piimg.versions.METALLB_NAMESPACE,
+    # written by the builder (the payload carries piimg/firstboot only, not versions.py)
+    metallb_namespace: str
     # k3s_token, bgp_password, node_password, ssh_host_ed25519_key, k3s_tls/<path below server/tls>
     secrets: Dict[str, str] = field(default_factory=dict)
     ssh_host_public_key: Optional[str] = None  # "ssh-ed25519 AAAA... root@host", the public half of the above
     manifests: List[str] = field(default_factory=list)  # file names under manifests/
     ingress: Optional[IngressRef] = None  # server only: Service to wait for
-    metallb_namespace: str = "metallb-system"
     timezone: str = "Etc/UTC"
     # Optional overrides of first boot's wait limits in seconds, by name
     # (network, clock, server, node, metallb, ingress, install, command, http,
@@ -84,6 +86,11 @@ class NodeConfig:
     def from_dict(cls, data: Dict[str, Any]) -> "NodeConfig":
         if data.get("schema") != SCHEMA:
             raise ValueError("node.json: unsupported schema %r (expected %d)" % (data.get("schema"), SCHEMA))
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            # node.json and this code come from the same build; a gap means a hand-made or mixed payload
+            raise ValueError("node.json: missing %s (rebuild the image with piimg build)" % ", ".join(missing))
         data = dict(data)
         data["k3s"] = K3sConfig(**data["k3s"])
         if data.get("ingress") is not None:

@@ -135,9 +135,9 @@ def _flash_source(
     device = devices.discover(target)
     safety.check(device, composed.size, force=force, dev_root=dev_root, allow_usb=allow_usb)
     if device.kind == "file":
-        for path in (composed.overlay_path, composed.base_path):
+        for path, what in zip(composed.inputs, ("overlay", "base image", "shared layer"), strict=False):
             if os.path.samefile(device.write_path, path):
-                raise UnsafeTarget(f"{target}: is the {'overlay' if path == composed.overlay_path else 'base image'} itself")
+                raise UnsafeTarget(f"{target}: is the {what} itself")
     check_writable(device)
     if not confirm(device):
         raise NotConfirmed(f"{target}: not confirmed; nothing was written")

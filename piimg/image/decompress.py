@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from piimg import run
-from piimg.errors import CommandFailed, ImageError
+from piimg.errors import CommandFailed, ImageError, ImageTruncated
 from piimg.progress import QUIET, Reporter
 
 #: Read/process granularity. Large enough that per-chunk Python overhead is
@@ -126,8 +126,25 @@ class _ProcessReader(io.RawIOBase):
         super().close()
 
 
+#: What the decoders say when the compressed data stops before its end: xz 5.4
+#: ("Unexpected end of input"), gzip/pigz ("unexpected end of file"), zstd 1.5
+#: ("premature end"), Python's lzma and gzip (EOFError "Compressed file ended
+#: before the end-of-stream marker was reached").
+_TRUNCATED: Final = ("unexpected end of input", "unexpected end of file", "premature end",
+                     "ended before the end-of-stream marker")
+TRUNCATED_HINT: Final = ("the file is truncated (an interrupted download?): download it again; "
+                         "piimg fetch resumes and verifies a download of image.os or image.url")
+
+
+def _undecodable(src: Path, message: str, reason: str) -> ImageError:
+    """A decoder's failure; a cut-off file gets the hint to download it again."""
+    if any(t in reason.lower() for t in _TRUNCATED):
+        return ImageTruncated(message, hint=TRUNCATED_HINT)
+    return ImageError(message)
+
+
 def _decoder_failed(src: Path, argv: list[str], exc: CommandFailed) -> ImageError:
-    return ImageError(f"{src}: {Path(argv[0]).name} cannot decompress it: {exc.tail}")
+    return _undecodable(src, f"{src}: {Path(argv[0]).name} cannot decompress it: {exc.tail}", exc.tail)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -156,7 +173,7 @@ class _CheckedReader(io.RawIOBase):
         try:
             data = self.inner.read(len(b))
         except Exception as exc:  # lzma, gzip, zlib, zipfile and zstandard each raise their own types
-            raise ImageError(f"{self.path}: corrupt compressed data: {exc}") from exc
+            raise _undecodable(self.path, f"{self.path}: corrupt compressed data: {exc}", str(exc)) from exc
         n = len(data)
         memoryview(b)[:n] = data
         return n

@@ -1,16 +1,38 @@
 """Per-node overlays: only the blocks in which a node's image differs from its base.
 
-A node image is the cached base image with a few hundred KiB of its boot
-partition changed. Writing a full copy per node costs the base's size in disk
-space and copy time on file systems without reflinks (ext4). An overlay file
-holds just the changed 4 KiB blocks and names the base by SHA-256; flashing
-composes base + overlay on the fly (:class:`ComposedImage`), and
-:func:`apply_extents` turns base + overlay into a full image for other tools.
+A node image is the cached base image with part of its boot partition
+changed. Writing a full copy per node costs the base's size in disk space and
+copy time on file systems without reflinks (ext4). An overlay file holds just
+the changed 4 KiB blocks and names what it applies to by SHA-256; flashing
+composes the layers on the fly (:class:`ComposedImage`), and
+:func:`apply_extents` turns them into a full image for other tools.
 
-File layout (version 1)::
+Two layers per build (format 2). Most of what ``piimg build`` puts on a
+card is the same on every node: the k3s binary (~65 MB), its install script,
+the airgap images, the first-boot program. Writing that into every node's
+overlay made a 5-node build cost 4.7x one node. So a build writes
+
+* one **shared layer**, ``build/shared-<sha>.layer``: the blocks the
+  node-independent files change in the base (written first, into the same
+  clusters for every node), naming the base by SHA-256; and
+* per node a small **node layer**, ``build/NODE.overlay``: the blocks that
+  differ from base + shared layer (the node's own files, the FAT sectors and
+  directory clusters that now list them), naming the base *and* the shared
+  layer (its whole file's SHA-256, size, name and path).
+
+Why a layer over the base rather than references into the artifact cache:
+the FAT places a file's clusters wherever the allocator finds room, and a
+shared file's bytes end up in 4 KiB blocks that also hold the FAT's own
+structures only by accident of alignment. Writing the common files into a
+copy-on-write image first and keeping *its changed blocks* needs no
+knowledge of FAT at all, and composing base + shared + node is by
+construction the image a full build writes (which does the same two steps
+into one file). Build, flash, export and the refusals treat every layer alike.
+
+File layout (the same for both kinds)::
 
     PIIMG OVERLAY 1\\n          16 bytes of magic
-    {"format": 1, ...}\\n        one line of JSON: the header (below)
+    {"format": 2, ...}\\n        one line of JSON: the header (below)
     NUL padding                 up to the next multiple of 4096: the data offset
     extent data                 each extent's bytes, in header order, back to back
 
@@ -19,7 +41,10 @@ Header keys: ``image_size`` (bytes of the composed image), ``base``
 and where it was at build time), ``extents`` (``[[offset, length], ...]``,
 sorted, non-overlapping, 4 KiB aligned, inside the image; only an extent
 that ends with the image may have a partial last block), ``data_sha256``
-(SHA-256 of all extent data, checked on open) and ``node`` (informational).
+(SHA-256 of all extent data, checked on open), ``node`` (informational),
+``layer`` (``node`` or ``shared``) and ``lower`` (a node layer's shared layer,
+or null). Format 1 (a node layer straight on the base, no ``layer``/``lower``)
+is still read.
 
 Why not qcow2 with a backing file: it would need L1/L2 tables and refcounts
 for what is a list of a few extents, and every consumer (flash, export) is
@@ -33,18 +58,23 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from piimg.errors import ImageError
 
 MAGIC: Final = b"PIIMG OVERLAY 1\n"
-FORMAT: Final = 1
+FORMAT: Final = 2
+#: Formats this reader understands (1: a node layer straight on the base).
+READABLE: Final = (1, 2)
 BLOCK: Final = 4096
 #: A header line longer than this is not ours (a million extents would be ~20 MB).
 MAX_HEADER: Final = 64 * 1024 * 1024
+NODE: Final = "node"
+SHARED: Final = "shared"
+_READ: Final = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,16 @@ class BaseIdentity:
 
 
 @dataclass(frozen=True)
+class LayerRef:
+    """The shared layer a node layer applies on top of: the whole file's SHA-256 and where it was."""
+
+    sha256: str
+    size: int
+    name: str
+    path: str = ""  # absolute, at build time
+
+
+@dataclass(frozen=True)
 class OverlayHeader:
     image_size: int
     base: BaseIdentity
@@ -66,6 +106,8 @@ class OverlayHeader:
     data_sha256: str
     node: str = ""
     format: int = FORMAT
+    layer: str = NODE
+    lower: LayerRef | None = None
 
     @property
     def data_bytes(self) -> int:
@@ -75,6 +117,16 @@ class OverlayHeader:
         data = asdict(self)
         data["extents"] = [list(e) for e in self.extents]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """An overlay file whose data was checked: where its extent data starts and the file's SHA-256."""
+
+    path: str
+    header: OverlayHeader
+    offset: int
+    sha256: str
 
 
 def data_offset(header_line_length: int) -> int:
@@ -100,21 +152,25 @@ def _parse_header(name: str, line: bytes) -> OverlayHeader:
         data: Any = json.loads(line)
         if not isinstance(data, dict):
             raise TypeError("not an object")
-        if data.get("format") != FORMAT:
-            raise _bad(name, f"format {data.get('format')!r} (this piimg reads format {FORMAT})")
-        base = BaseIdentity(**data["base"])
-        extents = tuple((int(a), int(n)) for a, n in data["extents"])
+        if data.get("format") not in READABLE:
+            raise _bad(name, f"format {data.get('format')!r} (this piimg reads formats {', '.join(map(str, READABLE))})")
+        lower = data.get("lower")
         header = OverlayHeader(
             image_size=int(data["image_size"]),
-            base=base,
-            extents=extents,
+            base=BaseIdentity(**data["base"]),
+            extents=tuple((int(a), int(n)) for a, n in data["extents"]),
             data_sha256=str(data["data_sha256"]),
             node=str(data.get("node", "")),
+            format=int(data["format"]),
+            layer=str(data.get("layer", NODE)),
+            lower=LayerRef(**lower) if lower is not None else None,
         )
     except ImageError:
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise _bad(name, f"damaged header ({exc})") from None
+    if header.layer not in (NODE, SHARED) or (header.layer == SHARED and header.lower is not None):
+        raise _bad(name, f"damaged header (layer {header.layer!r})")
     pos = 0
     for start, length in header.extents:
         end = start + length
@@ -126,38 +182,64 @@ def _parse_header(name: str, line: bytes) -> OverlayHeader:
     return header
 
 
-def read_header(path: str | os.PathLike[str]) -> tuple[OverlayHeader, int]:
-    """The header and the data offset; the extent data is checked against ``data_sha256``."""
-    name = os.fspath(path)
+def _open_header(name: str) -> tuple[io.BufferedReader, OverlayHeader, int, bytes]:
+    """The open file (at the header's end), its header, data offset and the bytes read so far."""
     try:
-        with open(name, "rb") as fh:
-            if fh.read(len(MAGIC)) != MAGIC:
-                raise _bad(name, "no overlay magic")
-            line = fh.readline(MAX_HEADER)
-            if not line.endswith(b"\n"):
-                raise _bad(name, "header not terminated")
-            header = _parse_header(name, line)
-            offset = data_offset(len(line))
-            fh.seek(offset)
-            digest = hashlib.sha256()
-            left = header.data_bytes
-            while left:
-                chunk = fh.read(min(left, 8 << 20))
-                if not chunk:
-                    raise _bad(name, "truncated (extent data missing)")
-                digest.update(chunk)
-                left -= len(chunk)
+        fh = open(name, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     except FileNotFoundError:
         raise ImageError(f"{name}: no such overlay file", hint="run piimg build again") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    if digest.hexdigest() != header.data_sha256:
-        raise _bad(name, "the extent data does not match its checksum (damaged file)")
+    try:
+        head = fh.read(len(MAGIC))
+        if head != MAGIC:
+            raise _bad(name, "no overlay magic")
+        line = fh.readline(MAX_HEADER)
+        if not line.endswith(b"\n"):
+            raise _bad(name, "header not terminated")
+        header = _parse_header(name, line)
+        offset = data_offset(len(line))
+        if os.fstat(fh.fileno()).st_size < offset + header.data_bytes:
+            raise _bad(name, "truncated (extent data missing)")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, header, offset, head + line
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[OverlayHeader, int]:
+    """The header and the data offset, without reading the data (:func:`verify` checks it)."""
+    fh, header, offset, _ = _open_header(os.fspath(path))
+    fh.close()
     return header, offset
 
 
-def write_overlay(fh: io.BufferedIOBase | Any, header_fields: dict[str, Any], extents: list[tuple[int, bytes]]) -> OverlayHeader:
-    """Write an overlay to the open binary file ``fh``: ``extents`` are (offset, data) pairs."""
+def verify(path: str | os.PathLike[str]) -> LayerFile:
+    """Read the whole file: the extent data must match ``data_sha256``; returns it with the file's SHA-256."""
+    name = os.fspath(path)
+    fh, header, offset, seen = _open_header(name)
+    whole = hashlib.sha256(seen)
+    data = hashlib.sha256()
+    try:
+        with fh:
+            pos = len(seen)
+            while True:
+                chunk = fh.read(_READ)
+                if not chunk:
+                    break
+                whole.update(chunk)
+                a, b = max(offset, pos), min(offset + header.data_bytes, pos + len(chunk))
+                if a < b:
+                    data.update(memoryview(chunk)[a - pos : b - pos])
+                pos += len(chunk)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if data.hexdigest() != header.data_sha256:
+        raise _bad(name, "the extent data does not match its checksum (damaged file)")
+    return LayerFile(name, header, offset, whole.hexdigest())
+
+
+def _encode(write: Callable[[bytes], object], header_fields: dict[str, Any], extents: Sequence[tuple[int, bytes]]) -> OverlayHeader:
     digest = hashlib.sha256()
     for _, data in extents:
         digest.update(data)
@@ -167,29 +249,163 @@ def write_overlay(fh: io.BufferedIOBase | Any, header_fields: dict[str, Any], ex
         **header_fields,
     )
     line = header.to_line()
-    fh.write(MAGIC + line)
-    fh.write(bytes(data_offset(len(line)) - len(MAGIC) - len(line)))
+    write(MAGIC + line)
+    write(bytes(data_offset(len(line)) - len(MAGIC) - len(line)))
     for _, data in extents:
-        fh.write(data)
+        write(data)
     return header
 
 
+def write_overlay(fh: io.BufferedIOBase | Any, header_fields: dict[str, Any], extents: list[tuple[int, bytes]]) -> OverlayHeader:
+    """Write an overlay to the open binary file ``fh``: ``extents`` are (offset, data) pairs."""
+    return _encode(fh.write, header_fields, extents)
+
+
+def file_sha256(header_fields: dict[str, Any], extents: Sequence[tuple[int, bytes]]) -> str:
+    """The SHA-256 of the file :func:`write_overlay` would write (to name it before it exists)."""
+    digest = hashlib.sha256()
+    _encode(digest.update, header_fields, extents)
+    return digest.hexdigest()
+
+
+class Reader(Protocol):
+    """Random access to an image: what :class:`CowImage` edits on top of."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        """Fill ``view`` from ``offset``; returns the count (short only at the image's end)."""
+
+
+def _pread_exact(fd: int, view: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(view):
+        done = os.preadv(fd, [view[got:]], offset + got)
+        if done == 0:
+            break
+        got += done
+    return got
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Image bytes ``start .. end`` come from ``fd`` at ``pos``."""
+
+    start: int
+    end: int
+    fd: int
+    pos: int
+    name: str
+
+
+def _stack(lower: list[_Segment], upper: list[_Segment]) -> list[_Segment]:
+    """``upper`` over ``lower`` (both sorted, non-overlapping): what shows through, sorted."""
+    out = list(upper)
+    starts = [s.start for s in upper]
+    for seg in lower:
+        pos = seg.start
+        i = max(0, bisect.bisect_right(starts, pos) - 1)
+        while pos < seg.end:
+            while i < len(upper) and upper[i].end <= pos:
+                i += 1
+            cut = min(upper[i].start, seg.end) if i < len(upper) else seg.end
+            if pos < cut:
+                out.append(_Segment(pos, cut, seg.fd, seg.pos + (pos - seg.start), seg.name))
+            pos = upper[i].end if i < len(upper) and upper[i].start <= pos else cut
+    return sorted(out, key=lambda s: s.start)
+
+
+class _Stack:
+    """A base file with layers over it, read with one ``preadv`` per run of bytes from one file.
+
+    The layers' extents are merged once into a sorted list of segments (upper
+    layers hide lower ones); a read takes each byte from exactly one file, so
+    composing costs what reading a plain image costs.
+    """
+
+    def __init__(self, base_path: str, layers: Sequence[LayerFile] = (), *, size: int | None = None) -> None:
+        self.base_path = base_path
+        self._fds: list[int] = []
+        try:
+            self._base_fd = self._open(base_path)
+            segments: list[_Segment] = []
+            for layer in layers:
+                fd = self._open(layer.path)
+                new, pos = [], layer.offset
+                for start, length in layer.header.extents:
+                    new.append(_Segment(start, start + length, fd, pos, layer.path))
+                    pos += length
+                segments = _stack(segments, new)
+        except BaseException:
+            self.close()
+            raise
+        self.size = os.fstat(self._base_fd).st_size if size is None else size
+        self._segments = segments
+        self._starts = [s.start for s in segments]
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self._base_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    def _open(self, path: str) -> int:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        self._fds.append(fd)
+        return fd
+
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        n = max(0, min(len(view), self.size - offset))
+        end, pos = offset + n, offset
+        segs = self._segments
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0 or segs[i].end <= offset:
+            i += 1
+        while pos < end:
+            if i < len(segs) and segs[i].start <= pos:
+                seg = segs[i]
+                b = min(seg.end, end)
+                if _pread_exact(seg.fd, view[pos - offset : b - offset], seg.pos + (pos - seg.start)) != b - pos:
+                    raise ImageError(f"{seg.name}: short read (was the file truncated?)")
+                i += 1
+            else:
+                b = min(segs[i].start, end) if i < len(segs) else end
+                sub = view[pos - offset : b - offset]
+                got = _pread_exact(self._base_fd, sub, pos)
+                if got < len(sub):
+                    sub[got:] = bytes(len(sub) - got)  # past the base's data: zeros, as in a sparse file
+            pos = b
+        return n
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
 class CowImage(io.RawIOBase):
-    """A file object over a base image that keeps every write in memory, per 4 KiB block.
+    """A file object over an image that keeps every write in memory, per 4 KiB block.
 
     :class:`~piimg.image.fat.FatFS` edits the boot partition through it as if
     it were a copy of the image; :meth:`changed_extents` then gives the
-    blocks that differ from the base. The base file is only read.
+    blocks that differ from what is below. Below is a base image file (only
+    read), or any :class:`Reader`, e.g. another CowImage: the node layers of
+    a build are edited on top of the shared layer's CowImage.
     """
 
-    def __init__(self, base: str | os.PathLike[str]) -> None:
+    def __init__(self, lower: str | os.PathLike[str] | Reader) -> None:
         super().__init__()
-        self.name = os.fspath(base)
-        try:
-            self._fd = os.open(self.name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise ImageError(f"{self.name}: cannot open: {exc.strerror or exc}") from None
-        self._size = os.fstat(self._fd).st_size
+        if isinstance(lower, (str, os.PathLike)):
+            self._lower: Reader | _Stack = _Stack(os.fspath(lower))
+            self._owned: _Stack | None = self._lower
+            self.name = os.fspath(lower)
+        else:
+            self._lower, self._owned = lower, None
+            self.name = lower.name
+        self._size = self._lower.size
         self._blocks: dict[int, bytearray] = {}
         self._pos = 0
 
@@ -216,31 +432,26 @@ class CowImage(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _base_block(self, index: int) -> bytes:
-        data = os.pread(self._fd, BLOCK, index * BLOCK)
-        return data + bytes(BLOCK - len(data))
+    def _lower_block(self, index: int) -> bytearray:
+        block = bytearray(BLOCK)
+        self._lower.pread_into(memoryview(block), index * BLOCK)
+        return block
 
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        n = max(0, min(len(view), self._size - self._pos))
-        if not n:
-            return 0
-        got = 0
-        while got < n:
-            done = os.preadv(self._fd, [view[got:n]], self._pos + got)
-            if done == 0:
-                view[got:n] = bytes(n - got)  # past the base's data: zeros, as in a sparse file
-                break
-            got += done
-        first, last = self._pos // BLOCK, (self._pos + n - 1) // BLOCK
-        if self._blocks:
-            for index in range(first, last + 1):
+    def pread_into(self, view: memoryview, offset: int) -> int:
+        """Fill ``view`` with the edited image's bytes at ``offset``; returns the count."""
+        n = self._lower.pread_into(view, offset)
+        if n and self._blocks:
+            for index in range(offset // BLOCK, (offset + n - 1) // BLOCK + 1):
                 block = self._blocks.get(index)
                 if block is None:
                     continue
-                a = max(index * BLOCK, self._pos)
-                b_end = min((index + 1) * BLOCK, self._pos + n)
-                view[a - self._pos : b_end - self._pos] = block[a - index * BLOCK : b_end - index * BLOCK]
+                a = max(index * BLOCK, offset)
+                b = min((index + 1) * BLOCK, offset + n)
+                view[a - offset : b - offset] = block[a - index * BLOCK : b - index * BLOCK]
+        return n
+
+    def readinto(self, b: Any) -> int:
+        n = self.pread_into(memoryview(b).cast("B"), self._pos)
         self._pos += n
         return n
 
@@ -252,22 +463,26 @@ class CowImage(io.RawIOBase):
         pos = self._pos
         while pos < end:
             index = pos // BLOCK
-            block = self._blocks.get(index)
-            if block is None:
-                block = self._blocks[index] = bytearray(self._base_block(index))
             a = pos - index * BLOCK
             n = min(BLOCK - a, end - pos)
-            block[a : a + n] = data[pos - self._pos : pos - self._pos + n]
+            chunk = data[pos - self._pos : pos - self._pos + n]
+            block = self._blocks.get(index)
+            if block is None and n == BLOCK:
+                self._blocks[index] = bytearray(chunk)  # a whole block: what was below does not matter
+            else:
+                if block is None:
+                    block = self._blocks[index] = self._lower_block(index)
+                block[a : a + n] = chunk
             pos += n
         self._pos = end
         return len(data)
 
     def changed_extents(self) -> list[tuple[int, bytes]]:
-        """(offset, data) of the runs of blocks that now differ from the base, merged and sorted."""
+        """(offset, data) of the runs of blocks that now differ from what is below, merged and sorted."""
         out: list[tuple[int, bytearray]] = []
         for index in sorted(self._blocks):
             block = self._blocks[index]
-            if bytes(block) == self._base_block(index):
+            if block == self._lower_block(index):
                 continue
             offset = index * BLOCK
             if out and out[-1][0] + len(out[-1][1]) == offset:
@@ -278,54 +493,42 @@ class CowImage(io.RawIOBase):
         return [(off, bytes(data[: self._size - off])) for off, data in out]
 
     def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
+        if not self.closed and self._owned is not None:
+            self._owned.close()
         super().close()
 
 
-@dataclass
 class ComposedImage:
-    """Base + overlay read as one image, without writing either.
+    """Base + shared layer (if any) + node layer, read as one image, without writing any of them.
 
     :meth:`pread_into` is what the flash writer reads through;
     :meth:`fileobj` gives a seekable file object for the block map and for
-    reading the partition table.
+    reading the partition table. The layers are checked (:func:`verify`)
+    by whoever opens them; :func:`piimg.build.compose.open_composed` also
+    finds and checks the base and the shared layer.
     """
 
-    overlay_path: str
-    base_path: str
-    header: OverlayHeader
-    _data_offset: int
-    _base_fd: int = -1
-    _overlay_fd: int = -1
-    _starts: list[int] = field(default_factory=list)
-    _data_pos: list[int] = field(default_factory=list)
-
-    @classmethod
-    def open(cls, overlay_path: str | os.PathLike[str], base_path: str | os.PathLike[str]) -> ComposedImage:
-        header, offset = read_header(overlay_path)
-        self = cls(os.fspath(overlay_path), os.fspath(base_path), header, offset)
-        try:
-            self._base_fd = os.open(self.base_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            self._overlay_fd = os.open(self.overlay_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            self.close()
-            raise ImageError(f"{exc.filename}: cannot open: {exc.strerror or exc}") from None
-        size = os.fstat(self._base_fd).st_size
-        if size != header.image_size:
-            self.close()
+    def __init__(self, top: LayerFile, base_path: str | os.PathLike[str], shared: LayerFile | None = None) -> None:
+        self.overlay_path = top.path
+        self.base_path = os.fspath(base_path)
+        self.header = top.header
+        self.shared_path = shared.path if shared is not None else None
+        check_stack(top, shared)
+        layers = [shared, top] if shared is not None else [top]
+        self._stack = _Stack(self.base_path, layers, size=top.header.image_size)
+        size = os.fstat(self._stack._base_fd).st_size
+        if size != top.header.image_size:
+            self._stack.close()
             raise ImageError(
-                f"{self.base_path}: has {size} bytes, the overlay {self.overlay_path} expects a base of {header.image_size}",
+                f"{self.base_path}: has {size} bytes, the overlay {self.overlay_path} expects a base of {top.header.image_size}",
                 hint="run piimg build again",
             )
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._base_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        pos = offset
-        for start, length in header.extents:
-            self._starts.append(start)
-            self._data_pos.append(pos)
-            pos += length
-        return self
+
+    @classmethod
+    def open(cls, overlay_path: str | os.PathLike[str], base_path: str | os.PathLike[str],
+             shared_path: str | os.PathLike[str] | None = None) -> ComposedImage:
+        """Check and compose ``overlay_path`` (and the shared layer it names) over ``base_path``."""
+        return cls(verify(overlay_path), base_path, verify(shared_path) if shared_path is not None else None)
 
     @property
     def name(self) -> str:
@@ -335,42 +538,45 @@ class ComposedImage:
     def size(self) -> int:
         return self.header.image_size
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every file read: flash refuses any of them as its target."""
+        return (self.overlay_path, self.base_path, *((self.shared_path,) if self.shared_path else ()))
+
     def pread_into(self, view: memoryview, offset: int) -> int:
         """Fill ``view`` with the composed image's bytes at ``offset``; returns the count (short at the end)."""
-        n = max(0, min(len(view), self.size - offset))
-        got = 0
-        while got < n:
-            done = os.preadv(self._base_fd, [view[got:n]], offset + got)
-            if done == 0:
-                view[got:n] = bytes(n - got)
-                break
-            got += done
-        end = offset + n
-        i = max(0, bisect.bisect_right(self._starts, offset) - 1)
-        while i < len(self._starts) and self._starts[i] < end:
-            start, length = self.header.extents[i]
-            a, b = max(start, offset), min(start + length, end)
-            if a < b:
-                sub = view[a - offset : b - offset]
-                if os.preadv(self._overlay_fd, [sub], self._data_pos[i] + (a - start)) != b - a:
-                    raise ImageError(f"{self.overlay_path}: short read (was the overlay truncated?)")
-            i += 1
-        return n
+        return self._stack.pread_into(view, offset)
 
     def fileobj(self) -> io.BufferedReader:
         return io.BufferedReader(_ComposedRaw(self), buffer_size=1 << 20)
 
     def close(self) -> None:
-        for fd in (self._base_fd, self._overlay_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._base_fd = self._overlay_fd = -1
+        self._stack.close()
 
     def __enter__(self) -> ComposedImage:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_stack(top: LayerFile, shared: LayerFile | None) -> None:
+    """Refuse layers that do not belong together (a shared layer flashed alone, another build's layer)."""
+    if top.header.layer == SHARED:
+        raise ImageError(f"{top.path}: is the layer shared by the nodes of a build, not a node's image",
+                         hint="flash or export a node: build/NODE.overlay")
+    ref = top.header.lower
+    if ref is None:
+        if shared is not None:
+            raise ImageError(f"{top.path}: applies straight to its base; it has no shared layer")
+        return
+    if shared is None:
+        raise ImageError(f"{top.path}: needs its shared layer {ref.path or ref.name}", hint="run piimg build again")
+    if shared.sha256 != ref.sha256:
+        raise ImageError(f"{shared.path}: not the shared layer {top.path} was built on (SHA-256 differs)",
+                         hint="run piimg build again")
+    if shared.header.layer != SHARED or shared.header.base.sha256 != top.header.base.sha256:
+        raise ImageError(f"{shared.path}: not a shared layer on the base of {top.path}", hint="run piimg build again")
 
 
 class _ComposedRaw(io.RawIOBase):
@@ -401,7 +607,7 @@ class _ComposedRaw(io.RawIOBase):
 
 
 def apply_extents(fd: int, header: OverlayHeader, overlay_path: str | os.PathLike[str], offset: int) -> None:
-    """Write the overlay's extents into ``fd`` (a copy of the base): the full node image."""
+    """Write the overlay's extents into ``fd`` (a copy of what is below it)."""
     with open(overlay_path, "rb") as src:
         src.seek(offset)
         for start, length in header.extents:

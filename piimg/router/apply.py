@@ -62,6 +62,14 @@ class ApplyResult:
     backup: str | None = None
 
 
+def conflicts_refused(plan: Plan, *, shown: str) -> RouterError:
+    """Why a plan with conflicts is not applied; ``shown`` says where the user reads each fix."""
+    return RouterError(
+        f"{len(plan.conflicts)} item(s) on the router are in the way and not managed by piimg; nothing was changed",
+        hint=f"fix them as shown {shown}, then run piimg router-setup again",
+    )
+
+
 def _run(api: Any, op: Operation) -> None:
     path = _path(api, op.menu.path)
     if op.action == "add":
@@ -80,14 +88,11 @@ def apply_plan(
     reporter: Reporter = QUIET,
 ) -> ApplyResult:
     """Apply ``plan`` in order. Raises RouterError naming what was and was not applied."""
-    from librouteros.exceptions import ConnectionClosed, FatalError, LibRouterosError, MultiTrapError, TrapError
+    from librouteros.exceptions import LibRouterosError
 
     result = ApplyResult()
     if plan.conflicts:
-        raise RouterError(
-            f"{len(plan.conflicts)} unmanaged item(s) conflict with the plan; nothing was changed",
-            hint="resolve them as shown in the plan, then run router-setup again",
-        )
+        raise conflicts_refused(plan, shown="in the plan")
     if plan.empty:
         return result
     if backup:
@@ -98,25 +103,31 @@ def apply_plan(
     for op in plan.operations:
         try:
             _run(api, op)
-        except (TrapError, MultiTrapError) as exc:
-            why = f"the router refused `{op.brief()}`: {exc}"
-            _stop(result, plan, op, why, fatal=False)
-        except (ConnectionClosed, FatalError, OSError) as exc:
-            why = f"the connection was lost during `{op.brief()}` ({exc or type(exc).__name__})"
-            _stop(result, plan, op, why, fatal=True)
-        except LibRouterosError as exc:
-            _stop(result, plan, op, f"`{op.brief()}` failed: {exc}", fatal=True)
+        except (LibRouterosError, OSError) as exc:
+            raise _stopped(result, plan, op, exc) from None
         result.done.append(op)
         reporter.info(f"done ({len(result.done)}/{total}): {op.brief()}")
     return result
 
 
-def _stop(result: ApplyResult, plan: Plan, failed: Operation, why: str, *, fatal: bool) -> None:
-    rest = plan.operations[len(result.done) :]
-    pending = "; ".join(op.brief() for op in rest)
-    unsure = " (it may or may not have been applied)" if fatal else ""
-    raise RouterError(
-        f"{why}; applied {len(result.done)} of {len(plan.operations)} change(s), not applied{unsure}: {pending}",
+def _stopped(result: ApplyResult, plan: Plan, failed: Operation, exc: Exception) -> RouterError:
+    """The error that ends a run at ``failed``: why, and what was and was not applied.
+
+    A ``!trap`` is a refusal: nothing of ``failed`` was applied. A lost
+    connection (or any other failure) leaves ``failed`` in doubt.
+    """
+    from librouteros.exceptions import ConnectionClosed, FatalError, MultiTrapError, TrapError
+
+    if isinstance(exc, (TrapError, MultiTrapError)):
+        why, unsure = f"the router refused `{failed.brief()}`: {exc}", False
+    elif isinstance(exc, (ConnectionClosed, FatalError, OSError)):
+        why, unsure = f"the connection was lost during `{failed.brief()}` ({exc or type(exc).__name__})", True
+    else:
+        why, unsure = f"`{failed.brief()}` failed: {exc}", True
+    pending = "; ".join(op.brief() for op in plan.operations[len(result.done) :])
+    doubt = " (it may or may not have been applied)" if unsure else ""
+    return RouterError(
+        f"{why}; applied {len(result.done)} of {len(plan.operations)} change(s), not applied{doubt}: {pending}",
         hint="fix the cause and run piimg router-setup again: it continues from the router's current state"
         + (f" (backup {result.backup}.backup was saved first)" if result.backup else ""),
     )

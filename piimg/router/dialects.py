@@ -85,10 +85,6 @@ class Dialect:
         return "RouterOS 7.22 and later" if self.has_multipath else "RouterOS 7.20-7.21"
 
     @property
-    def bgp_peer_menu(self) -> str:
-        return "/routing/bgp/peer" if self.bgp is BgpStyle.V6 else "/routing/bgp/connection"
-
-    @property
     def has_bgp_instance(self) -> bool:
         return self.bgp in (BgpStyle.V6, BgpStyle.V7_20)
 

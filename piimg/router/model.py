@@ -124,20 +124,8 @@ BGP_CONNECTION: Final = Menu(
     fix="/routing bgp connection remove [find name={key}]",
 )
 
-#: Dependency order: adds and sets run top to bottom, removals bottom to top.
-ALL_MENUS: Final = (
-    BRIDGE,
-    BRIDGE_PORT,
-    IP_ADDRESS,
-    IP_POOL,
-    DHCP_SERVER,
-    DHCP_NETWORK,
-    DHCP_LEASE,
-    LIST_MEMBER,
-    BGP_INSTANCE,
-    BGP_PEER,
-    BGP_CONNECTION,
-)
+#: The LAN menus, which every RouterOS piimg supports has, in dependency order (see :func:`menus_for`).
+_LAN_MENUS: Final = (BRIDGE, BRIDGE_PORT, IP_ADDRESS, IP_POOL, DHCP_SERVER, DHCP_NETWORK, DHCP_LEASE, LIST_MEMBER)
 
 #: The interface list the factory ("defconf") firewall trusts: its input chain
 #: ends in `action=drop in-interface-list=!LAN` ("defconf: drop all not coming
@@ -149,13 +137,20 @@ LAN_LIST: Final = "LAN"
 SECRET_FIELDS: Final = frozenset({"tcp-md5-key"})
 
 
+def bgp_peer_menu(dialect: Dialect) -> Menu:
+    """Where one BGP neighbour is configured: a peer on RouterOS 6, a connection on RouterOS 7."""
+    return BGP_PEER if dialect.bgp is BgpStyle.V6 else BGP_CONNECTION
+
+
 def menus_for(dialect: Dialect) -> tuple[Menu, ...]:
-    """The menus that exist (and that piimg reads) on this RouterOS."""
-    menus = [BRIDGE, BRIDGE_PORT, IP_ADDRESS, IP_POOL, DHCP_SERVER, DHCP_NETWORK, DHCP_LEASE, LIST_MEMBER]
-    if dialect.has_bgp_instance:
-        menus.append(BGP_INSTANCE)
-    menus.append(BGP_PEER if dialect.bgp is BgpStyle.V6 else BGP_CONNECTION)
-    return tuple(menus)
+    """The menus that exist (and that piimg reads) on this RouterOS, in dependency order.
+
+    Adds and sets run top to bottom, removals bottom to top: a bridge before
+    its ports, a pool before the DHCP server that hands it out, a BGP
+    instance before the peers that name it.
+    """
+    instance = (BGP_INSTANCE,) if dialect.has_bgp_instance else ()
+    return (*_LAN_MENUS, *instance, bgp_peer_menu(dialect))
 
 
 @dataclass(frozen=True)
@@ -270,7 +265,6 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
                 "ttl": "default",
                 "address-families": "ip",
             }
-            menu = BGP_PEER
         else:
             props = {"name": peer_name(node.hostname)}
             if dialect.bgp is BgpStyle.V7_20:
@@ -287,11 +281,10 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
                     dialect.afi_field: "ip",
                 }
             )
-            menu = BGP_CONNECTION
         if bgp_password:
             props["tcp-md5-key"] = bgp_password
         props["comment"] = comment
-        items.append(Item(menu, props))
+        items.append(Item(bgp_peer_menu(dialect), props))
     return Desired(
         dialect=dialect,
         cluster=cluster,

@@ -23,6 +23,7 @@ plain words what is wrong; the parser's own wording stays in the hint.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
@@ -207,16 +208,32 @@ def _explain(problem: str, context: str, lines: list[str], index: int, column: i
     return problem, None
 
 
-def syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str | None) -> ConfigError:
-    """One error line (file:line:column: what is wrong, in words), the offending line
-    with a caret under the column, and a hint that keeps the parser's own words."""
-    name = file or "<string>"
+@dataclass(frozen=True)
+class YamlProblem:
+    """A YAML error of one file in words, for whichever error its reader raises."""
+
+    #: ``file:line:column`` (1-based), or the file alone when the parser gave no position
+    where: str
+    #: what is wrong, in plain words
+    sentence: str
+    #: what to do, with the parser's own words in brackets (None: nothing to say)
+    hint: str | None = None
+    #: the offending line and, under it, a caret at the column (None without a position)
+    quoted: str | None = None
+
+
+def describe(exc: yaml.YAMLError, text: str, name: str) -> YamlProblem:
+    """Where ``exc`` (raised while parsing ``text``, the file ``name``) is, what is wrong in
+    words, and the offending line with a caret under the column: every YAML file piimg reads
+    (the spec, secrets.yaml, node-passwords.yaml, a kubeconfig) reports errors through this."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return YamlProblem(name, _short(exc, 200))
     problem = exc.problem or ""
     mark = exc.problem_mark or exc.context_mark
     if "quoted scalar" in (exc.context or "") and exc.context_mark is not None:
         mark = exc.context_mark  # where the unclosed quote starts, not the end of the file
     if mark is None:
-        return ConfigError("", f"{name}: YAML syntax error: {_short(problem, 200)}", file=file)
+        return YamlProblem(name, _short(problem, 200))
     lines = text.splitlines()
     index, column = mark.line, mark.column
     todo: str | None
@@ -227,7 +244,7 @@ def syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str | None) -> Conf
         if sentence.startswith("this line is indented") and 0 <= index < len(lines):
             column = _indent(lines[index])  # the caret under where the line starts
     where = f"{name}:{index + 1}:{column + 1}"
-    quoted = ""
+    quoted = None
     if 0 <= index < len(lines):
         shown = lines[index].replace("\t", "→")
         if len(shown) > 120:  # keep the caret in view on a very long line
@@ -236,6 +253,13 @@ def syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str | None) -> Conf
         number = str(index + 1)
         quoted = f"  {number} | {shown}\n  {' ' * len(number)} | {' ' * column}^"
     parser = "" if isinstance(exc, _Refused) else f" (YAML parser: {_short(problem, 120)})"
-    hint = f"{todo}{parser}" if todo else None
+    return YamlProblem(where, sentence, f"{todo}{parser}" if todo else None, quoted)
+
+
+def syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str | None) -> ConfigError:
+    """One error line (file:line:column: what is wrong, in words), the offending line
+    with a caret under the column, and a hint that keeps the parser's own words."""
+    problem = describe(exc, text, file or "<string>")
     what = "" if isinstance(exc, _Refused) else "YAML syntax error: "
-    return ConfigError("", f"{where}: {what}{sentence}", hint=hint, file=file, context=quoted or None)
+    return ConfigError("", f"{problem.where}: {what}{problem.sentence}", hint=problem.hint, file=file,
+                       context=problem.quoted)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from piimg.router.dialects import BgpStyle, Dialect
+from piimg.router.model import bgp_peer_menu
 from piimg.spec.model import Spec
 from piimg.status.model import Check, State
 
@@ -44,7 +45,7 @@ def _addr(value: object) -> str:
 
 def session_menu(dialect: Dialect) -> str:
     """Where the router shows its BGP sessions' state."""
-    return dialect.bgp_peer_menu if dialect.bgp is BgpStyle.V6 else V7_SESSION_MENU
+    return bgp_peer_menu(dialect).path if dialect.bgp is BgpStyle.V6 else V7_SESSION_MENU
 
 
 def sessions(read: MenuReader, dialect: Dialect) -> dict[str, str]:

@@ -30,6 +30,8 @@ class SshTarget:
     known_hosts: str | None = None
     #: the name the node's key is listed under in ``known_hosts`` (its hostname)
     host_key_alias: str | None = None
+    #: the node's hostname, for messages ("is k8s-master booted?")
+    node: str | None = None
 
     def argv(self, remote_command: str) -> list[str]:
         argv = ["ssh"]
@@ -79,6 +81,7 @@ class SshFailed(PiimgError):
     HOST_KEY_UNKNOWN = "host-key-unknown"
     HOST_KEY_CHANGED = "host-key-changed"
     LOGIN_REFUSED = "login-refused"
+    UNREACHABLE = "unreachable"
     NO_FILE = "no-file"
     SUDO = "sudo"
     OTHER = "other"
@@ -86,6 +89,11 @@ class SshFailed(PiimgError):
     def __init__(self, kind: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
+
+
+#: ssh's words for "nothing answered at that address and port" (OpenSSH's ssh_connect_direct: strerror).
+_NO_ANSWER = ("Connection refused", "Connection timed out", "No route to host", "Network is unreachable",
+              "Operation timed out")
 
 
 def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
@@ -113,6 +121,14 @@ def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
             SshFailed.HOST_KEY_UNKNOWN,
             f"{target.host}: the node's SSH host key is not known yet",
             hint=f"check it and accept it once: ssh -p {target.port} {target.user}@{target.host} true",
+        )
+    if any(why in err for why in _NO_ANSWER):
+        name = target.node or target.host_key_alias or target.host
+        return SshFailed(
+            SshFailed.UNREACHABLE,
+            f"{where}: {stderr_tail(err)}",
+            hint=f"is {name} booted? First boot takes a few minutes before SSH answers; "
+                 "piimg status shows how far it got",
         )
     if "Permission denied" in err:
         return SshFailed(SshFailed.LOGIN_REFUSED, f"{where}: SSH login refused", hint="is your key in access.ssh_authorized_keys?")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from piimg.firstboot.nodeconf import IngressRef, K3sConfig, NodeConfig
+from piimg.versions import METALLB_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "piimg" / "firstboot"
@@ -115,6 +116,7 @@ def node_config(role: str, server: K3sServer, **changes: Any) -> NodeConfig:
             binary_sha256=hashlib.sha256(BINARY).hexdigest(),
             registry_host="localhost",
         ),
+        metallb_namespace=METALLB_NAMESPACE,
         secrets={"k3s_token": TOKEN, "bgp_password": BGP_PASSWORD},
         manifests=["metallb.yaml", "metallb-config.yaml"] if role == "server" else [],
         # the Service name piimg.manifests.addons.ingress_service gives for ingress: nginx
@@ -171,7 +173,7 @@ class FakePi:
             (bp / "manifests" / "metallb-config.yaml").write_text(f"kind: Secret\nstringData: {{password: {BGP_PASSWORD}}}\n")
         self.responses([
             (["k3s", "kubectl", "get", "node"], [kube("node")]),
-            (["k3s", "kubectl", "-n", "metallb-system", "get", "pods"], [kube("pods")]),
+            (["k3s", "kubectl", "-n", METALLB_NAMESPACE, "get", "pods"], [kube("pods")]),
             (["k3s", "kubectl", "-n", "nginx-ingress", "get", "service"], [kube("service")]),
             (["timedatectl"], ["yes\n"]),
         ])

@@ -1,0 +1,89 @@
+"""Every YAML file piimg reads reports a syntax error the same way: ``file:line:column``,
+the problem in words, and the offending line with a caret under the column
+(:func:`piimg.spec.yamlload.describe`).
+
+The broken texts and the positions are PyYAML's: the scanner refuses a second
+``: `` on one line ("mapping values are not allowed here") at the second
+colon; an unclosed quote is reported where the quote starts (the context
+mark) when the scanner reaches the end of the stream; a key indented less than
+its mapping's keys ends the block there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from piimg.errors import ConfigError, FileError
+from piimg.identity import store
+from piimg.identity.store import NodeName
+from piimg.spec import load as spec_load
+from piimg.spec import secrets
+from piimg.spec.yamlload import describe
+from piimg.status import kubeconfig as kcfg
+
+BROKEN = [
+    # (text, line, column (1-based), words of the sentence)
+    ("k3s_token: a: b\n", 1, 13, "a second ': ' on one line"),
+    ("k8s-master: \"abc\n", 1, 13, "a quote that is never closed"),
+    ("a:\n  b: 1\n c: 2\n", 3, 2, "this line is indented 1 spaces"),
+]
+
+
+def _secrets(path: Path) -> None:
+    secrets.load_or_create(path)
+
+
+def _node_passwords(path: Path) -> None:
+    store.load_or_create(path.parent, [NodeName("k8s-master", "127.0.2.10")])
+
+
+def _kubeconfig(path: Path) -> None:
+    kcfg.write({"clusters": [], "users": [], "contexts": [], "current-context": "x"}, path, merge_into_existing=True)
+
+
+READERS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "secrets.yaml": ("secrets.yaml", _secrets),
+    "node-passwords.yaml": (store.NODE_PASSWORDS, _node_passwords),
+    "kubeconfig (merge)": ("config", _kubeconfig),
+}
+
+
+@pytest.mark.parametrize(("text", "line", "column", "words"), BROKEN)
+@pytest.mark.parametrize("reader", list(READERS))
+def test_every_reader_names_the_position_and_quotes_the_line(tmp_path: Path, reader: str, text: str, line: int,
+                                                             column: int, words: str) -> None:
+    name, read = READERS[reader]
+    state = tmp_path / ".piimg"
+    if reader == "node-passwords.yaml":
+        store.load_or_create(state, [NodeName("k8s-master", "127.0.2.10")])  # a complete store, then break one file
+    state.mkdir(mode=0o700, exist_ok=True)
+    path = state / name
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    with pytest.raises(FileError) as info:
+        read(path)
+    err = info.value
+    assert err.path == f"{path}:{line}:{column}"
+    assert err.message.startswith(f"{path}:{line}:{column}: not valid YAML"), err.message
+    assert words in err.message and "\n" not in err.message
+    # the same quoted line and caret as a spec with this text gets
+    with pytest.raises(ConfigError) as spec_err:
+        spec_load.loads(text, file="piimg.yaml")
+    assert spec_err.value.message.startswith(f"piimg.yaml:{line}:{column}: YAML syntax error: {words}")
+    assert err.context == spec_err.value.context
+    assert err.context is not None and err.context.splitlines()[-1].endswith(" " * (column - 1) + "^")
+    assert path.read_text() == text  # never replaced
+
+
+def test_an_error_without_a_position_names_the_file() -> None:
+    # PyYAML's reader refuses a NUL character before the scanner gives any position
+    with pytest.raises(yaml.YAMLError) as info:
+        yaml.safe_load("a: \x00\n")
+    problem = describe(info.value, "a: \x00\n", "f.yaml")
+    assert problem.where == "f.yaml" and "special characters are not allowed" in problem.sentence
+    assert problem.quoted is None
