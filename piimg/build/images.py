@@ -33,7 +33,9 @@ A shared layer that no node of ``build/last.json`` and no ``*.overlay`` in
 the output folder names any more is removed after the build. The root
 partition's bytes are never written. Each file appears under its final name
 only when complete. ``SOURCE_DATE_EPOCH`` (reproducible-builds.org) fixes the
-FAT timestamps; by default they are the time the build started.
+FAT timestamps; by default a node's files get the time the build started and
+the shared files the modification time of what they were read from, so that
+a rebuild with the same inputs reuses the shared layer already written.
 """
 
 from __future__ import annotations
@@ -188,14 +190,31 @@ def apply_edits(fs: FatFS, edits: BootEdits, shared: SharedEdits | None = None) 
     return written
 
 
-def build_timestamp() -> float:
-    """The time every FAT entry of a build gets: ``SOURCE_DATE_EPOCH`` if set, else now."""
+def _source_date_epoch() -> float | None:
     value = os.environ.get("SOURCE_DATE_EPOCH")
     if value is None:
-        return time.time()
+        return None
     if not value.strip().isdigit():
         raise PiimgError(f"SOURCE_DATE_EPOCH: {value!r} is not a number of seconds since 1970")
     return float(value)
+
+
+def build_timestamp() -> float:
+    """The time the FAT entries of a node's own files get: ``SOURCE_DATE_EPOCH`` if set, else now."""
+    epoch = _source_date_epoch()
+    return time.time() if epoch is None else epoch
+
+
+def shared_timestamp(shared: SharedEdits) -> float:
+    """The time the shared files' FAT entries get: ``SOURCE_DATE_EPOCH`` if set, else the newest
+    modification time of the cached files they are read from (k3s). Not the build's time: a
+    rebuild from the same base, k3s and piimg then gives the same shared layer, byte for byte,
+    and keeps the one already written (no 65 MB write; the nodes built earlier keep sharing it)."""
+    epoch = _source_date_epoch()
+    if epoch is not None:
+        return epoch
+    times = [data.stat().st_mtime for data in shared.files.values() if isinstance(data, Path)]
+    return max(times) if times else time.time()
 
 
 def node_file(out: Path, hostname: str, *, full: bool) -> Path:
@@ -393,7 +412,7 @@ def build_images(
     shared_edits_ = shared_edits(edits.values(), common_files(cluster))
     built = []
     with overlay.CowImage(base.path) as shared_image:
-        with _boot_fs(shared_image, base, layout, stamp) as fs:
+        with _boot_fs(shared_image, base, layout, shared_timestamp(shared_edits_)) as fs:
             written = apply_shared(fs, shared_edits_)
         changes = shared_image.changed_extents()
         ref = None if full_images else _write_shared_layer(out, base, changes)
