@@ -55,6 +55,22 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     return f"{head} [... {len(text) - len(head) - len(tail)} characters left out ...] {tail}"
 
 
+class FileError(PiimgError):
+    """A file or folder piimg reads or writes is missing, unreadable, unsafe or damaged;
+    ``path`` names it as the message does (a local path, ``host:path`` for a file read over
+    SSH, with ``:line:column`` when the error has a position in the file)."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str, *, hint: str | None = None,
+                 context: str | None = None) -> None:
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message, hint=hint, context=context)
+
+
+class RenderError(PiimgError):
+    """A file piimg makes from its own templates (manifests, first-boot files) cannot be made:
+    a template fails, an Addon name k3s would refuse, a chart archive that was not fetched."""
+
+
 class ToolMissing(PiimgError):
     """An external program is not installed; ``package`` names what provides it."""
 
@@ -140,6 +156,10 @@ class NotConfirmed(PiimgError):
     """The user answered no (or nothing) to a question before a destructive step."""
 
 
+class NoTarget(PiimgError):
+    """No DEVICE was given and no attached disk is one piimg could write (none, or all refused)."""
+
+
 class LastBuildError(PiimgError):
     """``build/last.json`` is missing, damaged, or does not name the image wanted."""
 
@@ -180,7 +200,7 @@ def os_hint(exc: OSError) -> str | None:
     return _OS_HINTS.get(errno.errorcode.get(exc.errno or 0, ""))
 
 
-def from_os_error(exc: OSError, name: str | os.PathLike[str] | None = None) -> PiimgError:
+def from_os_error(exc: OSError, name: str | os.PathLike[str] | None = None) -> FileError:
     """One line for an :class:`OSError`: the file it concerns (``name`` if the
     caller knows it better than the exception does) and the cause in words."""
     file = os.fspath(name) if name is not None else exc.filename
@@ -189,4 +209,4 @@ def from_os_error(exc: OSError, name: str | os.PathLike[str] | None = None) -> P
         what = f"{os.fsdecode(exc.filename)} -> {os.fsdecode(exc.filename2)}"
     else:
         what = os.fsdecode(file) if file is not None else ""
-    return PiimgError(f"{what}: {cause}" if what else cause, hint=os_hint(exc))
+    return FileError(what, cause, hint=os_hint(exc))

@@ -117,7 +117,7 @@ def atomic_path(dest: str | os.PathLike[str], *, suffix: str = ".part") -> Itera
             tmp_path.unlink()
         if isinstance(exc, OSError):
             raise _about(exc, dest, tmp_path) from None
-        if isinstance(exc, PiimgError) and str(tmp_path) in exc.message:
+        if isinstance(exc, PiimgError):
             # the temporary is gone: a message naming it would send the user looking for it
             exc.message = exc.message.replace(str(tmp_path), str(dest))
             exc.args = (exc.message,)

@@ -13,6 +13,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
+
 MIB = 1 << 20
 
 
@@ -38,6 +40,14 @@ def sha(data: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=64)
+def without_decoder_programs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty PATH, as on a machine without xz, zstd or pigz: piimg decodes with Python's modules."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert not any(shutil.which(tool) for tool in ("xz", "zstd", "pigz"))
+
+
 def compress(data: bytes, fmt: str, *, multiblock: bool = False) -> bytes:
     """``fmt``: raw, xz, gz, zst, zip."""
     if fmt == "raw":

@@ -105,10 +105,11 @@ def test_a_server_closing_mid_body_says_the_download_resumes(project: Path) -> N
 
 
 @pytest.fixture(params=["xz", "python"])
-def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     if request.param == "xz" and not have("xz"):
         pytest.skip("xz not installed")
-    monkeypatch.setattr(decompress, "FORCE_PYTHON_DECODERS", request.param == "python")
+    if request.param == "python":
+        ig.without_decoder_programs(monkeypatch, tmp_path)
     return str(request.param)
 
 

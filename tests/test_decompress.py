@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 
 from piimg.errors import ImageError
-from piimg.image import decompress
 from piimg.image.decompress import Format, decompress_to, detect_format, open_decompressed
 from tests.conftest import have
-from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, write
+from tests.fetchfixtures import EXT, MIB, compress, raw_image, sha, without_decoder_programs, write
 
 FORMATS = ["raw", "xz", "gz", "zst", "zip"]
 
 
 @pytest.fixture(params=[pytest.param("external", marks=pytest.mark.integration), "python"])
-def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(decompress, "FORCE_PYTHON_DECODERS", request.param == "python")
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    if request.param == "python":
+        without_decoder_programs(monkeypatch, tmp_path)
     return str(request.param)
 
 
@@ -64,9 +64,15 @@ def test_trailing_data_and_odd_size(tmp_path: Path) -> None:
     assert (tmp_path / "o.img").read_bytes() == data
 
 
+@pytest.fixture(scope="module")
+def multiblock_xz(data: bytes) -> bytes:
+    """Made with the xz program, before ``decoder`` may empty PATH (module fixtures come first)."""
+    return compress(data, "xz", multiblock=True)
+
+
 @pytest.mark.skipif(not have("xz"), reason="xz not installed")
-def test_multiblock_xz_both_decoders(tmp_path: Path, data: bytes, decoder: str) -> None:
-    src = write(tmp_path / "x.img.xz", compress(data, "xz", multiblock=True))
+def test_multiblock_xz_both_decoders(tmp_path: Path, data: bytes, multiblock_xz: bytes, decoder: str) -> None:
+    src = write(tmp_path / "x.img.xz", multiblock_xz)
     assert decompress_to(src, tmp_path / "o.img").sha256 == sha(data)
 
 

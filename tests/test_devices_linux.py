@@ -23,7 +23,7 @@ def machine(tmp_path: Path) -> tuple[LinuxDevices, object, Path]:
 def refusal(devices: LinuxDevices, dev: Path, name: str, *, force: bool = False, size: int = IMAGE) -> str:
     path = str(dev / name)
     with pytest.raises(UnsafeTarget) as info:
-        safety.prepare(devices, devices.discover(path), size, force=force, dev_root=str(dev))
+        safety.prepare(devices, devices.discover(path), size, force=force)
     message = info.value.message
     assert "\n" not in message and path in message
     return message
@@ -70,7 +70,7 @@ def test_partition_refused_with_the_disk_suggested(machine: tuple[LinuxDevices, 
 
 def test_mounted_card_is_unmounted_then_accepted(machine: tuple[LinuxDevices, object, Path]) -> None:
     devices, umount, dev = machine
-    d = safety.prepare(devices, devices.discover(str(dev / "sdb")), IMAGE, force=False, dev_root=str(dev))
+    d = safety.prepare(devices, devices.discover(str(dev / "sdb")), IMAGE, force=False)
     assert d.mounted == ()
     assert sorted(c[1] for c in umount.calls) == ["/media/user/bootfs", "/media/user/rootfs"]  # type: ignore[attr-defined]
 
@@ -99,7 +99,7 @@ def test_read_only_refused(machine: tuple[LinuxDevices, object, Path]) -> None:
 
 def test_sd_slot_counts_as_removable(machine: tuple[LinuxDevices, object, Path]) -> None:
     devices, _, dev = machine
-    d = safety.prepare(devices, devices.discover(str(dev / "mmcblk0")), IMAGE, force=False, dev_root=str(dev))
+    d = safety.prepare(devices, devices.discover(str(dev / "mmcblk0")), IMAGE, force=False)
     assert d.removable and d.model == "SD32G"
 
 
@@ -107,7 +107,7 @@ def test_non_removable_needs_force(machine: tuple[LinuxDevices, object, Path]) -
     devices, _, dev = machine
     message = refusal(devices, dev, "nvme0n1")
     assert "not a removable disk" in message and "--force" in message and "WD Blue" in message
-    safety.prepare(devices, devices.discover(str(dev / "nvme0n1")), IMAGE, force=True, dev_root=str(dev))
+    safety.prepare(devices, devices.discover(str(dev / "nvme0n1")), IMAGE, force=True)
 
 
 def test_loop_device_needs_force_and_names_its_file(machine: tuple[LinuxDevices, object, Path]) -> None:

@@ -186,8 +186,11 @@ def test_picker_lists_and_asks(built: Path, piimg: Any, machine: Machine, make_l
     from piimg.cli.flash_cmd import _candidates
 
     number = [d.path for d in _candidates(machine.devices, CARD)[0]].index(path) + 1
-    r = piimg("flash", "--node", "k8s-master", input=f"{number}\ny\n")
+    r = piimg("flash", "--node", "k8s-master", input=f"x\n{number}\ny\n")
     assert r.exit_code == 0, r
+    # anything but a listed number is asked again, in piimg's words (S15), not click's "Error: ..."
+    assert "please answer with a number from 1 to" in r.stderr and "(not 'x')" in r.stderr
+    assert "Error" not in r.output
     assert _boot_node_json(loop, base, tmp_path)["hostname"] == "k8s-master"
     assert "k8s-master's card is ready (verified)" in r.stderr
     assert "still to flash: k8s-agent-1" in r.stderr

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.identity import hostkeys, k3sca, store
 from piimg.identity.store import NodeName
 from tests.k3s_token import hash_ca, parse_token
@@ -168,7 +168,7 @@ def test_store_refuses_a_readable_key(tmp_path: Path) -> None:
     store.load_or_create(state, NODES)
     key = state / "ssh" / "k8s-master" / "ssh_host_ed25519_key"
     os.chmod(key, 0o644)
-    with pytest.raises(PiimgError, match="readable by other users"):
+    with pytest.raises(FileError, match="readable by other users"):
         store.load_or_create(state, NODES)
 
 
@@ -176,5 +176,5 @@ def test_store_refuses_an_incomplete_ca(tmp_path: Path) -> None:
     state = tmp_path / ".piimg"
     store.load_or_create(state, NODES)
     (state / "k3s-ca" / "etcd" / "peer-ca.key").unlink()
-    with pytest.raises(PiimgError, match=r"incomplete cluster CA \(missing etcd/peer-ca.key\)"):
+    with pytest.raises(FileError, match=r"incomplete cluster CA \(missing etcd/peer-ca.key\)"):
         store.load_or_create(state, NODES)

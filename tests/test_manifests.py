@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from piimg import versions as v
-from piimg.errors import PiimgError
+from piimg.errors import RenderError
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render_addons, render_k3s_config
 from piimg.manifests.addons import K3S_APPLY_ORDER_NOTE, addon_name, check_addon_names, warnings
 from piimg.manifests.k3s import MASKED
@@ -363,7 +363,7 @@ def test_addon_name_checks() -> None:
     check_addon_names(["piimg-a.yaml", "piimg-b.yml"])
     for bad in (["traefik.yaml"], ["coredns.yaml"], ["my_addon.yaml"], ["Piimg.yaml"], ["a.yaml", "a.yml"],
                 ["piimg-a.yaml", "piimg-a.b.yaml"], ["traefik.custom.yaml"]):
-        with pytest.raises(PiimgError):
+        with pytest.raises(RenderError):
             check_addon_names(bad)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.spec.secrets import load_or_create
 
 
@@ -22,7 +22,7 @@ def test_world_readable_file_refused(tmp_path: Path) -> None:
     path = tmp_path / "secrets.yaml"
     load_or_create(path)
     path.chmod(0o644)
-    with pytest.raises(PiimgError, match="readable by other users"):
+    with pytest.raises(FileError, match="readable by other users"):
         load_or_create(path)
 
 
@@ -30,7 +30,7 @@ def test_damaged_file_is_an_error_not_a_new_token(tmp_path: Path) -> None:
     path = tmp_path / "secrets.yaml"
     path.write_text("other: 1\n")
     path.chmod(0o600)
-    with pytest.raises(PiimgError, match="k3s_token is missing"):
+    with pytest.raises(FileError, match="k3s_token is missing"):
         load_or_create(path)
 
 
@@ -38,7 +38,7 @@ def test_broken_yaml_is_one_line_with_the_position(tmp_path: Path) -> None:
     path = tmp_path / "secrets.yaml"
     path.write_text("k3s_token: [\n")
     path.chmod(0o600)
-    with pytest.raises(PiimgError) as info:
+    with pytest.raises(FileError) as info:
         load_or_create(path)
     assert "\n" not in info.value.message
     assert info.value.message.startswith(f"{path}:2:1: not valid YAML: ")

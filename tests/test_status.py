@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError, PiimgError
 from piimg.router.dialects import dialect_for
 from piimg.spec import load as spec_load
 from piimg.spec import model as spec_model
@@ -362,7 +362,7 @@ def test_merge_into_a_broken_file_is_one_line(tmp_path: Path, text: str, words: 
     path = tmp_path / "config"
     path.write_text(text)
     new = kcfg.rewrite(yaml.safe_load(K3S_YAML), server="https://127.0.2.10:6443", name="homelab")
-    with pytest.raises(PiimgError) as info:
+    with pytest.raises(FileError) as info:
         kcfg.write(new, path, merge_into_existing=True)
     assert words in info.value.message and "\n" not in info.value.message
     assert path.read_text() == text

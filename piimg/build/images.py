@@ -384,14 +384,14 @@ def build_images(
     image: str | None = None,
     sha256: str | None = None,
     output_dir: Path | None = None,
-    last_build: Path | None = None,
     full_images: bool = False,
     reporter: Reporter = QUIET,
 ) -> list[BuiltNode]:
     """Build ``build/NODE.overlay`` (``build/NODE.img`` with ``full_images``) for every node (or the
-    named ones); record them in ``build/last.json``."""
+    named ones) into ``output_dir`` (default: the project's build folder); record them in
+    ``build/last.json`` (``spec.paths``)."""
     selected = _select(spec, nodes)
-    out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
+    out = (output_dir if output_dir is not None else spec.paths.build_dir).resolve()
     artifacts.check_pins(spec)  # a channel, an unpinned version: refused before any download
     base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
@@ -434,7 +434,7 @@ def build_images(
                                          stamp=stamp, full=full_images))
             for tmp in tmps:
                 _fsync(tmp)
-    record = _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+    record = _record(spec.paths.last_build, spec, base, fmt, built)
     for path in _drop_unused_shared(out, record):
         reporter.info(f"removed {path.name}: no node uses it any more")
     return built

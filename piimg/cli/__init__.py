@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         # click turns Ctrl-C during a command into Abort (from KeyboardInterrupt)
         if isinstance(exc.__cause__, KeyboardInterrupt):
             return _report_interrupt(exc.__cause__)
-        click.echo("aborted", err=True)
-        return 130
+        # a click prompt (the router password) took Ctrl-C or Ctrl-D: end its line first
+        click.echo(err=True)
+        return _report_interrupt(None)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code if exc.exit_code else EXIT_USAGE

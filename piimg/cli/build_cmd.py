@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from piimg.cli.common import App, echo, echo_json, next_step, pass_app
-from piimg.errors import PiimgError
+from piimg.errors import LastBuildError
 from piimg.units import human_size
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ def build(
         image=image,
         sha256=sha256,
         output_dir=output,
-        last_build=app.paths.last_build,
         full_images=full_images,
         reporter=app.reporter,
     )
@@ -134,10 +133,10 @@ def export(app: App, node: str, output: Path) -> None:
         record = lastbuild.load(app.paths.last_build)
         entry = record.nodes.get(node)
         if entry is None:
-            raise PiimgError(f"{node}: not in the last build (built: {', '.join(sorted(record.nodes)) or 'none'})",
-                             hint="give a node name from the last build, or an overlay file")
+            raise LastBuildError(f"{node}: not in the last build (built: {', '.join(sorted(record.nodes)) or 'none'})",
+                                 hint="give a node name from the last build, or an overlay file")
         if not entry.is_overlay:
-            raise PiimgError(f"{node}: was built as a full image already: {entry.image}")
+            raise LastBuildError(f"{node}: was built as a full image already: {entry.image}")
         source = entry.image
     method = export_image(source, output, reporter=app.reporter)
     echo(f"wrote {output} ({method})")

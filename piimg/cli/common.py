@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from piimg.errors import PiimgError
+from piimg.errors import NotConfirmed
 from piimg.identity.store import NodeName
 from piimg.paths import ProjectPaths
 from piimg.progress import ConsoleReporter
@@ -89,14 +90,56 @@ def as_root_command() -> str:
     return f"sudo {self_command()}" + (f" {args}" if args else "")
 
 
-def confirm(question: str, *, nothing_done: str) -> bool:
-    """Ask on the terminal; with no answer on a non-terminal stdin (a script,
-    cron, a pipe) fail with one line that says how to confirm, not "aborted"."""
+def _answer(prompt: str) -> str | None:
+    """One line typed after ``prompt`` (on stderr); None at end of input.
+
+    Ctrl-C propagates as KeyboardInterrupt: click ends the prompt line and
+    :func:`piimg.cli.main` says "interrupted" (exit 130).
+    """
     try:
-        return click.confirm(question, default=False, err=True)
-    except click.exceptions.Abort:
-        if sys.stdin.isatty():
-            raise
+        # click.termui's reader (input(), or the test runner's), writing to stderr the way click's own prompts do
+        with contextlib.redirect_stdout(sys.stderr):
+            return str(click.termui.visible_prompt_func(prompt))
+    except EOFError:
         click.echo(err=True)  # end the prompt line
-        raise PiimgError(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
-                         hint="add --yes to confirm without asking") from None
+        return None
+
+
+def confirm(question: str, *, nothing_done: str) -> bool:
+    """``QUESTION [y/N]: ``, asked until the answer is y/yes or n/no/empty (no).
+
+    Every prompt of piimg reads the same: a capitalised question, ``[y/N]``,
+    a re-ask in our words for anything else. With no answer on a non-terminal
+    stdin (a script, cron, a pipe) it fails with one line that says how to
+    confirm; Ctrl-D on a terminal is a no.
+    """
+    while True:
+        line = _answer(f"{question} [y/N]: ")
+        if line is None:
+            if sys.stdin.isatty():
+                return False
+            raise NotConfirmed(f"no answer to {question!r} (stdin is not a terminal); {nothing_done}",
+                               hint="add --yes to confirm without asking")
+        word = line.strip().lower()
+        if word in ("y", "yes"):
+            return True
+        if word in ("", "n", "no"):
+            return False
+        click.echo(f"please answer y or n (not {line.strip()!r})", err=True)
+
+
+def choose(question: str, count: int) -> int:
+    """``QUESTION [1-N]: ``, asked until the answer is a number from 1 to ``count``."""
+    while True:
+        line = _answer(f"{question} [1-{count}]: ")
+        if line is None:
+            raise NotConfirmed("no disk chosen (end of input); nothing was written", hint="name the disk: piimg flash DEVICE")
+        text = line.strip()
+        if text.isdigit() and 1 <= int(text) <= count:
+            return int(text)
+        click.echo(f"please answer with a number from 1 to {count} (not {text!r})", err=True)
+
+
+def declined(what: str) -> None:
+    """A deliberate no is not an error: say what was not done, exit 0."""
+    click.echo(what, err=True)

@@ -11,8 +11,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from piimg.cli.common import App, as_root_command, confirm, echo, echo_json, next_step, pass_app
-from piimg.errors import NeedsRoot, PiimgError
+from piimg.cli.common import App, as_root_command, choose, confirm, declined, echo, echo_json, next_step, pass_app
+from piimg.errors import LastBuildError, NeedsRoot, NoTarget, NotConfirmed
 from piimg.flash import record, safety, verb
 from piimg.flash.devices import Device, Devices, for_this_machine
 from piimg.flash.write import FlashResult
@@ -51,7 +51,7 @@ def _node_names(ctx: click.Context) -> list[str]:
     paths = ProjectPaths.for_spec(config)
     try:
         return sorted(lastbuild.load(paths.last_build).nodes)
-    except PiimgError:
+    except LastBuildError:
         pass
     try:
         from piimg.spec import load as spec_load
@@ -126,11 +126,10 @@ def pick_device(app: App, devices: Devices, image_size: int) -> str:
         for d, why in refused:
             err.info(f"     {d.path:<14} {_short(d)}: {why}")
     if not ok:
-        raise PiimgError("no disk piimg could write is attached", hint="insert the card (in a reader) and run it again")
+        raise NoTarget("no disk piimg could write is attached", hint="insert the card (in a reader) and run it again")
     if not _interactive():
         raise click.UsageError(f"no DEVICE given; name one of the disks listed above, e.g. piimg flash {ok[0].path}")
-    choice = click.prompt(f"Which disk? [1-{len(ok)}]", type=click.IntRange(1, len(ok)), err=True)
-    return ok[choice - 1].path
+    return ok[choose("Which disk?", len(ok)) - 1].path
 
 
 # --------------------------------------------------------------- one card
@@ -159,6 +158,25 @@ def _show_target(app: App, device: Device) -> None:
                           "check the model and size")
     for mount in device.mounted:
         app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
+    holds = _contents(device)
+    if holds is not None:
+        app.reporter.info(f"        it holds: {holds}")
+
+
+def _contents(device: Device) -> str | None:
+    """What is on the target now (its partitions: label, type, size), so the question says what will be lost;
+    None when it cannot be read (or is a new file)."""
+    from piimg.image.partitions import describe_contents
+
+    try:
+        with open(device.write_path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return "nothing (an empty file)"
+            phrases = describe_contents(fh, size)
+    except OSError:
+        return None
+    return ", ".join(phrases) if phrases else "no partition table (empty, or data piimg cannot name)"
 
 
 def _result_json(node: str | None, image: str, result: FlashResult, device: str) -> dict[str, Any]:
@@ -180,7 +198,7 @@ def _node_of(app: App, image: str) -> str | None:
     """Which node of the last build ``image`` is (None for any other image)."""
     try:
         nodes = _last_build(app).nodes
-    except PiimgError:
+    except LastBuildError:
         return None
     for name, entry in nodes.items():
         if os.path.abspath(entry.image) == os.path.abspath(image):
@@ -191,7 +209,7 @@ def _node_of(app: App, image: str) -> str | None:
 def _still_to_flash(app: App) -> list[str]:
     try:
         nodes = _last_build(app).nodes
-    except PiimgError:
+    except LastBuildError:
         return []
     return [n for n, e in sorted(nodes.items()) if not record.flashed(app.paths.flashed, n, e.image)]
 
@@ -304,17 +322,27 @@ def flash(
     else:
         raise click.UsageError("expected [IMAGE] [DEVICE]")
 
+    answers: list[bool] = []
+
     def ask(device: Device) -> bool:
         app.reporter.info(_image_line(image) + (f" for node {node}" if node else ""))
         _show_target(app, device)
         if yes:
             return True
-        return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
+        answers.append(confirm(f"Overwrite {device.write_path}? Everything on it will be lost",
+                               nothing_done="nothing was written"))
+        return answers[-1]
 
-    result = _with_root_hint(lambda: verb.flash(
-        image, target, devices=devices, confirm=ask, verify=not no_verify, force=force, eject=not no_eject,
-        bmap=bmap, reporter=app.reporter, allow_usb=not yes,
-    ))
+    try:
+        result = _with_root_hint(lambda: verb.flash(
+            image, target, devices=devices, confirm=ask, verify=not no_verify, force=force, eject=not no_eject,
+            bmap=bmap, reporter=app.reporter, allow_usb=not yes,
+        ))
+    except NotConfirmed:
+        if answers != [False]:  # no answer at all (stdin not a terminal) stays an error
+            raise
+        declined(f"not flashed; nothing was written to {target}")  # a deliberate no is not an error
+        return
     if as_json:
         echo_json({"schema": 1, "cards": [_result_json(node, image, result, target)]})
     else:
@@ -337,7 +365,7 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
         names = [n.strip() for n in (nodes or "").split(",") if n.strip()]
         unknown = [n for n in names if n not in last.nodes]
         if unknown:
-            raise PiimgError(f"--nodes: {', '.join(unknown)} not in the last build (built: {', '.join(sorted(last.nodes))})")
+            raise LastBuildError(f"--nodes: {', '.join(unknown)} not in the last build (built: {', '.join(sorted(last.nodes))})")
     # the server first: its card can boot while the agents' are written
     names.sort(key=lambda n: (last.nodes[n].role != "server", n))
     jobs = [station.Job(n, last.nodes[n].image, last.nodes[n].size, last.nodes[n].role) for n in names]
@@ -347,7 +375,7 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
 
             open_composed(job.image, reporter=app.reporter).close()  # a missing base fails now, not at card 3
         elif not os.path.isfile(job.image):
-            raise PiimgError(f"{job.image}: no such file (node {job.node})", hint="run piimg build again")
+            raise LastBuildError(f"{job.image}: no such file (node {job.node})", hint="run piimg build again")
 
     def accept(device: Device, job: station.Job) -> str | None:
         why = safety.refusal(device, job.image_size, allow_usb=not yes)
@@ -358,8 +386,8 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
         _show_target(app, device)
         if yes:
             return True
-        return click.confirm(f"Write {job.node} to {device.write_path}? Everything on it will be lost",
-                             default=False, err=True)
+        return confirm(f"Write {job.node} to {device.write_path}? Everything on it will be lost",
+                       nothing_done=f"nothing was written to {device.write_path}")
 
     def flash_one(job: station.Job, device: Device) -> FlashResult:
         result: FlashResult = _with_root_hint(lambda: verb.flash(

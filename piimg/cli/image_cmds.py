@@ -38,7 +38,7 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
 
         if app.paths.spec.exists():
             spec = app.spec()
-            catalog, base_dir = spec.image.catalog, spec.base_dir
+            catalog, base_dir = spec.image.catalog, spec.paths.root
         else:
             catalog = spec_model.DEFAULT_CATALOG
     entries = list_catalog(catalog, base_dir=base_dir, offline=offline, reporter=app.reporter)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from piimg.cli.common import App, confirm, echo, echo_json, next_step, pass_app
+from piimg.cli.common import App, confirm, declined, echo, echo_json, next_step, pass_app
 from piimg.errors import RouterError
 from piimg.router.apply import conflicts_refused
 from piimg.router.model import SECRET_FIELDS
@@ -91,8 +91,10 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
             echo("dry run: nothing was changed")
             next_step(app.cmd("router-setup") + "   (applies this plan, after a backup on the router)")
             return
-        if not yes and not confirm("apply these changes to the router?", nothing_done="nothing was changed"):
-            echo("nothing was changed")
+        host = f"{spec.router.host}:{spec.router.api_port}"
+        if not yes and not confirm(f"Apply these {len(plan.operations)} change(s) to the router at {host}?",
+                                   nothing_done="nothing was changed on the router"):
+            declined("not applied; nothing was changed on the router")
             return
         result = session.apply(backup=not no_backup, reporter=app.reporter)
         saved = f" (backup {result.backup}.backup saved on the router first)" if result.backup else ""

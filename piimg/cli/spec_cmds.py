@@ -7,7 +7,7 @@ from importlib import resources
 import click
 
 from piimg.cli.common import App, echo, echo_json, next_step, pass_app
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.fsutil import write_atomic
 from piimg.spec import load as spec_load
 
@@ -28,9 +28,9 @@ def init(app: App, force: bool) -> None:
     """
     path = app.paths.spec
     if path.is_dir():
-        raise PiimgError(f"{path}: is a directory", hint="give the spec file's path with -c FILE")
+        raise FileError(path, "is a directory", hint="give the spec file's path with -c FILE")
     if path.exists() and not force:
-        raise PiimgError(f"{path}: already exists", hint="use --force to overwrite it")
+        raise FileError(path, "already exists", hint="use --force to overwrite it")
     write_atomic(path, default_spec_text(), mode=0o644)
     echo(f"wrote {path}")
     if not spec_load.default_ssh_keys():
@@ -56,7 +56,7 @@ def validate(app: App, as_json: bool) -> None:
         from dataclasses import asdict
 
         data = asdict(spec)
-        data.pop("base_dir", None)
+        data.pop("paths", None)
         data.pop("env_secrets", None)  # values, never printed; the *_env names stay
         echo_json(data)
         return

@@ -8,7 +8,7 @@ import click
 
 from piimg.build import lastbuild
 from piimg.cli.common import App, echo, echo_json, pass_app
-from piimg.errors import PiimgError
+from piimg.errors import LastBuildError
 from piimg.identity import store as identity_store
 from piimg.status import kubeconfig as kcfg
 from piimg.status import watch as watching
@@ -31,7 +31,7 @@ def _built_formats(app: App) -> dict[str, str]:
     """Each node's init format from the last build, if there is one (it tells the cloud-init seed race apart)."""
     try:
         record = lastbuild.load(app.paths.last_build)
-    except PiimgError:
+    except LastBuildError:
         return {}
     return {name: entry.init_format for name, entry in record.nodes.items()}
 

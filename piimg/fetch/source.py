@@ -155,7 +155,7 @@ class Fetcher:
         if sha256 is not None:
             raise ConfigError("--sha256", "given without --image or image.url",
                               hint="the catalog provides the checksum for image.os")
-        entries = self.catalog(spec.image.catalog, base_dir=spec.base_dir)
+        entries = self.catalog(spec.image.catalog, base_dir=spec.paths.root)
         e = cat.resolve(entries, spec.image.os, source=spec.image.catalog)
         self.reporter.info(f"image.os {e.slug}: {e.name} ({e.release_date or 'no date'})")
         return _Wanted(
@@ -381,7 +381,7 @@ def obtain_base_image(
     f = Fetcher(cache=cache, offline=offline, verify=verify, reporter=reporter, session=session, policy=policy,
                 check_local=check_local)
     want = f.wanted(spec, image, sha256)
-    return f.obtain(want, base_dir=spec.base_dir)
+    return f.obtain(want, base_dir=spec.paths.root)
 
 
 def list_catalog(

@@ -94,6 +94,10 @@ class Device:
 
 
 class Devices(Protocol):
+    @property
+    def dev_root(self) -> str:
+        """The folder of device nodes (``/dev``): piimg never creates a file under it."""
+
     def discover(self, path: str) -> Device:
         """Describe the target at ``path``."""
 
@@ -161,6 +165,10 @@ class LinuxDevices:
         self.dev = Path(dev_root)
         self.swaps = Path(swaps)
         self.runner = runner
+
+    @property
+    def dev_root(self) -> str:
+        return str(self.dev)
 
     # -- sysfs helpers
     def _node(self, name: str) -> Path | None:
@@ -352,6 +360,8 @@ _MAC_DISK: Final = re.compile(r"/dev/r?(disk\d+(?:s\d+)*)")
 
 class MacDevices:
     """macOS: ``diskutil info -plist`` and ``diskutil list -plist``."""
+
+    dev_root: Final = "/dev"
 
     def __init__(self, runner: Callable[[Sequence[str]], bytes] = _default_runner) -> None:
         self.runner = runner

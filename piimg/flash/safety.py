@@ -87,8 +87,7 @@ def refusal(device: Device, image_size: int, *, dev_root: str = "/dev", allow_us
     return None
 
 
-def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, dev_root: str = "/dev",
-            allow_usb: bool = False) -> Device:
+def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, allow_usb: bool = False) -> Device:
     """Check, unmount what is mounted from the target, and check again.
 
     Returns the device as found after unmounting. Refuses if anything stays
@@ -96,12 +95,12 @@ def prepare(devices: Devices, device: Device, image_size: int, *, force: bool, d
     SSDs, NVMe enclosures) is accepted without ``force``; the CLI allows that
     only when it asks the user, after showing the disk.
     """
-    check(device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+    check(device, image_size, force=force, dev_root=devices.dev_root, allow_usb=allow_usb)
     if device.kind != "block" or not device.mounted:
         return device
     devices.unmount(device)
     again = devices.discover(device.path)
-    check(again, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+    check(again, image_size, force=force, dev_root=devices.dev_root, allow_usb=allow_usb)
     if again.mounted:
         still = ", ".join(f"{m.device} at {m.mountpoint}" for m in again.mounted)
         raise UnsafeTarget(f"{device.path}: still mounted after unmounting ({still})")

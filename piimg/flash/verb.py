@@ -61,8 +61,6 @@ def flash(
     eject: bool = True,
     bmap: str | os.PathLike[str] | None = None,
     reporter: Reporter = QUIET,
-    dev_root: str = "/dev",
-    after_write: Callable[[], None] | None = None,
     allow_usb: bool = False,
 ) -> FlashResult:
     """Check the target, ask, unmount, write only the mapped blocks, verify, eject.
@@ -84,7 +82,7 @@ def flash(
             check_image(composed)
             return _flash_source(
                 composed, target, devices=devices, confirm=confirm, verify=verify, force=force, eject=eject,
-                reporter=reporter, dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+                reporter=reporter, allow_usb=allow_usb,
             )
     compressed = compression_of(image)
     if not compressed:
@@ -92,7 +90,7 @@ def flash(
     image_size = os.path.getsize(image)
     device = devices.discover(target)
     # The size of a compressed image is known only after decompressing; checked again then.
-    safety.check(device, 0 if compressed else image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+    safety.check(device, 0 if compressed else image_size, force=force, dev_root=devices.dev_root, allow_usb=allow_usb)
     if device.kind == "file" and os.path.samefile(device.write_path, image):
         raise UnsafeTarget(f"{target}: is the image itself")
     check_writable(device)
@@ -101,7 +99,7 @@ def flash(
     if not compressed:
         return _flash_checked(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+            allow_usb=allow_usb,
         )
     from piimg.fsutil import temp_dir
     from piimg.paths import user_cache_dir
@@ -114,7 +112,7 @@ def flash(
         check_image(raw, name=image)
         return _flash_checked(
             raw, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
-            dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+            allow_usb=allow_usb,
         )
 
 
@@ -128,12 +126,10 @@ def _flash_source(
     force: bool,
     eject: bool,
     reporter: Reporter,
-    dev_root: str,
-    after_write: Callable[[], None] | None,
     allow_usb: bool,
 ) -> FlashResult:
     device = devices.discover(target)
-    safety.check(device, composed.size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+    safety.check(device, composed.size, force=force, dev_root=devices.dev_root, allow_usb=allow_usb)
     if device.kind == "file":
         for path, what in zip(composed.inputs, ("overlay", "base image", "shared layer"), strict=False):
             if os.path.samefile(device.write_path, path):
@@ -143,7 +139,7 @@ def _flash_source(
         raise NotConfirmed(f"{target}: not confirmed; nothing was written")
     return _flash_checked(
         composed, device, devices, verify=verify, force=force, eject=eject, bmap=None, reporter=reporter,
-        dev_root=dev_root, after_write=after_write, allow_usb=allow_usb,
+        allow_usb=allow_usb,
     )
 
 
@@ -157,26 +153,24 @@ def _flash_checked(
     eject: bool,
     bmap: str | os.PathLike[str] | None,
     reporter: Reporter,
-    dev_root: str,
-    after_write: Callable[[], None] | None,
     allow_usb: bool,
 ) -> FlashResult:
     if isinstance(image, ComposedImage):
         image_size = image.size
-        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+        device = safety.prepare(devices, device, image_size, force=force, allow_usb=allow_usb)
         with image.fileobj() as fh:
             block_map = blockmap.compute(fh, image_size)  # type: ignore[arg-type]
         source = f"{block_map.source}: base {Path(image.base_path).name} + overlay"
     else:
         image_size = os.path.getsize(image)
-        device = safety.prepare(devices, device, image_size, force=force, dev_root=dev_root, allow_usb=allow_usb)
+        device = safety.prepare(devices, device, image_size, force=force, allow_usb=allow_usb)
         block_map = blockmap.parse_bmap(bmap, image_size) if bmap else blockmap.compute_for(image)
         source = block_map.source
     reporter.info(
         f"writing {human_size(block_map.mapped_bytes)} of {human_size(image_size)} "
         f"(block map from {source}) to {device.write_path}"
     )
-    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter, after_write=after_write)
+    result = write_image(image, device.write_path, block_map, verify=verify, reporter=reporter)
     if eject and device.kind == "block" and device.platform == "darwin":
         devices.eject(device)
     return result

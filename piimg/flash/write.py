@@ -244,19 +244,18 @@ def write_image(
     *,
     verify: bool = True,
     reporter: Reporter = QUIET,
-    after_write: Callable[[], None] | None = None,
 ) -> FlashResult:
     """Write the mapped ranges of ``image`` to ``target`` and (by default) verify them.
 
     ``image`` is a path or an open :class:`Source` (a composed overlay).
     ``target`` must already have passed :mod:`piimg.flash.safety`. A regular
-    file target is extended to the image size if it is shorter.
-    ``after_write`` is a test hook, run after the final fsync and before the
-    read-back (tests use it to corrupt the device below the page cache).
+    file target is extended to the image size if it is shorter. The
+    ``writing`` bar closes once everything is on the target (after the last
+    fsync), before the ``verifying`` bar opens for the read-back.
     """
     target = os.fspath(target)
     if not isinstance(image, (str, os.PathLike)):
-        return _write_source(image, target, block_map, verify=verify, reporter=reporter, after_write=after_write)
+        return _write_source(image, target, block_map, verify=verify, reporter=reporter)
     image = os.fspath(image)
     try:
         fd = os.open(image, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -265,8 +264,7 @@ def write_image(
     try:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return _write_source(FileSource(fd, image), target, block_map, verify=verify, reporter=reporter,
-                             after_write=after_write)
+        return _write_source(FileSource(fd, image), target, block_map, verify=verify, reporter=reporter)
     finally:
         os.close(fd)
 
@@ -278,7 +276,6 @@ def _write_source(
     *,
     verify: bool,
     reporter: Reporter,
-    after_write: Callable[[], None] | None,
 ) -> FlashResult:
     image = src.name
     if src.size != block_map.image_size:
@@ -289,7 +286,7 @@ def _write_source(
         try:
             with atomic_path(target, suffix=".part") as tmp:
                 result = _write_and_verify(src, image, str(tmp), block_map, verify=verify, reporter=reporter,
-                                           after_write=after_write, progress=_Progress(target))
+                                           progress=_Progress(target))
         except Interrupted as exc:
             raise exc.with_state(f"nothing was written to {target}") from None
         except KeyboardInterrupt:
@@ -297,8 +294,7 @@ def _write_source(
         return replace(result, target=target)
     progress = _Progress(target)
     try:
-        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter,
-                                 after_write=after_write, progress=progress)
+        return _write_and_verify(src, image, target, block_map, verify=verify, reporter=reporter, progress=progress)
     except Interrupted as exc:
         raise exc.with_state(progress.state(block_map.image_size)) from None
     except KeyboardInterrupt:
@@ -333,7 +329,6 @@ def _write_and_verify(
     *,
     verify: bool,
     reporter: Reporter,
-    after_write: Callable[[], None] | None,
     progress: _Progress,
 ) -> FlashResult:
     try:
@@ -386,8 +381,6 @@ def _write_and_verify(
             _sync(target, fd, buffered)
             progress.complete = True
         write_seconds = time.monotonic() - start
-        if after_write is not None:
-            after_write()
         verify_seconds = None
         if verify:
             start = time.monotonic()

@@ -30,7 +30,7 @@ from typing import Final
 
 import yaml
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.fsutil import write_atomic
 from piimg.identity import hostkeys, k3sca
 from piimg.identity.hostkeys import HostKey
@@ -79,7 +79,7 @@ def _private_dir(path: Path) -> None:
 def _read_private(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise PiimgError(f"{path}: readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
+        raise FileError(path, f"readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
     return path.read_bytes()
 
 
@@ -108,12 +108,12 @@ def _load_ca(state_dir: Path) -> ClusterCA | None:
     names += [f"{p}.{ext}" for p in k3sca.PURPOSE_CAS for ext in ("crt", "key")]
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise PiimgError(f"{folder}: incomplete cluster CA (missing {', '.join(missing)})", hint=_RESTORE)
+        raise FileError(folder, f"incomplete cluster CA (missing {', '.join(missing)})", hint=_RESTORE)
     data = {n: _read_private(folder / n) for n in names}
     try:
         return k3sca.load(data.pop(k3sca.ROOT_CERT), data.pop(k3sca.ROOT_KEY), data)
     except ValueError as exc:
-        raise PiimgError(f"{folder}: not a usable cluster CA ({exc})", hint=_RESTORE) from None
+        raise FileError(folder, f"not a usable cluster CA ({exc})", hint=_RESTORE) from None
 
 
 def _load_passwords(path: Path) -> dict[str, str]:
@@ -124,13 +124,13 @@ def _load_passwords(path: Path) -> dict[str, str]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         problem = describe(exc, text, str(path))
-        raise PiimgError(f"{problem.where}: not valid YAML: {problem.sentence}", context=problem.quoted,
-                         hint="restore it from a backup, or delete it (re-flashed nodes are then refused by the k3s "
-                              "server until their old Node objects are deleted)") from None
+        raise FileError(problem.where, f"not valid YAML: {problem.sentence}", context=problem.quoted,
+                        hint="restore it from a backup, or delete it (re-flashed nodes are then refused by the k3s "
+                             "server until their old Node objects are deleted)") from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and _PASSWORD_RE.fullmatch(v) for k, v in data.items()
     ):
-        raise PiimgError(f"{path}: expected `hostname: <32 hex digits>` lines")
+        raise FileError(path, "expected `hostname: <32 hex digits>` lines")
     return data
 
 
@@ -141,9 +141,9 @@ def _load_host_key(state_dir: Path, hostname: str) -> HostKey | None:
     try:
         return hostkeys.from_private(_read_private(path), hostname)
     except ValueError as exc:
-        raise PiimgError(f"{path}: not an unencrypted ed25519 private key ({exc})",
-                         hint="restore it from a backup, or delete it: the node then gets a new key at the next build "
-                              "and must be re-flashed") from None
+        raise FileError(path, f"not an unencrypted ed25519 private key ({exc})",
+                        hint="restore it from a backup, or delete it: the node then gets a new key at the next build "
+                             "and must be re-flashed") from None
 
 
 def _write_host_key(state_dir: Path, hostname: str, key: HostKey) -> None:

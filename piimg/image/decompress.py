@@ -49,10 +49,6 @@ HOLE_BLOCK: Final = 64 << 10
 _ZERO_CHUNK: Final = bytes(CHUNK)
 _ZERO_BLOCK: Final = bytes(HOLE_BLOCK)
 
-#: Set to True (tests, benchmarks) to ignore external decoders.
-FORCE_PYTHON_DECODERS = False
-
-
 class Format(enum.StrEnum):
     RAW = "raw"
     XZ = "xz"
@@ -187,8 +183,7 @@ class _CheckedReader(io.RawIOBase):
 
 
 def _external(fmt: Format) -> list[str] | None:
-    if FORCE_PYTHON_DECODERS:
-        return None
+    """The decoder program for ``fmt`` found on PATH, or None: Python decodes it."""
     if fmt is Format.XZ and (xz := shutil.which("xz")):
         # -T0: parallel decoding of multi-block files (xz >= 5.4; older xz ignores it).
         return [xz, "-dc", "-T0", "-q"]

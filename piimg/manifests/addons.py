@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from piimg import versions as v
-from piimg.errors import PiimgError
+from piimg.errors import RenderError
 from piimg.manifests.env import render
 from piimg.manifests.k3s import MASKED, bgp_password
 from piimg.spec.model import Ingress, Spec
@@ -102,11 +102,11 @@ def check_addon_names(file_names: list[str]) -> None:
     for file_name in file_names:
         name = addon_name(file_name)
         if not _ADDON_NAME_RE.fullmatch(name):
-            raise PiimgError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
+            raise RenderError(f"manifest {file_name}: {name!r} is not a valid k3s Addon name")
         if name in v.K3S_RESERVED_ADDONS:
-            raise PiimgError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")
+            raise RenderError(f"manifest {file_name}: {name!r} is the name of a k3s packaged component")
         if name in seen:
-            raise PiimgError(f"manifest {file_name}: Addon name {name!r} used twice")
+            raise RenderError(f"manifest {file_name}: Addon name {name!r} used twice")
         seen.add(name)
 
 
@@ -153,7 +153,7 @@ def _content(charts: Mapping[str, ChartArchive] | None, name: str) -> dict[str, 
         return {"chart_content": None, "chart_sha256": None}
     archive = charts.get(name)
     if archive is None:
-        raise PiimgError(f"chart {name}: not among the fetched chart archives ({', '.join(sorted(charts))})")
+        raise RenderError(f"chart {name}: not among the fetched chart archives ({', '.join(sorted(charts))})")
     return {"chart_content": archive.content_base64(), "chart_sha256": archive.file.sha256}
 
 

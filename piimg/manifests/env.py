@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from piimg.errors import PiimgError
+from piimg.errors import RenderError
 
 
 def _to_yaml(value: Any) -> str:
@@ -50,4 +50,4 @@ def render(template: str, **context: Any) -> str:
         lineno = getattr(exc, "lineno", None)
         if lineno:
             where += f":{lineno}"
-        raise PiimgError(f"template {where}: {exc}") from exc
+        raise RenderError(f"template {where}: {exc}") from exc

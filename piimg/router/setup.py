@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from piimg.errors import PiimgError, RouterError
+from piimg.errors import FileError, RouterError
 from piimg.fsutil import write_atomic
 from piimg.progress import QUIET, Reporter
 from piimg.router import frr, rsc
@@ -55,7 +55,7 @@ class Session:
 def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
     """Connect, read the router and plan; the connection closes when the block ends."""
     key = spec.env_secrets.bgp_password
-    api = connect(spec.router, password, base_dir=spec.base_dir)
+    api = connect(spec.router, password, base_dir=spec.paths.root)
     try:
         dialect = resolve_dialect(spec, api)
         reporter.info(f"connected to {spec.router.host}:{spec.router.api_port}: {dialect}")
@@ -67,10 +67,14 @@ def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> It
             api.close()
 
 
+def _export_folder(dest: Path) -> None:
+    if not dest.parent.is_dir():
+        raise FileError(dest.parent, f"folder does not exist (--export {dest})")
+
+
 def export_frr(spec: Spec, dest: Path) -> None:
     """Write the FRR bgpd configuration (``router.kind: frr``); it holds the BGP key, so mode 0600."""
-    if not dest.parent.is_dir():
-        raise PiimgError(f"--export {dest}: folder {dest.parent} does not exist")
+    _export_folder(dest)
     write_atomic(dest, frr.render(spec, bgp_password=spec.env_secrets.bgp_password), mode=0o600)
 
 
@@ -80,10 +84,9 @@ def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dia
     Offline when ``router.version`` names a version; with ``auto`` it connects
     once to ask the router (``password`` is only called then).
     """
-    if not dest.parent.is_dir():
-        raise PiimgError(f"--export {dest}: folder {dest.parent} does not exist")
+    _export_folder(dest)
     if spec.router.version == "auto":
-        api = connect(spec.router, password(), base_dir=spec.base_dir)
+        api = connect(spec.router, password(), base_dir=spec.paths.root)
         try:
             dialect = detect_version(api)
         finally:

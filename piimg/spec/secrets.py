@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.fsutil import write_atomic
 from piimg.identity.store import Identity, NodeName
 from piimg.identity.store import load_or_create as identity_load_or_create
@@ -85,23 +85,20 @@ def load_or_create(path: Path) -> Secrets:
     if path.exists():
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise PiimgError(
-                f"{path}: readable by other users (mode {mode:04o})",
-                hint=f"chmod 600 {path}",
-            )
+            raise FileError(path, f"readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
         text = path.read_text()
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             problem = describe(exc, text, str(path))
-            raise PiimgError(
-                f"{problem.where}: not valid YAML: {problem.sentence}",
+            raise FileError(
+                problem.where, f"not valid YAML: {problem.sentence}",
                 hint="restore the file from a backup; a new token would split the cluster",
                 context=problem.quoted,
             ) from None
         token = data.get("k3s_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise PiimgError(f"{path}: k3s_token is missing", hint="restore the file from a backup; a new token would split the cluster")
+            raise FileError(path, "k3s_token is missing", hint="restore the file from a backup; a new token would split the cluster")
         return Secrets(k3s_token=token)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)

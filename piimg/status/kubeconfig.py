@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import yaml
 
-from piimg.errors import PiimgError
+from piimg.errors import FileError
 from piimg.fsutil import write_atomic
 from piimg.identity.k3sca import ClusterCA
 from piimg.spec.model import Spec
@@ -67,13 +67,13 @@ def mint(spec: Spec, ca: ClusterCA, *, server: str | None = None) -> dict[str, A
     }
 
 
-def rewrite(doc: dict[str, Any], *, server: str, name: str) -> dict[str, Any]:
-    """Point ``doc`` at ``server`` and rename its only cluster/context/user to ``name``."""
+def rewrite(doc: dict[str, Any], *, server: str, name: str, source: str = K3S_KUBECONFIG) -> dict[str, Any]:
+    """Point ``doc`` (read from ``source``) at ``server`` and rename its only cluster/context/user to ``name``."""
     try:
         cluster = dict(doc["clusters"][0]["cluster"])
         user = dict(doc["users"][0]["user"])
     except (KeyError, IndexError, TypeError):
-        raise PiimgError("the server's k3s.yaml is not a kubeconfig (no clusters/users)") from None
+        raise FileError(source, "not a kubeconfig (no clusters/users)") from None
     cluster["server"] = server
     return {
         "apiVersion": "v1",
@@ -106,10 +106,10 @@ def fetch(spec: Spec, target: SshTarget | None = None, *, remote_path: str = K3S
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         problem = describe(exc, raw.decode("utf-8", "replace"), f"{target.host}:{remote_path}")
-        raise PiimgError(f"{problem.where}: not valid YAML ({problem.sentence})", context=problem.quoted) from None
+        raise FileError(problem.where, f"not valid YAML ({problem.sentence})", context=problem.quoted) from None
     if not isinstance(doc, dict):
-        raise PiimgError(f"{target.host}:{remote_path}: not a kubeconfig")
-    return rewrite(doc, server=server_url(spec), name=spec.cluster.name)
+        raise FileError(f"{target.host}:{remote_path}", "not a kubeconfig")
+    return rewrite(doc, server=server_url(spec), name=spec.cluster.name, source=f"{target.host}:{remote_path}")
 
 
 def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False) -> Path:
@@ -120,10 +120,10 @@ def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False)
             existing = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             problem = describe(exc, text, str(path))
-            raise PiimgError(f"{problem.where}: not valid YAML ({problem.sentence}), not merging into it",
-                             context=problem.quoted) from None
+            raise FileError(problem.where, f"not valid YAML ({problem.sentence}), not merging into it",
+                            context=problem.quoted) from None
         if not isinstance(existing, dict):
-            raise PiimgError(f"{path}: not a kubeconfig (no mapping at the top), not merging into it")
+            raise FileError(path, "not a kubeconfig (no mapping at the top), not merging into it")
         doc = merge(existing, doc)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600)
