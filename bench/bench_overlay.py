@@ -2,18 +2,25 @@
 
     python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--dir DIR]
 
-Everything in one run, as ratios (the machine is shared and noisy):
+Everything in one run, as ratios of medians, each pair of measurements taken
+in alternating order (the machine is shared and noisy; the load average is
+printed before and after):
 
 * build: ``piimg build`` (the CLI, overlays, the default) for one node and for
   five nodes from a cached base whose root file system holds ``--fill-mib``
   of incompressible data (a Raspberry Pi OS Lite root holds ~2 GB); also with
   ``--full-images`` for comparison. Target: 5 nodes / 1 node < 1.3x on ext4.
-* disk: what each node's overlay takes on disk (``st_blocks``) against the
-  data its boot partition holds (allocated clusters of the composed image's
-  FAT). Target: overlay <= boot data.
-* flash: ``piimg flash`` of a node's overlay (composed with the base while
-  writing) against the same node's full image, to a loop device when run as
-  root (a file otherwise), with read-back verification. Target: ratio <= 1.
+* disk: what each node's overlay takes on disk (``st_blocks``), alone and
+  with its share of the build's shared layer (k3s: once per build), against
+  the data its boot partition holds (allocated clusters of the node's FAT).
+  Target: <= boot data.
+* flash: ``piimg flash`` of a node's overlay (base + shared layer + node
+  layer composed while writing) against the same node's full image, to a
+  loop device the bench creates when run as root (a file otherwise), with
+  read-back verification. Target: ratio <= 1. Also the read path alone, in
+  this process: every mapped byte read in 8 MiB chunks through the composed
+  image and through the full image file (what the writer's reader thread does),
+  after both files were put into the same page-cache state (see even_page_cache).
 
 The k3s release (binary, install.sh) and the charts are generated and served
 on 127.0.0.1 (tests/releaseserver.py); ``--k3s-mib`` makes the generated
@@ -32,11 +39,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from piimg import versions  # noqa: E402
+from piimg.build.compose import open_composed  # noqa: E402
+from piimg.flash.write import FileSource, plan_chunks  # noqa: E402
+from piimg.image import blockmap  # noqa: E402
+from piimg.image.blockmap import Range  # noqa: E402
 from piimg.image.fat import FatFS  # noqa: E402
 from piimg.image.overlay import read_header  # noqa: E402
 from tests.conftest import TEST_KEY  # noqa: E402
@@ -64,15 +76,73 @@ def spec_text(mirror: str) -> str:
             f"cluster:\n  artifact_mirror: {mirror}\nnodes:\n{nodes}")
 
 
-def best(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
-        if proc.returncode != 0:
-            sys.exit(f"failed: {' '.join(argv[3:])}\n{proc.stderr}")
-    return min(times)
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv[3:])}\n{proc.stderr}")
+    return took
+
+
+def alternating(pair: dict[str, list[str]], runs: int, env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Median of ``runs`` timings of each command, the two taken in turn (the order flipped every run)."""
+    times: dict[str, list[float]] = {k: [] for k in pair}
+    for i in range(runs):
+        for key in list(pair)[:: 1 if i % 2 == 0 else -1]:
+            times[key].append(timed(pair[key], env, cwd))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def read_all(image: Any, ranges: tuple[Range, ...]) -> float:
+    """Seconds to read every mapped byte through ``image.pread_into`` in the writer's chunks."""
+    chunks = plan_chunks(ranges)
+    buf = memoryview(bytearray(max(c.length for c in chunks)))
+    t = time.perf_counter()
+    for c in chunks:
+        image.pread_into(buf[: c.length], c.start)
+    return time.perf_counter() - t
+
+
+def even_page_cache(files: list[Path], ranges: tuple[Range, ...]) -> None:
+    """Drop ``files`` from the page cache, then read their mapped ranges once, the same way.
+
+    A file's cached pages are faster or slower to copy depending on how they
+    got there (ext4 on Linux 6.x caches in large folios what is written or
+    read ahead sequentially, in small pages what was read piecemeal): the full
+    image, just written by copy_file_range, read ~1.4x faster than the base,
+    read block by block by the build, before this was done (it is the base
+    file that is slower, not the composing: reading it plainly was slower
+    still). Both sides then start from the same state.
+    """
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            read_all(FileSource(fd, str(path)), ranges)
+        finally:
+            os.close(fd)
+
+
+def read_path(overlay_path: Path, full: Path, runs: int) -> dict[str, float]:
+    """Medians of reading node0's mapped ranges composed, from its full image and from the base
+    file alone, in turn."""
+    ranges = blockmap.compute_for(full).ranges
+    times: dict[str, list[float]] = {"composed": [], "full": [], "base": []}
+    fds = []
+    try:
+        with open_composed(overlay_path) as composed:
+            for path in (full, Path(composed.base_path)):
+                fds.append(os.open(path, os.O_RDONLY))
+            sources = [("composed", composed), ("full", FileSource(fds[0], str(full))),
+                       ("base", FileSource(fds[1], composed.base_path))]
+            for i in range(max(runs, 3)):
+                for key, image in sources[:: 1 if i % 2 == 0 else -1]:
+                    times[key].append(read_all(image, ranges))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def boot_data(image: Path, start: int, size: int) -> int:
@@ -99,6 +169,7 @@ def main() -> None:
                    root_mib=args.root_mib, root_fill_mib=args.fill_mib, sectors_per_cluster=8)
         base.with_suffix(".tmp").rename(base)
         print(f"generated {base} in {time.perf_counter() - t:.0f} s")
+    load_before = os.getloadavg()
     fs_type = subprocess.run(["stat", "-f", "-c", "%T", str(work)], capture_output=True, text=True).stdout.strip()
     with FileServer() as srv:
         rel = Release(srv)
@@ -113,18 +184,21 @@ def main() -> None:
         piimg = [sys.executable, "-c", code]
         build = [*piimg, "build", "--image", str(base)]
         subprocess.run([*build, "--node", "node0"], cwd=proj, env=env, check=True, capture_output=True)  # warm: hash, k3s
-        one = best([*build, "--node", "node0"], args.runs, env, proj)
-        five = best(build, args.runs, env, proj)
-        full_one = best([*build, "--node", "node0", "--full-images", "-o", "full"], args.runs, env, proj)
-        full_five = best([*build, "--full-images", "-o", "full"], args.runs, env, proj)
-        best(build, 1, env, proj)  # last.json names the overlays again
+        overlays = alternating({"one": [*build, "--node", "node0"], "five": build}, args.runs, env, proj)
+        full_out = [*build, "--full-images", "-o", "full"]
+        fulls = alternating({"one": [*full_out, "--node", "node0"], "five": full_out}, args.runs, env, proj)
+        timed(build, env, proj)  # last.json names the overlays of all five again
 
         layout_start, layout_size = 8 * MiB, args.boot_mib * MiB
-        overlays = sorted((proj / "build").glob("*.overlay"))
-        disk = {o.stem: o.stat().st_blocks * 512 for o in overlays}
+        build_dir = proj / "build"
+        disk = {o.stem: o.stat().st_blocks * 512 for o in sorted(build_dir.glob("*.overlay"))}
+        (shared,) = build_dir.glob("shared-*.layer")
+        shared_disk = shared.stat().st_blocks * 512
         node0_full = proj / "full" / "node0.img"
         data = boot_data(node0_full, layout_start, layout_size)
-        header, _ = read_header(proj / "build" / "node0.overlay")
+        header, _ = read_header(build_dir / "node0.overlay")
+        even_page_cache([base, node0_full], blockmap.compute_for(node0_full).ranges)
+        reads = read_path(build_dir / "node0.overlay", node0_full, args.runs)
 
         # flash: composed overlay vs full image, alternating, medians
         loopdev = None
@@ -135,24 +209,38 @@ def main() -> None:
             loopdev = subprocess.run(["losetup", "-f", "--show", str(target)], capture_output=True, text=True,
                                      check=True).stdout.strip()
         dest = loopdev or str(target)
-        times: dict[str, list[float]] = {"overlay": [], "full": []}
+        flash = [*piimg, "flash"]
         try:
-            for _ in range(args.runs):
-                for kind, image in (("overlay", proj / "build" / "node0.overlay"), ("full", node0_full)):
-                    times[kind].append(best([*piimg, "flash", str(image), dest, "--yes", "--force"], 1, env, proj))
+            # untimed: the first write into the fresh (sparse) card file allocates its blocks,
+            # a cost only the first flash would pay
+            timed([*flash, str(node0_full), dest, "--yes", "--force"], env, proj)
+            flashed = alternating({"overlay": [*flash, str(build_dir / "node0.overlay"), dest, "--yes", "--force"],
+                                   "full": [*flash, str(node0_full), dest, "--yes", "--force"]}, args.runs, env, proj)
         finally:
             if loopdev:
                 subprocess.run(["losetup", "-d", loopdev], check=False)
-    ov, fu = statistics.median(times["overlay"]), statistics.median(times["full"])
+            target.unlink(missing_ok=True)
+    load_after = os.getloadavg()
+    one, five = overlays["one"], overlays["five"]
+    ov, fu = flashed["overlay"], flashed["full"]
+    per_node = disk["node0"] + shared_disk / len(disk)
     print(f"file system of {work}: {fs_type}; base {base.stat().st_size / 2**30:.2f} GiB, "
           f"{base.stat().st_blocks * 512 / 2**20:.0f} MiB allocated (root data {args.fill_mib} MiB), "
-          f"k3s binary {args.k3s_mib} MiB")
+          f"k3s binary {args.k3s_mib} MiB; medians of {args.runs} runs, alternating")
+    print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"build, overlays:    1 node {one:.2f} s, 5 nodes {five:.2f} s: ratio {five / one:.2f}x (target < 1.3x)")
-    print(f"build, full images: 1 node {full_one:.2f} s, 5 nodes {full_five:.2f} s: ratio {full_five / full_one:.2f}x")
-    print(f"disk per node (overlay, allocated): {', '.join(f'{k} {v / 2**20:.1f} MiB' for k, v in disk.items())}")
-    print(f"node0: boot partition data {data / 2**20:.1f} MiB, overlay extents {header.data_bytes / 2**20:.1f} MiB, "
-          f"on disk {disk['node0'] / 2**20:.1f} MiB: ratio {disk['node0'] / data:.2f} (target <= 1)")
-    print(f"flash node0 to {'a loop device' if loopdev else 'a file'} (write + verify, CLI, median of {args.runs}): "
+    print(f"build, full images: 1 node {fulls['one']:.2f} s, 5 nodes {fulls['five']:.2f} s: "
+          f"ratio {fulls['five'] / fulls['one']:.2f}x")
+    print(f"disk per node (node layer, allocated): {', '.join(f'{k} {v / 2**10:.0f} KiB' for k, v in disk.items())}; "
+          f"shared layer {shared.name} {shared_disk / 2**20:.1f} MiB once")
+    print(f"node0: boot partition data {data / 2**20:.1f} MiB, node layer extents {header.data_bytes / 2**10:.0f} KiB; "
+          f"on disk {disk['node0'] / 2**10:.0f} KiB alone ({disk['node0'] / data:.4f} of the boot data), "
+          f"{per_node / 2**20:.1f} MiB with 1/{len(disk)} of the shared layer ({per_node / data:.2f}) (target <= 1)")
+    print(f"read path, node0's mapped bytes in 8 MiB chunks (in process, page cache evened): composed "
+          f"{reads['composed']:.3f} s, full image file {reads['full']:.3f} s: ratio {reads['composed'] / reads['full']:.2f} "
+          f"(the base file read plainly: {reads['base']:.3f} s)")
+    print(f"flash node0 to {'a loop device' if loopdev else 'a file'} (write + verify, CLI): "
           f"overlay {ov:.2f} s, full image {fu:.2f} s: ratio {ov / fu:.2f} (target <= 1)")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,17 +23,29 @@ def user_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class ProjectPaths:
-    """Files that belong to one cluster spec (all relative to its folder)."""
+    """Files that belong to one cluster spec, all in its folder ``root``.
 
+    The one place that knows the project's layout: the CLI makes it from
+    ``-c FILE`` before the spec is read, and the loaded
+    :class:`~piimg.spec.model.Spec` carries the same one as ``spec.paths``
+    (relative paths in the spec, such as ``image.url: ./my.img``, are
+    relative to ``root``).
+    """
+
+    #: the spec file as given (``piimg.yaml``, or ``-c FILE``)
     spec: Path
+    #: the spec's folder, absolute
+    root: Path
 
     @classmethod
     def for_spec(cls, spec: str | os.PathLike[str] | None) -> ProjectPaths:
-        return cls(Path(spec) if spec else Path(SPEC_NAME))
+        path = Path(spec) if spec else Path(SPEC_NAME)
+        return cls(path, path.resolve().parent)
 
-    @property
-    def root(self) -> Path:
-        return self.spec.resolve().parent
+    @classmethod
+    def in_folder(cls, root: Path) -> ProjectPaths:
+        """The project in ``root``, for a spec that was not read from a file there (text, defaults)."""
+        return cls(root / SPEC_NAME, root)
 
     @property
     def state_dir(self) -> Path:

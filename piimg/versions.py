@@ -32,18 +32,35 @@ K3S_SOURCE_URL: Final = "https://raw.githubusercontent.com/k3s-io/k3s"
 #: nodes is this file or nothing (``cluster.k3s_install_sha256`` in the spec
 #: pins another version, or overrides an entry here).
 #:
-#: v1.36.3+k3s1: from k3s's own checksum file, which its CI keeps equal to
-#: install.sh (k3s-io/k3s#8447 "Provide install script checksums", backported
-#: to every release branch): k3s-io/k3s@019b0afdd830e36f5e4b7a5b237e6a4339e6a6be:install.sh.sha256sum
-#: says ``68ae766b...a23d  install.sh``. NOT verified offline: that this commit's
-#: install.sh is byte-identical to the one at the tag v1.36.3+k3s1 (the k3s
-#: repository is too large to fetch here, and the stored index does not map
-#: commits to tags; another stored commit, 25ed9f252ac4dbc4ad8686dbfdf3459dd4be0b00,
-#: has ``e0fbc48a...71e6``). A wrong pin fails closed: the build refuses the
-#: script and prints both digests; set cluster.k3s_install_sha256 after
-#: checking the script yourself.
+#: v1.36.3+k3s1: 46177d4c...fbfad, the install.sh of k3s's release-1.36 line
+#: at the Kubernetes v1.36.3 bump. Read from git history (the k3s-io/k3s
+#: snapshot is over the fetch limit; the fork snapshot vitorsavian/k3s,
+#: 2026-08-14, carries the same upstream commits):
+#:
+#: - k3s-io/k3s@d404855db9f1f8e6ac516005a8d96fdf6c78ff3d "[release-1.36] Bump
+#:   k3s-io/kubernetes and Go references (#14456)", 2026-07-23: go.mod
+#:   ``k8s.io/kubernetes => github.com/k3s-io/kubernetes v1.36.3-k3s1``;
+#:   ``git show d404855d:install.sh | sha256sum`` = 46177d4c...fbfad, equal to
+#:   its own install.sh.sha256sum (k3s's build checks the two agree:
+#:   "install script signature checks", k3s-io/k3s#8565).
+#: - install.sh and install.sh.sha256sum last changed on that line in
+#:   k3s-io/k3s@1501d1096d847d5bb86cd74a835849ee40857979 (2026-02-28) and are the
+#:   same blob at every later commit up to 588e7d93713f5962969649ecafd86e26a7b80cb8
+#:   (2026-08-14, still v1.36.3-k3s1 in go.mod), at the v1.36.1 and v1.36.2
+#:   bumps of the same line too (9da548c2, 4ec014a0).
+#:
+#: NOT verified: the tag object itself (the snapshot has no tags), i.e. which
+#: commit of that line v1.36.3+k3s1 names. Every candidate (go.mod at
+#: v1.36.3-k3s1, 2026-07-23 to 2026-08-14) has this install.sh, and the stable
+#: channel moved to v1.36.3+k3s1 on 2026-08-04 (k3s-io/k3s#14492). The main
+#: branch's install.sh differs (ed01f89f..., changed there 2026-04-15, 06-05
+#: and 08-04): the pin is the script at the tag, not the newest script. An earlier pin
+#: here, 68ae766b... (k3s-io/k3s@019b0afd:install.sh.sha256sum), was that
+#: file's value in August 2024 and is not the script at this tag. A wrong pin
+#: fails closed: the build refuses the script and prints both digests; set
+#: cluster.k3s_install_sha256 after checking the script yourself.
 K3S_INSTALL_SH_SHA256: Final[dict[str, str]] = {
-    "v1.36.3+k3s1": "68ae766b4c4fd2c8032f712cdd346c8f9d1ae60eaeb4736a1155effda44ea23d",
+    "v1.36.3+k3s1": "46177d4c99440b4c0311b67233823a8e8a2fc09693f6c89af1a7161e152fbfad",
 }
 
 
@@ -226,7 +243,6 @@ NGINX_INGRESS_CHART: Final = "nginx-ingress"
 #: read ``digest:`` of its entry in https://helm.nginx.com/stable/index.yaml,
 #: check it against the archive, set a ChartPin here, re-extract the values
 #: schema (tests/schemas/extract.py) and run the manifests tests.
-NGINX_INGRESS_CHART_VERSION: Final = "2.6.4"
 NGINX_INGRESS_CHART_PIN: Final = ChartPin(
     "nginx-ingress",
     "2.6.4",
@@ -234,6 +250,7 @@ NGINX_INGRESS_CHART_PIN: Final = ChartPin(
     "9bdca757183ba4b3248bc73ca48d3ea40c338bd1fc6e4e0249b8c59fc9333577",
     "nginxinc/helm-charts@37e48ed997f4086c3090ec128003f8576321a38e:stable/index.yaml, entry nginx-ingress 2.6.4",
 )
+NGINX_INGRESS_CHART_VERSION: Final = NGINX_INGRESS_CHART_PIN.version
 NGINX_INGRESS_NAMESPACE: Final = "nginx-ingress"
 
 #: The retired community controller (kubernetes/ingress-nginx). Its final

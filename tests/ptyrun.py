@@ -33,7 +33,6 @@ class PtyProcess:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = {**(env if env is not None else os.environ), "COLUMNS": str(columns), "LINES": str(rows)}
-        env.pop("NO_COLOR", None)
         env.setdefault("TERM", "xterm-256color")
         self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
                                      start_new_session=True, preexec_fn=_child_setup, close_fds=True)
@@ -67,6 +66,23 @@ class PtyProcess:
                 raise AssertionError(f"{needle!r} not printed; output so far:\n{self.text}")
         return self.text
 
+    def wait_reading(self, timeout: float = 30) -> None:
+        """Wait until the child sleeps in a read of the terminal (Linux: its wchan).
+
+        A SIGINT that arrives after Python printed a prompt but before it
+        entered read() is only noted, and read() then blocks: a test that
+        types Ctrl-C must wait for the read, as a person's reaction time does.
+        """
+        deadline = time.monotonic() + timeout
+        wchan = Path(f"/proc/{self.proc.pid}/wchan")
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if wchan.read_text() in ("wait_woken", "n_tty_read"):
+                    return
+            except OSError:
+                return  # not Linux: no way to tell
+            time.sleep(0.02)
+
     def send(self, data: bytes) -> None:
         os.write(self.master, data)
 
@@ -77,7 +93,10 @@ class PtyProcess:
             if self.proc.poll() is not None and not select.select([self.master], [], [], 0)[0]:
                 break
             if time.monotonic() > deadline:
+                ps = subprocess.run(["ps", "-o", "pid,pgid,sid,tpgid,tty,stat,wchan:20,cmd", "-p", str(self.proc.pid)],
+                                    capture_output=True, text=True).stdout
                 self.proc.kill()
+                raise AssertionError(f"still running after {timeout} s:\n{ps}\noutput:\n{self.text}")
                 raise AssertionError(f"still running after {timeout} s; output:\n{self.text}")
         return self.proc.wait(timeout=10), self.text
 

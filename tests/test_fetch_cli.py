@@ -15,7 +15,7 @@ from piimg.fetch import source
 from piimg.fetch.cache import Cache
 from piimg.fetch.download import RetryPolicy
 from piimg.fetch.source import obtain_base_image
-from piimg.paths import user_cache_dir
+from piimg.paths import ProjectPaths, user_cache_dir
 from piimg.spec import load as spec_load
 from piimg.spec import model as spec_model
 from tests import fetchfixtures as ig
@@ -244,14 +244,14 @@ def test_local_raw_image_is_used_in_place(project: Path, monkeypatch: pytest.Mon
 def test_local_raw_image_sha_mismatch(project: Path) -> None:
     ig.write(project / "my.img", ig.raw_image(ig.MIB))
     with pytest.raises(DownloadError, match=r"my\.img: SHA-256 mismatch"):
-        obtain_base_image(spec_model.Spec(base_dir=project), image="my.img", sha256="0" * 64)
+        obtain_base_image(spec_model.Spec(paths=ProjectPaths.in_folder(project)), image="my.img", sha256="0" * 64)
 
 
 def test_local_compressed_image_goes_to_cache(project: Path) -> None:
     data = ig.raw_image(ig.MIB)
     blob = ig.compress(data, "xz")
     src = ig.write(project / "dl" / "thing.img.xz", blob)
-    base = obtain_base_image(spec_model.Spec(base_dir=project), image=str(src), sha256=ig.sha(blob))
+    base = obtain_base_image(spec_model.Spec(paths=ProjectPaths.in_folder(project)), image=str(src), sha256=ig.sha(blob))
     assert base.path.read_bytes() == data and base.download_sha256 == ig.sha(blob)
     assert src.exists()  # the user's file is left alone
     assert Cache().lookup(ig.sha(blob)) is not None
@@ -259,12 +259,12 @@ def test_local_compressed_image_goes_to_cache(project: Path) -> None:
 
 def test_local_image_missing(project: Path) -> None:
     with pytest.raises(ImageError, match=r"--image: .*nope\.img\.xz: no such file"):
-        obtain_base_image(spec_model.Spec(base_dir=project), image="nope.img.xz")
+        obtain_base_image(spec_model.Spec(paths=ProjectPaths.in_folder(project)), image="nope.img.xz")
 
 
 def test_sha256_without_image(project: Path) -> None:
     with pytest.raises(ConfigError, match="--sha256: given without --image"):
-        obtain_base_image(spec_model.Spec(base_dir=project), sha256="a" * 64)
+        obtain_base_image(spec_model.Spec(paths=ProjectPaths.in_folder(project)), sha256="a" * 64)
 
 
 class _CtrlC:

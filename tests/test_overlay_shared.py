@@ -11,6 +11,7 @@ Only files and loop devices these tests create are written.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,18 @@ def test_flash_all_composed_nodes_to_loop_devices(base: GeneratedImage, project:
         run_ok(["mcopy", "-n", "-i", str(boot), "::piimg/k3s/k3s", str(out)])
         assert out.read_bytes() == _k3s_binary(release)
 
+
+
+def test_a_rebuild_with_the_same_inputs_keeps_the_shared_layer(base: GeneratedImage, project: Path, piimg: Any,
+                                                               release: Published,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without SOURCE_DATE_EPOCH the node files carry the build's time, the shared files their sources' times."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    _ok(piimg("build", "--image", str(base.path)))
+    (shared,) = _shared(project)
+    before = (shared.stat().st_mtime_ns, (project / "build" / "k8s-agent-1.overlay").read_bytes())
+    later = time.time() + 7 * 86400
+    monkeypatch.setattr(time, "time", lambda: later)  # a week later: other FAT times for the node files
+    _ok(piimg("build", "--image", str(base.path), "--node", "k8s-agent-1"))
+    assert _shared(project) == [shared] and shared.stat().st_mtime_ns == before[0]
+    assert (project / "build" / "k8s-agent-1.overlay").read_bytes() != before[1]

@@ -144,8 +144,12 @@ def test_dry_run_makes_zero_writes(peer: RouterOSPeer, project: Path, piimg: Any
 
 def test_confirmation(peer: RouterOSPeer, project: Path, piimg: Any) -> None:
     write_spec(project, peer)
-    r = piimg("router-setup", input="n\n")
-    assert r.exit_code == 0 and "nothing was changed" in r.stdout
+    r = piimg("router-setup", input="maybe\nn\n")
+    # the flash question's style (S15): capitalised, what and where, asked again in piimg's words
+    question = f"Apply these 15 change(s) to the router at {peer.address[0]}:{peer.address[1]}? [y/N]: "
+    assert r.stderr.count(question) == 2, r.stderr
+    assert "please answer y or n (not 'maybe')" in r.stderr and "Error" not in r.output
+    assert r.exit_code == 0 and "not applied; nothing was changed on the router" in r.stderr
     assert peer.writes == 0
     r = piimg("router-setup")  # no answer: stdin at EOF, not a terminal
     assert r.exit_code == 1 and "nothing was changed" in r.stderr and "hint: add --yes" in r.stderr

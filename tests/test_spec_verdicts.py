@@ -114,13 +114,14 @@ NOT_IN_TABLE = {"_login_possible": "test_config_validation.test_no_login_possibl
 def test_every_rule_has_a_case(home: Path, tmp_path: Path) -> None:
     """Each function in RULES raises for at least one case of the tables (found from the traceback)."""
     from piimg.errors import ConfigError
+    from piimg.paths import ProjectPaths
     from piimg.spec import load as spec_load
     from piimg.spec import rules
 
     hit: set[str] = set()
     for doc in [c[1] for c in CASES] + [c[1] for c in LATE]:
         try:
-            spec_load.parse(doc, env=ENV, home=home, base_dir=tmp_path)
+            spec_load.parse(doc, env=ENV, home=home, paths=ProjectPaths.in_folder(tmp_path))
         except ConfigError as exc:
             tb = exc.__traceback__
             while tb is not None:

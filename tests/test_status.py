@@ -427,7 +427,8 @@ def test_status_cli_router_checks(
         writes = peer.writes
     if established:
         assert checks["router bgp"]["state"] == "ok", checks["router bgp"]
-        assert checks["router routes"] == {"name": "router routes", "state": "ok", "detail": f"{LB_IP} via 127.0.2.10"}
+        assert checks["router routes"] == {"name": "router routes", "state": "ok", "detail": f"{LB_IP} via 127.0.2.10",
+                                           "host": host}
     else:
         assert checks["router bgp"]["state"] == "fail"
         assert "k8s-master (127.0.2.10)" in checks["router bgp"]["detail"]
@@ -443,5 +444,6 @@ def test_status_cli_router_without_password(project: Path, piimg: Any, kube: Fak
     r = piimg("status", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["router bgp"]["state"] == "fail" and "PIIMG_ROUTER_PASSWORD" in checks["router bgp"]["detail"]
-    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection"}
+    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection",
+                                       "host": "127.0.0.1"}
     assert checks["loadbalancers"]["state"] == "ok"

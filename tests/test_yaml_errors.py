@@ -25,6 +25,9 @@ from piimg.spec import load as spec_load
 from piimg.spec import secrets
 from piimg.spec.yamlload import describe
 from piimg.status import kubeconfig as kcfg
+from piimg.status.ssh import SshTarget
+from tests.conftest import TEST_KEY
+from tests.sshd import start_sshd
 
 BROKEN = [
     # (text, line, column (1-based), words of the sentence)
@@ -87,3 +90,22 @@ def test_an_error_without_a_position_names_the_file() -> None:
     problem = describe(info.value, "a: \x00\n", "f.yaml")
     assert problem.where == "f.yaml" and "special characters are not allowed" in problem.sentence
     assert problem.quoted is None
+
+
+@pytest.mark.integration
+def test_a_fetched_kubeconfig_names_host_path_and_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's k3s.yaml, read over SSH (a real sshd on 127.0.0.1, tests/sshd.py)."""
+    sshd = start_sshd(tmp_path / "sshd")
+    try:
+        monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
+        remote = tmp_path / "k3s.yaml"
+        remote.write_text('apiVersion: v1\nclusters: [\n  {name: "default}\n')
+        spec = spec_load.loads(f'access:\n  ssh_authorized_keys: ["{TEST_KEY}"]\n', env={})
+        with pytest.raises(FileError) as info:
+            kcfg.fetch(spec, SshTarget("127.0.0.1", "root", sshd.port), remote_path=str(remote))
+    finally:
+        sshd.stop()
+    where = f"127.0.0.1:{remote}:3:10"
+    assert info.value.path == where
+    assert info.value.message == f"{where}: not valid YAML (a quote that is never closed)"
+    assert info.value.context == "  3 |   {name: \"default}\n    | " + " " * 9 + "^"

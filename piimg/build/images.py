@@ -33,7 +33,9 @@ A shared layer that no node of ``build/last.json`` and no ``*.overlay`` in
 the output folder names any more is removed after the build. The root
 partition's bytes are never written. Each file appears under its final name
 only when complete. ``SOURCE_DATE_EPOCH`` (reproducible-builds.org) fixes the
-FAT timestamps; by default they are the time the build started.
+FAT timestamps; by default a node's files get the time the build started and
+the shared files the modification time of what they were read from, so that
+a rebuild with the same inputs reuses the shared layer already written.
 """
 
 from __future__ import annotations
@@ -41,15 +43,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits, common_files
-from piimg.errors import ImageError, LastBuildError, PiimgError
+from piimg.errors import ConfigError, ImageError, LastBuildError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
@@ -188,14 +190,31 @@ def apply_edits(fs: FatFS, edits: BootEdits, shared: SharedEdits | None = None) 
     return written
 
 
-def build_timestamp() -> float:
-    """The time every FAT entry of a build gets: ``SOURCE_DATE_EPOCH`` if set, else now."""
+def _source_date_epoch() -> float | None:
     value = os.environ.get("SOURCE_DATE_EPOCH")
     if value is None:
-        return time.time()
+        return None
     if not value.strip().isdigit():
-        raise PiimgError(f"SOURCE_DATE_EPOCH: {value!r} is not a number of seconds since 1970")
+        raise ConfigError("SOURCE_DATE_EPOCH", f"{value!r} is not a number of seconds since 1970")
     return float(value)
+
+
+def build_timestamp() -> float:
+    """The time the FAT entries of a node's own files get: ``SOURCE_DATE_EPOCH`` if set, else now."""
+    epoch = _source_date_epoch()
+    return time.time() if epoch is None else epoch
+
+
+def shared_timestamp(shared: SharedEdits) -> float:
+    """The time the shared files' FAT entries get: ``SOURCE_DATE_EPOCH`` if set, else the newest
+    modification time of the cached files they are read from (k3s). Not the build's time: a
+    rebuild from the same base, k3s and piimg then gives the same shared layer, byte for byte,
+    and keeps the one already written (no 65 MB write; the nodes built earlier keep sharing it)."""
+    epoch = _source_date_epoch()
+    if epoch is not None:
+        return epoch
+    times = [data.stat().st_mtime for data in shared.files.values() if isinstance(data, Path)]
+    return max(times) if times else time.time()
 
 
 def node_file(out: Path, hostname: str, *, full: bool) -> Path:
@@ -217,11 +236,12 @@ def _boot_fs(image: overlay.CowImage, base: BaseImage, layout: PiLayout, stamp: 
                       name=f"{base.path} (boot partition)")
 
 
-def _fsync_write(tmp: Path, write: Callable[[BinaryIO], object]) -> None:
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_shared_layer(out: Path, base: BaseImage, changes: list[tuple[int, bytes]]) -> overlay.LayerRef:
@@ -240,40 +260,42 @@ def _write_shared_layer(out: Path, base: BaseImage, changes: list[tuple[int, byt
     if not same:
         # holds no secret (only files every node gets), but the node layers are 0600: so is this
         with atomic_path(dest, suffix=".part") as tmp:
-            _fsync_write(tmp, lambda fh: overlay.write_overlay(fh, fields, changes))
+            with open(tmp, "wb") as fh:
+                overlay.write_overlay(fh, fields, changes)
+            _fsync(tmp)
     return overlay.LayerRef(sha256=sha, size=dest.stat().st_size, name=dest.name, path=str(dest))
 
 
 def _build_node(
-    node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path, *,
+    node: NodeSpec, edits: BootEdits, base: BaseImage, layout: PiLayout, fmt: InitFormat, dest: Path, tmp: Path, *,
     shared_image: overlay.CowImage, shared_edits: SharedEdits, shared: _Shared, stamp: float, full: bool
 ) -> BuiltNode:
+    """Edit ``node`` over the shared blocks and write its output to ``tmp`` (not yet synced):
+    the caller syncs every node's file at once and renames each to its ``dest``."""
     start = time.monotonic()
     with overlay.CowImage(shared_image) as cow:
         with _boot_fs(cow, base, layout, stamp) as fs:
             written = [*shared.written, *apply_edits(fs, edits, shared_edits)]
         changes = cow.changed_extents()
-    # The output holds the k3s token: mkstemp's 0600 stays on the final file.
-    with atomic_path(dest, suffix=".part") as tmp:
-        if full:
-            method = sparse_copy(base.path, tmp)
-            fd = os.open(tmp, os.O_WRONLY)
-            try:
-                for offset, data in (*shared.changes, *changes):
-                    os.pwrite(fd, data, offset)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            changes = [*shared.changes, *changes]
-        else:
-            method = "overlay"
-            fields = {
-                "image_size": base.size,
-                "base": overlay.base_identity(base.path, sha256=base.sha256, name=base.name),
-                "node": node.hostname,
-                "lower": shared.ref,
-            }
-            _fsync_write(tmp, lambda fh: overlay.write_overlay(fh, fields, changes))
+    if full:
+        method = sparse_copy(base.path, tmp)
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            for offset, data in (*shared.changes, *changes):
+                os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+        changes = [*shared.changes, *changes]
+    else:
+        method = "overlay"
+        fields = {
+            "image_size": base.size,
+            "base": overlay.base_identity(base.path, sha256=base.sha256, name=base.name),
+            "node": node.hostname,
+            "lower": shared.ref,
+        }
+        with open(tmp, "wb") as fh:
+            overlay.write_overlay(fh, fields, changes)
     return BuiltNode(
         hostname=node.hostname,
         role=node.role.value,
@@ -287,7 +309,7 @@ def _build_node(
         seconds=time.monotonic() - start,
         kind="image" if full else "overlay",
         changed_bytes=sum(len(data) for _, data in changes),
-        disk_bytes=dest.stat().st_blocks * 512,
+        disk_bytes=tmp.stat().st_blocks * 512,
         shared=Path(shared.ref.path) if shared.ref else None,
     )
 
@@ -362,14 +384,14 @@ def build_images(
     image: str | None = None,
     sha256: str | None = None,
     output_dir: Path | None = None,
-    last_build: Path | None = None,
     full_images: bool = False,
     reporter: Reporter = QUIET,
 ) -> list[BuiltNode]:
     """Build ``build/NODE.overlay`` (``build/NODE.img`` with ``full_images``) for every node (or the
-    named ones); record them in ``build/last.json``."""
+    named ones) into ``output_dir`` (default: the project's build folder); record them in
+    ``build/last.json`` (``spec.paths``)."""
     selected = _select(spec, nodes)
-    out = (output_dir if output_dir is not None else spec.base_dir / "build").resolve()
+    out = (output_dir if output_dir is not None else spec.paths.build_dir).resolve()
     artifacts.check_pins(spec)  # a channel, an unpinned version: refused before any download
     base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
@@ -393,17 +415,26 @@ def build_images(
     shared_edits_ = shared_edits(edits.values(), common_files(cluster))
     built = []
     with overlay.CowImage(base.path) as shared_image:
-        with _boot_fs(shared_image, base, layout, stamp) as fs:
+        with _boot_fs(shared_image, base, layout, shared_timestamp(shared_edits_)) as fs:
             written = apply_shared(fs, shared_edits_)
         changes = shared_image.changed_extents()
         ref = None if full_images else _write_shared_layer(out, base, changes)
         shared = _Shared(changes, tuple(written), ref)
-        for node in selected:
-            reporter.info(f"building {node.hostname} ...")
-            dest = node_file(out, node.hostname, full=full_images)
-            built.append(_build_node(node, edits[node.hostname], base, layout, fmt, dest, shared_image=shared_image,
-                                     shared_edits=shared_edits_, shared=shared, stamp=stamp, full=full_images))
-    record = _record(last_build or spec.base_dir / "build" / "last.json", spec, base, fmt, built)
+        # Each output under a temporary name (0600: it holds the k3s token) until all are
+        # written and synced, then renamed: one journal commit for all nodes, not one each,
+        # and a failure leaves no node half-built.
+        with contextlib.ExitStack() as outputs:
+            tmps = []
+            for node in selected:
+                reporter.info(f"building {node.hostname} ...")
+                dest = node_file(out, node.hostname, full=full_images)
+                tmps.append(outputs.enter_context(atomic_path(dest, suffix=".part")))
+                built.append(_build_node(node, edits[node.hostname], base, layout, fmt, dest, tmps[-1],
+                                         shared_image=shared_image, shared_edits=shared_edits_, shared=shared,
+                                         stamp=stamp, full=full_images))
+            for tmp in tmps:
+                _fsync(tmp)
+    record = _record(spec.paths.last_build, spec, base, fmt, built)
     for path in _drop_unused_shared(out, record):
         reporter.info(f"removed {path.name}: no node uses it any more")
     return built

@@ -54,7 +54,6 @@ def build(
         image=image,
         sha256=sha256,
         output_dir=output,
-        last_build=app.paths.last_build,
         full_images=full_images,
         reporter=app.reporter,
     )

@@ -11,8 +11,19 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from piimg.cli.common import App, as_root_command, confirm, echo, echo_json, next_step, pass_app
-from piimg.errors import LastBuildError, NeedsRoot, NoTarget
+from piimg.cli.common import (
+    App,
+    as_root_command,
+    choose,
+    confirm,
+    corrected_command,
+    declined,
+    echo,
+    echo_json,
+    next_step,
+    pass_app,
+)
+from piimg.errors import LastBuildError, NeedsRoot, NoTarget, NotConfirmed, PartitionNotDisk
 from piimg.flash import record, safety, verb
 from piimg.flash.devices import Device, Devices, for_this_machine
 from piimg.flash.write import FlashResult
@@ -129,8 +140,7 @@ def pick_device(app: App, devices: Devices, image_size: int) -> str:
         raise NoTarget("no disk piimg could write is attached", hint="insert the card (in a reader) and run it again")
     if not _interactive():
         raise click.UsageError(f"no DEVICE given; name one of the disks listed above, e.g. piimg flash {ok[0].path}")
-    choice = click.prompt(f"Which disk? [1-{len(ok)}]", type=click.IntRange(1, len(ok)), err=True)
-    return ok[choice - 1].path
+    return ok[choose("Which disk?", len(ok)) - 1].path
 
 
 # --------------------------------------------------------------- one card
@@ -159,6 +169,25 @@ def _show_target(app: App, device: Device) -> None:
                           "check the model and size")
     for mount in device.mounted:
         app.reporter.info(f"        {mount.device} mounted at {mount.mountpoint} (will be unmounted)")
+    holds = _contents(device)
+    if holds is not None:
+        app.reporter.info(f"        it holds: {holds}")
+
+
+def _contents(device: Device) -> str | None:
+    """What is on the target now (its partitions: label, type, size), so the question says what will be lost;
+    None when it cannot be read (or is a new file)."""
+    from piimg.image.partitions import describe_contents
+
+    try:
+        with open(device.write_path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return "nothing (an empty file)"
+            phrases = describe_contents(fh, size)
+    except OSError:
+        return None
+    return ", ".join(phrases) if phrases else "no partition table (empty, or data piimg cannot name)"
 
 
 def _result_json(node: str | None, image: str, result: FlashResult, device: str) -> dict[str, Any]:
@@ -297,24 +326,44 @@ def flash(
         image, target = args
         node = _node_of(app, image)
     elif len(args) <= 1:
-        image = _last_build(app).image_for(node)
+        last = _last_build(app)
+        try:
+            image = last.image_for(node)
+        except LastBuildError as exc:
+            if node is None and len(last.nodes) > 1:  # the whole command, with the node to choose
+                names = sorted(last.nodes)
+                exc.hint = f"{corrected_command(add=('--node', names[0]))}   (nodes: {', '.join(names)})"
+            raise
         if node is None:
             node = _node_of(app, image)
         target = args[0] if args else pick_device(app, devices, _image_size(image))
     else:
         raise click.UsageError("expected [IMAGE] [DEVICE]")
 
+    answers: list[bool] = []
+
     def ask(device: Device) -> bool:
         app.reporter.info(_image_line(image) + (f" for node {node}" if node else ""))
         _show_target(app, device)
         if yes:
             return True
-        return confirm(f"Overwrite {device.write_path}? Everything on it will be lost", nothing_done="nothing was written")
+        answers.append(confirm(f"Overwrite {device.write_path}? Everything on it will be lost",
+                               nothing_done="nothing was written"))
+        return answers[-1]
 
-    result = _with_root_hint(lambda: verb.flash(
-        image, target, devices=devices, confirm=ask, verify=not no_verify, force=force, eject=not no_eject,
-        bmap=bmap, reporter=app.reporter, allow_usb=not yes,
-    ))
+    try:
+        result = _with_root_hint(lambda: verb.flash(
+            image, target, devices=devices, confirm=ask, verify=not no_verify, force=force, eject=not no_eject,
+            bmap=bmap, reporter=app.reporter, allow_usb=not yes,
+        ))
+    except PartitionNotDisk as exc:
+        exc.hint = corrected_command(replace=(target, exc.disk))
+        raise
+    except NotConfirmed:
+        if answers != [False]:  # no answer at all (stdin not a terminal) stays an error
+            raise
+        declined(f"not flashed; nothing was written to {target}")  # a deliberate no is not an error
+        return
     if as_json:
         echo_json({"schema": 1, "cards": [_result_json(node, image, result, target)]})
     else:
@@ -358,8 +407,8 @@ def _station(app: App, devices: Devices, *, all_nodes: bool, nodes: str | None, 
         _show_target(app, device)
         if yes:
             return True
-        return click.confirm(f"Write {job.node} to {device.write_path}? Everything on it will be lost",
-                             default=False, err=True)
+        return confirm(f"Write {job.node} to {device.write_path}? Everything on it will be lost",
+                       nothing_done=f"nothing was written to {device.write_path}")
 
     def flash_one(job: station.Job, device: Device) -> FlashResult:
         result: FlashResult = _with_root_hint(lambda: verb.flash(

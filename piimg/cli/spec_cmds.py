@@ -56,7 +56,7 @@ def validate(app: App, as_json: bool) -> None:
         from dataclasses import asdict
 
         data = asdict(spec)
-        data.pop("base_dir", None)
+        data.pop("paths", None)
         data.pop("env_secrets", None)  # values, never printed; the *_env names stay
         echo_json(data)
         return

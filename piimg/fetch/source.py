@@ -155,7 +155,7 @@ class Fetcher:
         if sha256 is not None:
             raise ConfigError("--sha256", "given without --image or image.url",
                               hint="the catalog provides the checksum for image.os")
-        entries = self.catalog(spec.image.catalog, base_dir=spec.base_dir)
+        entries = self.catalog(spec.image.catalog, base_dir=spec.paths.root)
         e = cat.resolve(entries, spec.image.os, source=spec.image.catalog)
         self.reporter.info(f"image.os {e.slug}: {e.name} ({e.release_date or 'no date'})")
         return _Wanted(
@@ -381,18 +381,22 @@ def obtain_base_image(
     f = Fetcher(cache=cache, offline=offline, verify=verify, reporter=reporter, session=session, policy=policy,
                 check_local=check_local)
     want = f.wanted(spec, image, sha256)
-    return f.obtain(want, base_dir=spec.base_dir)
+    return f.obtain(want, base_dir=spec.paths.root)
 
 
 def list_catalog(
     source: str, *, base_dir: Path | None = None, offline: bool = False, reporter: Reporter = QUIET,
     cache: Cache | None = None, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY,
 ) -> list[cat.CatalogEntry]:
-    """The images of a catalog (``piimg os list``), newest first within each slug."""
+    """The images of a catalog (``piimg os list``) in the catalog's order (by each slug's first
+    entry, as Raspberry Pi Imager shows them), newest first within each slug."""
     f = Fetcher(cache=cache, offline=offline, reporter=reporter, session=session, policy=policy,
                 online_command="piimg os list")
     entries = f.catalog(source, base_dir=base_dir)
-    return sorted(entries, key=lambda e: (e.slug, _neg_date(e.release_date)))
+    first: dict[str, int] = {}
+    for index, e in enumerate(entries):
+        first.setdefault(e.slug, index)
+    return sorted(entries, key=lambda e: (first[e.slug], _neg_date(e.release_date)))
 
 
 def _neg_date(date: str) -> tuple[int, ...]:

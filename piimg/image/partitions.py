@@ -190,3 +190,64 @@ def open_layout(path: str | os.PathLike[str]) -> PiLayout:
         raise ImageError(f"{path}: is a directory, not an image") from None
     except ImageError as exc:
         raise ImageError(f"{path}: {exc.message}", hint=exc.hint) from None
+
+
+# ---------------------------------------------------------------- what a disk holds (before overwriting it)
+
+#: ext2/3/4 superblock fields (Linux Documentation/filesystems/ext4/super.rst):
+#: s_feature_compat at 0x5C (0x4: has_journal), s_feature_incompat at 0x60
+#: (0x40: extents), s_volume_name at 0x78, 16 bytes.
+_EXT_JOURNAL: Final = 0x4
+_EXT_EXTENTS: Final = 0x40
+
+
+def _filesystem(fh: BinaryIO, part: Partition) -> tuple[str, str]:
+    """(type, label) of the file system at the start of ``part``; label "" when there is none."""
+    boot = _read_at(fh, part.start, SECTOR)
+    if len(boot) == SECTOR and boot[510:512] == b"\x55\xaa":
+        # FAT boot sector: BS_FilSysType and BS_VolLab sit at 0x52/0x47 on FAT32, 0x36/0x2B on FAT12/16
+        if boot[82:87] == b"FAT32":
+            return "FAT32", _fat_label(boot[71:82])
+        if boot[54:59] in (b"FAT16", b"FAT12"):
+            return boot[54:59].decode(), _fat_label(boot[43:54])
+        if boot[3:11] == b"EXFAT   ":
+            return "exFAT", ""
+        if boot[3:11] == b"NTFS    ":
+            return "NTFS", ""
+    if ext4map.is_ext4(fh, part.start):
+        sb = _read_at(fh, part.start + 1024, 1024)
+        compat, incompat = struct.unpack_from("<II", sb, 0x5C)
+        kind = "ext4" if incompat & _EXT_EXTENTS else "ext3" if compat & _EXT_JOURNAL else "ext2"
+        return kind, sb[0x78:0x88].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if _read_at(fh, part.start + 4086, 10) == b"SWAPSPACE2":  # the last 10 bytes of the first 4 KiB page
+        return "swap", ""
+    return "", ""
+
+
+def _fat_label(raw: bytes) -> str:
+    label = raw.decode("ascii", "replace").strip()
+    return "" if label == "NO NAME" else label
+
+
+def describe_contents(fh: BinaryIO, size: int | None = None) -> list[str]:
+    """What a disk or image holds, one phrase per partition, for the question
+    before it is overwritten: ``bootfs (FAT32, 512.0 MiB)``. An empty list
+    means no partition table; an unreadable one is said so."""
+    from piimg.units import human_size
+
+    if size is None:
+        size = fh.seek(0, os.SEEK_END)
+    first = _read_at(fh, 0, SECTOR)
+    if len(first) < SECTOR or first[510:512] != b"\x55\xaa":
+        return []
+    try:
+        table = read_table(fh, size)
+    except ImageError as exc:
+        return [f"a partition table piimg cannot read ({exc.message})"]
+    phrases = []
+    for part in table.partitions:
+        kind, label = _filesystem(fh, part)
+        kind = kind or (f"type {part.type}" if table.kind == "mbr" else "unknown file system")
+        name = label or part.name or f"partition {part.number}"
+        phrases.append(f"{name} ({kind}, {human_size(part.size)})")
+    return phrases

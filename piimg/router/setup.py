@@ -55,7 +55,7 @@ class Session:
 def open_session(spec: Spec, password: str, *, reporter: Reporter = QUIET) -> Iterator[Session]:
     """Connect, read the router and plan; the connection closes when the block ends."""
     key = spec.env_secrets.bgp_password
-    api = connect(spec.router, password, base_dir=spec.base_dir)
+    api = connect(spec.router, password, base_dir=spec.paths.root)
     try:
         dialect = resolve_dialect(spec, api)
         reporter.info(f"connected to {spec.router.host}:{spec.router.api_port}: {dialect}")
@@ -86,7 +86,7 @@ def export_script(spec: Spec, dest: Path, *, password: Callable[[], str]) -> Dia
     """
     _export_folder(dest)
     if spec.router.version == "auto":
-        api = connect(spec.router, password(), base_dir=spec.base_dir)
+        api = connect(spec.router, password(), base_dir=spec.paths.root)
         try:
             dialect = detect_version(api)
         finally:

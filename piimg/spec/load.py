@@ -23,6 +23,7 @@ from typing import Final, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 from piimg.errors import ConfigError
+from piimg.paths import ProjectPaths
 from piimg.spec import sshkeys, yamlload
 from piimg.spec.model import (
     DEFAULT_K3S_VERSION,
@@ -531,11 +532,12 @@ def parse(
     raw: object,
     *,
     file: str | None = None,
-    base_dir: Path | None = None,
+    paths: ProjectPaths | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> Spec:
-    """Turn the raw YAML document into a validated :class:`Spec`."""
+    """Turn the raw YAML document into a validated :class:`Spec` (of the project ``paths``,
+    by default the current folder)."""
     env = os.environ if env is None else env
     ctx = _Ctx(file)
     if raw is not None and not isinstance(raw, dict):
@@ -554,7 +556,7 @@ def parse(
         router=_load_router(ctx, top.get("router")),
         cluster=_load_cluster(ctx, top.get("cluster")),
         nodes=_load_nodes(ctx, top.get("nodes")),
-        base_dir=base_dir or Path.cwd(),
+        paths=paths or ProjectPaths.in_folder(Path.cwd()),
         source=file or "<string>",
     )
     cross_check(ctx, spec)
@@ -565,19 +567,18 @@ def loads(
     text: str,
     *,
     file: str | None = None,
-    base_dir: Path | None = None,
+    paths: ProjectPaths | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> Spec:
     """Parse and validate spec text (``file`` names it in messages)."""
     raw = yamlload.load_text(text, file=file)  # bounded, duplicate keys refused, errors in words
-    return parse(raw, file=file, base_dir=base_dir, env=env, home=home)
+    return parse(raw, file=file, paths=paths, env=env, home=home)
 
 
 def load(
     path: str | os.PathLike[str],
     *,
-    base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> Spec:
@@ -594,7 +595,7 @@ def load(
         raise ConfigError("", f"{path}: no such file", hint="create one with: piimg init") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"{path}: cannot read: {exc}") from None
-    return loads(text, file=str(path), base_dir=base_dir or path.resolve().parent, env=env, home=home)
+    return loads(text, file=str(path), paths=ProjectPaths.for_spec(path), env=env, home=home)
 
 
 def summary(spec: Spec) -> list[str]:

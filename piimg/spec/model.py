@@ -20,6 +20,7 @@ from typing import Final
 
 from piimg import versions
 from piimg.errors import ConfigError
+from piimg.paths import ProjectPaths
 from piimg.spec.secrets import EnvSecrets
 
 IPv4Address = ipaddress.IPv4Address
@@ -211,8 +212,8 @@ class Spec:
     router: RouterSpec = RouterSpec()
     cluster: ClusterSpec = ClusterSpec()
     nodes: tuple[NodeSpec, ...] = (NodeSpec("k8s-master", Role.SERVER, IPv4Address("10.0.2.10")),)
-    #: folder of the spec file; relative paths (image.url) are resolved against it
-    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    #: the project's files (build/, .piimg/); relative paths in the spec (image.url) are relative to paths.root
+    paths: ProjectPaths = field(default_factory=lambda: ProjectPaths.in_folder(Path.cwd()), compare=False)
     source: str = field(default="<defaults>", compare=False)
     #: secrets from the environment variables named by ``*_env`` keys, read once at load
     env_secrets: EnvSecrets = field(default_factory=EnvSecrets, compare=False, repr=False)

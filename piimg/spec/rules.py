@@ -47,7 +47,7 @@ Rule = Callable[["_Ctx", Spec], None]
 def _router_ca_file(ctx: _Ctx, spec: Spec) -> None:
     if spec.router.ca_file is not None:
         ca = Path(spec.router.ca_file).expanduser()
-        ca = ca if ca.is_absolute() else spec.base_dir / ca
+        ca = ca if ca.is_absolute() else spec.paths.root / ca
         if not ca.is_file():
             raise ctx.err("router.ca_file", f"{spec.router.ca_file}: no such file")
 

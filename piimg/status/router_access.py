@@ -18,7 +18,7 @@ def opener(spec: Spec) -> RouterOpener:
         from piimg.router import client
         from piimg.router.dialects import detect_version
 
-        api = client.connect(spec.router, client.router_password(spec.router), base_dir=spec.base_dir)
+        api = client.connect(spec.router, client.router_password(spec.router), base_dir=spec.paths.root)
 
         def read(menu: str) -> Rows:
             return [dict(row) for row in api.path(*menu.strip("/").split("/"))]

@@ -52,7 +52,9 @@ internet, which the guest cannot reach):
   clock comes from the host; no UDP leaves qemu's restricted network).
 - ``piimg-e2e-probe.service``: test instrumentation; once a normal boot has
   settled (first-boot service finished) it prints a summary line to the
-  serial console and powers off, which ends the boot.
+  serial console and powers off, which ends the boot. When first boot is not
+  done it first prints the guest's network state and logs
+  (``netdiag.sh``, lines ``PIIMG-E2E-DIAG:``).
 
 The debootstrap result is cached under ``$PIIMG_E2E_CACHE`` (default
 ``~/.cache/piimg/e2e``) keyed by suite, mirror and package list;
@@ -231,6 +233,12 @@ ExecStart=/bin/sh -c "systemctl enable --now ssh && rm -f /boot/firmware/ssh ; r
 WantedBy=multi-user.target
 """
 
+#: Exit 0 if and only if the status.json named by the argument says first boot
+#: is done (its top-level "state"; every step has a "state" of its own).
+FIRSTBOOT_DONE_SH: Final = (
+    """python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["state"] != "done")'"""
+)
+
 # Test instrumentation, not part of Raspberry Pi OS: once a normal boot has
 # finished (first-boot service included), print a summary to the serial console
 # and power off, so that a boot ends when there is nothing more to wait for.
@@ -248,8 +256,42 @@ echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname
      "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
 echo "PIIMG-E2E-HOSTKEY: $(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | grep -v '^#' | cut -d' ' -f2-3)"
 systemctl --failed --no-legend --plain | sed 's/^/PIIMG-E2E-FAILED: /'
+# first boot not done (failed, or given up on a wait): the guest's side of it on the console
+if ! @FIRSTBOOT_DONE@ /boot/firmware/piimg/status.json 2>/dev/null; then
+    /usr/local/lib/piimg-e2e/netdiag.sh
+fi
 systemctl poweroff
-"""
+""".replace("@FIRSTBOOT_DONE@", FIRSTBOOT_DONE_SH)
+
+# What a failed network wait needs explained, printed by the probe when first
+# boot is not done: the routes and addresses the guest has, what NetworkManager
+# and netplan made of the configuration, and the network-related logs. Every
+# line is prefixed (the test collects them from the whole serial log); no
+# command's failure or absence stops the rest.
+DIAG_PREFIX: Final = "PIIMG-E2E-DIAG:"
+NETDIAG_SH: Final = """\
+#!/bin/sh
+section() {
+    printf '%s ===== %s\\n' "$P" "$1"
+    shift
+    "$@" 2>&1 | sed "s/^/$P /"
+}
+P='@PREFIX@'
+section "uptime, load" cat /proc/uptime /proc/loadavg
+section "ip route" ip route show table all
+section "ip -4 addr" ip -4 addr show
+section "ip link" ip link show
+section "/proc/net/route" cat /proc/net/route
+section "nmcli device" nmcli -f DEVICE,TYPE,STATE,CONNECTION device status
+section "nmcli connection" nmcli -f NAME,UUID,TYPE,DEVICE,AUTOCONNECT,ACTIVE connection show
+section "nmcli eth0" nmcli -f GENERAL.STATE,GENERAL.REASON,GENERAL.CONNECTION,IP4.ADDRESS,IP4.GATEWAY,IP4.ROUTE device show eth0
+section "networkctl" networkctl list --no-pager
+section "netplan and NetworkManager files" sh -c 'ls -l /etc/netplan /etc/NetworkManager/system-connections /run/NetworkManager/system-connections'
+section "cloud-init status" cloud-init status --long
+section "journal: NetworkManager, networkd, cloud-init, piimg-firstboot" sh -c 'journalctl -b --no-pager -o short-monotonic -u NetworkManager.service -u systemd-networkd.service -u cloud-init-local.service -u cloud-init-network.service -u cloud-init.service -u cloud-config.service -u piimg-firstboot.service | tail -n 150'
+section "/var/log/cloud-init.log (network)" sh -c 'grep -iE "network|netplan|route|renderer" /var/log/cloud-init.log | tail -n 60'
+exit 0
+""".replace("@PREFIX@", DIAG_PREFIX)
 PROBE_UNIT: Final = """\
 [Unit]
 Description=piimg e2e probe: report and power off once boot has settled
@@ -406,6 +448,9 @@ def _configure(root: Path) -> None:
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(PROBE_SH)
     probe.chmod(0o755)
+    netdiag = probe.with_name("netdiag.sh")
+    netdiag.write_text(NETDIAG_SH)
+    netdiag.chmod(0o755)
     # as on Raspberry Pi OS: netplan hands every interface to NetworkManager
     netplan = root / "etc/netplan"
     netplan.mkdir(parents=True, exist_ok=True)

@@ -77,3 +77,71 @@ def test_cache_key_follows_the_package_list() -> None:
     b = baseimage._key("trixie", "amd64", "http://m", ",".join(baseimage.packages("trixie")))
     c = baseimage._key("bookworm", "amd64", "http://m", ",".join((*baseimage.packages("bookworm"), "vim")))
     assert len({a, b, c}) == 3
+
+
+def test_netdiag_is_valid_sh(tmp_path: Path) -> None:
+    script = tmp_path / "netdiag.sh"
+    script.write_text(baseimage.NETDIAG_SH)
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    subprocess.run(["shellcheck", "-s", "sh", str(script)], check=True)
+    probe = tmp_path / "probe.sh"
+    probe.write_text(baseimage.PROBE_SH)
+    subprocess.run(["shellcheck", "-s", "sh", str(probe)], check=True)
+
+
+def test_netdiag_runs_every_section_when_tools_are_missing(tmp_path: Path) -> None:
+    """Only the tools a minimal system surely has (no ip, nmcli, networkctl, cloud-init, journalctl):
+    every section still prints, every line carries the prefix, the script ends with 0."""
+    import shutil
+
+    script = tmp_path / "netdiag.sh"
+    script.write_text(baseimage.NETDIAG_SH)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "sed", "cat", "ls", "tail", "grep"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    proc = subprocess.run([str(bin_dir / "sh"), str(script)], capture_output=True, text=True,
+                          env={"PATH": str(bin_dir), "LC_ALL": "C"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines and all(ln.startswith(baseimage.DIAG_PREFIX + " ") for ln in lines), lines[:5]
+    headers = [ln for ln in lines if "=====" in ln]
+    assert len(headers) == baseimage.NETDIAG_SH.count("\nsection ")
+    assert any("ip: not found" in ln for ln in lines), lines  # a missing tool is reported, not fatal
+    assert any(ln.endswith("===== /proc/net/route") for ln in headers)
+
+
+@pytest.mark.parametrize(("state", "done"), [("done", True), ("failed", False), ("waiting", False), ("running", False)])
+def test_probe_asks_for_the_diagnosis_unless_first_boot_is_done(tmp_path: Path, state: str, done: bool) -> None:
+    """The probe's test reads status.json as first boot's own store writes it (steps carry states too)."""
+    from piimg.firstboot.store import Store
+
+    store = Store(str(tmp_path / "state.json"), str(tmp_path / "status.json"), "k8s-master")
+    store.begin(["scrub", "network"])
+    store.step_start("scrub")
+    store.step_end("scrub", "done")  # a step is "done" whatever the run's state
+    if state == "done":
+        store.finish()
+    elif state in ("failed", "waiting"):
+        store.step_start("network")
+        store.step_end("network", state, "timed out after 600s waiting for a default route")
+    argv = ["sh", "-c", baseimage.FIRSTBOOT_DONE_SH + ' "$1"', "sh", str(tmp_path / "status.json")]
+    assert (subprocess.run(argv).returncode == 0) is done
+    missing = ["sh", "-c", baseimage.FIRSTBOOT_DONE_SH + ' "$1" 2>/dev/null', "sh", str(tmp_path / "absent.json")]
+    assert subprocess.run(missing).returncode != 0
+
+
+def test_diagnosis_lines_are_collected_from_the_whole_log() -> None:
+    from tests.e2e.test_e2e import diag_lines
+
+    log = "\n".join([
+        "[   12.0] cloud-init[301]: ok",
+        f"{baseimage.DIAG_PREFIX} ===== ip route",
+        f"{baseimage.DIAG_PREFIX} default via 10.0.2.1 dev eth0",
+        "[   13.1] systemd[1]: Starting something",
+        f"[   13.2] probe.sh[400]: {baseimage.DIAG_PREFIX} 10.0.2.0/23 dev eth0",
+        f"{baseimage.DIAG_PREFIX} ",
+    ])
+    assert diag_lines(log) == ["===== ip route", "default via 10.0.2.1 dev eth0", "10.0.2.0/23 dev eth0", ""]
