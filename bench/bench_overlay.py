@@ -1,6 +1,6 @@
 """Benchmark per-node overlays: build 5 nodes vs 1, disk per node, flash composed vs full image.
 
-    python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--flash-runs 5] [--dir DIR]
+    python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--build-runs 7] [--flash-runs 5] [--dir DIR]
 
 Everything in one run, as ratios of medians, each pair of measurements taken
 in alternating order (the machine is shared and noisy; the load average is
@@ -10,6 +10,8 @@ printed before and after):
   five nodes from a cached base whose root file system holds ``--fill-mib``
   of incompressible data (a Raspberry Pi OS Lite root holds ~2 GB); also with
   ``--full-images`` for comparison. Target: 5 nodes / 1 node < 1.3x on ext4.
+  Also the builds' CPU time (user + system), which the other sessions on a
+  shared machine disturb far less than the wall time.
 * disk: what each node's overlay takes on disk (``st_blocks``), alone and
   with its share of the build's shared layer (k3s: once per build), against
   the data its boot partition holds (allocated clusters of the node's FAT).
@@ -35,12 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,30 +83,39 @@ def spec_text(mirror: str) -> str:
             f"cluster:\n  artifact_mirror: {mirror}\nnodes:\n{nodes}")
 
 
-def run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    """Seconds the command took, and its standard output."""
+@dataclass(frozen=True)
+class Run:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the child: steadier than wall time on a shared machine
+    stdout: str
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(argv[3:])}\n{proc.stderr}")
-    return took, proc.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(took, cpu, proc.stdout)
 
 
-def alternating(pair: dict[str, list[str]], runs: int, env: dict[str, str], cwd: Path) -> dict[str, list[tuple[float, str]]]:
+def alternating(pair: dict[str, list[str]], runs: int, env: dict[str, str], cwd: Path) -> dict[str, list[Run]]:
     """``runs`` runs of each command, the two taken in turn (the order flipped every run)."""
-    out: dict[str, list[tuple[float, str]]] = {k: [] for k in pair}
+    out: dict[str, list[Run]] = {k: [] for k in pair}
     for i in range(runs):
         for key in list(pair)[:: 1 if i % 2 == 0 else -1]:
             out[key].append(run(pair[key], env, cwd))
     return out
 
 
-def median_of(results: list[tuple[float, str]], field: str | None = None) -> float:
-    """Median seconds: of the runs, or of a field of their ``--json`` card."""
-    if field is None:
-        return statistics.median(took for took, _ in results)
-    return statistics.median(float(json.loads(out)["cards"][0][field]) for _, out in results)
+def median_of(results: list[Run], field: str = "wall") -> float:
+    """Median seconds: wall or CPU time of the runs, or a field of their ``--json`` card."""
+    if field in ("wall", "cpu"):
+        return statistics.median(float(getattr(r, field)) for r in results)
+    return statistics.median(float(json.loads(r.stdout)["cards"][0][field]) for r in results)
 
 
 def read_all(image: Any, ranges: tuple[Range, ...]) -> float:
@@ -167,7 +180,8 @@ def main() -> None:
     ap.add_argument("--root-mib", type=int, default=2600)
     ap.add_argument("--boot-mib", type=int, default=512)
     ap.add_argument("--k3s-mib", type=int, default=64, help="size of the generated k3s binary (0: a tiny one)")
-    ap.add_argument("--runs", type=int, default=3, help="runs of each build (and of each read in process)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each full-image build and of each read in process")
+    ap.add_argument("--build-runs", type=int, default=7, help="runs of each overlay build (cheap, noisy)")
     ap.add_argument("--flash-runs", type=int, default=5, help="flashes of each kind (the noisiest measure)")
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one; keep it to reuse the base)")
     args = ap.parse_args()
@@ -196,8 +210,9 @@ def main() -> None:
         piimg = [sys.executable, "-c", code]
         build = [*piimg, "build", "--image", str(base)]
         subprocess.run([*build, "--node", "node0"], cwd=proj, env=env, check=True, capture_output=True)  # warm: hash, k3s
-        overlays = {k: median_of(v) for k, v in alternating({"one": [*build, "--node", "node0"], "five": build},
-                                                             args.runs, env, proj).items()}
+        overlay_runs = alternating({"one": [*build, "--node", "node0"], "five": build}, args.build_runs, env, proj)
+        overlays = {k: median_of(v) for k, v in overlay_runs.items()}
+        overlays_cpu = {k: median_of(v, "cpu") for k, v in overlay_runs.items()}
         full_out = [*build, "--full-images", "-o", "full"]
         fulls = {k: median_of(v) for k, v in alternating({"one": [*full_out, "--node", "node0"], "five": full_out},
                                                           args.runs, env, proj).items()}
@@ -242,10 +257,12 @@ def main() -> None:
     per_node = disk["node0"] + shared_disk / len(disk)
     print(f"file system of {work}: {fs_type}; base {base.stat().st_size / 2**30:.2f} GiB, "
           f"{base.stat().st_blocks * 512 / 2**20:.0f} MiB allocated (root data {args.fill_mib} MiB), "
-          f"k3s binary {args.k3s_mib} MiB; medians of {args.runs} builds, alternating")
+          f"k3s binary {args.k3s_mib} MiB; medians, each pair alternating")
     print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}")
-    print(f"build, overlays:    1 node {one:.2f} s, 5 nodes {five:.2f} s: ratio {five / one:.2f}x (target < 1.3x)")
+    print(f"build, overlays (median of {args.build_runs} each): 1 node {one:.2f} s, 5 nodes {five:.2f} s: "
+          f"ratio {five / one:.2f}x (target < 1.3x); CPU time {overlays_cpu['one']:.2f} s vs {overlays_cpu['five']:.2f} s: "
+          f"{overlays_cpu['five'] / overlays_cpu['one']:.2f}x")
     print(f"build, full images: 1 node {fulls['one']:.2f} s, 5 nodes {fulls['five']:.2f} s: "
           f"ratio {fulls['five'] / fulls['one']:.2f}x")
     print(f"disk per node (node layer, allocated): {', '.join(f'{k} {v / 2**10:.0f} KiB' for k, v in disk.items())}; "
