@@ -232,6 +232,60 @@ def test_user_pinned_install_script_for_another_version(k3s_release: Published, 
     assert got.k3s.version == "v1.30.0+k3s1"
 
 
+def test_a_chart_needing_a_newer_kubernetes_is_refused(k3s_release: Published, tmp_path: Path) -> None:
+    """NGINX Ingress Controller 2.6.4 says kubeVersion '>= 1.25.0-0': a k3s of Kubernetes 1.24 cannot take it."""
+    from tests.releaseserver import publish
+
+    pins = publish(k3s_release.rel, "v1.24.17+k3s1")
+    spec = _spec(k3s_release.mirror, k3s_version="v1.24.17+k3s1", k3s_install_sha256=pins["install.sh"])
+    with pytest.raises(ConfigError, match=r"cluster.k3s_version: k3s v1.24.17\+k3s1 is Kubernetes 1.24.17, but chart "
+                                          r"nginx-ingress 2.6.4 needs Kubernetes >= 1.25.0-0"):
+        artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    # ingress-nginx (>=1.21.0-0) and MetalLB (>= 1.19.0-0) are fine there
+    artifacts.obtain_cluster_artifacts(_spec(k3s_release.mirror, k3s_version="v1.24.17+k3s1",  # type: ignore[arg-type]
+                                             k3s_install_sha256=pins["install.sh"], ingress="ingress-nginx"), "arm64",
+                                       _fetcher(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("constraint", "allowed"),
+    [
+        # the pinned charts' own (tests/releaseserver.py KUBE_VERSIONS cites them)
+        (">= 1.25.0-0", True), (">=1.21.0-0", True), (">= 1.19.0-0", True),
+        # Masterminds/semver forms Helm reads: AND by comma or space, OR by ||, missing parts 0
+        (">=1.20, <1.37", True), (">=1.20 <1.36", False), ("<1.36", False), ("1.36.3", True), ("!=1.36.3", False),
+        (">= 1.37.0-0 || <1.20", False), (">= 1.37.0-0 || >=1.30", True),
+        # a pre-release bound sorts just below its release
+        (">1.36.3-0", True), ("<1.36.3-0", False), ("=1.36.3-0", False),
+        # ranges piimg does not evaluate: not judged
+        ("~1.36", None), ("^1.30", None), ("1.36.x", None), ("1.30 - 1.40", None), ("", None),
+    ],
+)
+def test_kube_version_constraints(constraint: str, allowed: bool | None) -> None:
+    assert artifacts.kube_version_allows(constraint, (1, 36, 3)) is allowed
+
+
+def test_kube_version_not_understood_is_a_warning_and_a_broken_archive_an_error(tmp_path: Path) -> None:
+    from tests.releaseserver import chart_tgz
+
+    def archive(data: bytes) -> artifacts.ChartArchive:
+        path = tmp_path / "x.tgz"
+        path.write_bytes(data)
+        pin = versions.ChartPin("nginx-ingress", "2.6.4", "https://helm.nginx.com/stable/nginx-ingress-2.6.4.tgz",
+                                hashlib.sha256(data).hexdigest(), "test")
+        return artifacts.ChartArchive(pin, artifacts.CachedFile(path.name, path, pin.sha256, pin.url))
+
+    warned: list[str] = []
+    artifacts.check_kube_version(archive(chart_tgz("nginx-ingress", "2.6.4", "~1.25")), VERSION, warned.append)
+    assert warned == ["chart nginx-ingress 2.6.4: kubeVersion '~1.25' not checked against Kubernetes 1.36.3"]
+    artifacts.check_kube_version(archive(chart_tgz("nginx-ingress", "2.6.4")), VERSION, warned.append)  # none set
+    assert len(warned) == 1
+    with pytest.raises(DownloadError, match=r"not a Helm chart archive with nginx-ingress/Chart.yaml"):
+        artifacts.check_kube_version(archive(chart_tgz("metallb", "0.16.1")), VERSION, warned.append)
+    with pytest.raises(DownloadError, match=r"not a Helm chart archive"):
+        artifacts.check_kube_version(archive(b"not gzip"), VERSION, warned.append)
+
+
 def test_mirror_url_layout() -> None:
     url = f"{versions.K3S_RELEASES_URL}/{VERSION}/k3s-arm64"
     assert artifacts.mirrored(url, None) == url
@@ -268,3 +322,17 @@ def test_spec_keys_parse() -> None:
         with pytest.raises(ConfigError) as exc:
             spec_load.loads(yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}, key: bad}), env={})
         assert exc.value.key == f"{key}.{next(iter(bad))}"
+
+
+def test_a_download_the_server_keeps_cutting_off_says_what_to_do_offline(k3s_release: Published,
+                                                                         tmp_path: Path) -> None:
+    # usability audit S12: no answer at all is what being offline looks like; the hint says how to do without
+    from piimg.errors import Unreachable
+
+    rel = k3s_release.rel
+    rel.srv.faults[path_of(rel.url("k3s-arm64"))] = Fault(drop_after=0, times=-1)
+    with pytest.raises(Unreachable) as err:
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert "connection closed mid-file (0 bytes read" in err.value.message
+    assert err.value.hint == ("offline? run piimg fetch once with network access (build then needs none), "
+                              "or set cluster.artifact_mirror to a mirror you can reach")

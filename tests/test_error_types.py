@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from piimg.build import lastbuild
+from piimg.build.images import build_timestamp
 from piimg.cli import common
 from piimg.cli.common import App
 from piimg.cli.flash_cmd import pick_device
-from piimg.errors import FileError, LastBuildError, NoTarget, NotConfirmed, RenderError, from_os_error
+from piimg.errors import ConfigError, FileError, LastBuildError, NoTarget, NotConfirmed, RenderError, from_os_error
 from piimg.flash.devices import LinuxDevices
 from piimg.manifests import env
 from piimg.manifests.addons import check_addon_names, render_addons
@@ -147,3 +148,17 @@ def test_a_damaged_last_build_is_a_last_build_error(project: Path) -> None:
     path.write_text("{")
     with pytest.raises(LastBuildError):
         lastbuild.load(path)
+
+
+# ------------------------------------------------------------------ ConfigError outside the spec
+
+
+@pytest.mark.parametrize("value", ["yesterday", "-5", "1.5"])
+def test_a_source_date_epoch_that_is_not_seconds(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    with pytest.raises(ConfigError) as info:
+        build_timestamp()
+    assert info.value.key == "SOURCE_DATE_EPOCH"
+    assert info.value.message == f"SOURCE_DATE_EPOCH: {value!r} is not a number of seconds since 1970"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764720000")  # reproducible-builds.org: a decimal count of seconds
+    assert build_timestamp() == 1764720000.0

@@ -51,7 +51,7 @@ from typing import Final
 
 from piimg.build import initformat, lastbuild
 from piimg.build.payload import BootEdits, boot_edits, common_files
-from piimg.errors import ImageError, LastBuildError, PiimgError
+from piimg.errors import ConfigError, ImageError, LastBuildError
 from piimg.fetch import artifacts
 from piimg.fetch.source import BaseImage, Fetcher, looks_like_a_pi_image, obtain_base_image
 from piimg.fsutil import atomic_path
@@ -195,7 +195,7 @@ def _source_date_epoch() -> float | None:
     if value is None:
         return None
     if not value.strip().isdigit():
-        raise PiimgError(f"SOURCE_DATE_EPOCH: {value!r} is not a number of seconds since 1970")
+        raise ConfigError("SOURCE_DATE_EPOCH", f"{value!r} is not a number of seconds since 1970")
     return float(value)
 
 

@@ -31,14 +31,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from piimg import versions
-from piimg.errors import ConfigError, DownloadError, NotFound
+from piimg.errors import ConfigError, DownloadError, NotFound, Unreachable
 from piimg.fetch.cache import ARTIFACT_URLS, Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
@@ -246,8 +246,14 @@ class ArtifactStore:
             part = dest.with_name(dest.name + ".part")
             resumed = part.exists() and part.stat().st_size > 0
             self.f.reporter.info(f"downloading {source}" + (" (resuming)" if resumed else ""))
-            part = download(source, dest, session=self.f.session, policy=self.f.policy, reporter=self.f.reporter,
-                            description=f"downloading {name}")
+            try:
+                part = download(source, dest, session=self.f.session, policy=self.f.policy,
+                                reporter=self.f.reporter, description=f"downloading {name}")
+            except Unreachable as exc:  # S12: what to do without network access
+                offline = ("offline? run piimg fetch once with network access (build then needs none), "
+                           "or set cluster.artifact_mirror to a mirror you can reach")
+                exc.hint = f"{exc.hint}; {offline}" if exc.hint else offline
+                raise
             actual = sha256_file(part, self.f.reporter, description=f"verifying {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, self._commit(part, sha256, name), sha256, url)
@@ -362,7 +368,91 @@ def obtain_cluster_artifacts(spec: Spec, arch: str, fetcher: Fetcher) -> Cluster
     store = ArtifactStore(fetcher, mirror_for(spec))
     pins = chart_pins(spec)  # a spec error before any download
     k3s = fetch_k3s(store, spec, arch)
-    return ClusterArtifacts(k3s=k3s, charts=fetch_charts(store, pins))
+    charts = fetch_charts(store, pins)
+    for archive in charts.values():
+        check_kube_version(archive, k3s.version, fetcher.reporter.warn)
+    return ClusterArtifacts(k3s=k3s, charts=charts)
+
+
+# ---------------------------------------------------------------------------- the charts' kubeVersion
+
+_CHART_YAML_MAX: Final = 1 << 20
+_KUBE_VERSION_RE: Final = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+#: One comparison of a Helm ``kubeVersion`` constraint (Masterminds/semver
+#: syntax, which Helm uses): operator and a version with up to three numbers
+#: and an optional pre-release/build suffix ("-0" lets pre-releases match).
+_COMPARISON_RE: Final = re.compile(
+    r"(>=|<=|!=|=>|=<|>|<|=)?\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]*)?(?=[\s,]|$)"
+)
+
+
+def chart_kube_version(archive: ChartArchive) -> str | None:
+    """``kubeVersion`` of the archive's ``<name>/Chart.yaml`` (None if the chart sets none)."""
+    import tarfile
+
+    import yaml
+
+    path = archive.file.path
+    want = f"{archive.pin.name}/Chart.yaml"
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            member = tar.getmember(want)
+            if not member.isfile() or member.size > _CHART_YAML_MAX:
+                raise DownloadError(f"{path}: {want} is not a regular file of at most {_CHART_YAML_MAX} bytes")
+            handle = tar.extractfile(member)
+            meta = yaml.safe_load(handle.read()) if handle is not None else None
+    except (OSError, EOFError, KeyError, tarfile.TarError, yaml.YAMLError) as exc:
+        raise DownloadError(f"{path}: not a Helm chart archive with {want} ({exc})") from None
+    value = meta.get("kubeVersion") if isinstance(meta, dict) else None
+    return str(value).strip() if value else None
+
+
+def kube_version_allows(constraint: str, version: tuple[int, int, int]) -> bool | None:
+    """Whether Kubernetes ``version`` meets a chart's ``kubeVersion``; None if piimg cannot read the constraint.
+
+    Read as Helm reads it (Masterminds/semver): ``||`` separates alternatives,
+    comparisons within one are joined by commas or spaces and must all hold;
+    a missing minor/patch is 0; a pre-release bound (``1.25.0-0``) sorts just
+    below its release. Ranges piimg does not evaluate (``~``, ``^``,
+    ``x`` wildcards, ``a - b``) give None.
+    """
+    alternatives = []
+    for alternative in constraint.split("||"):
+        comparisons = list(_COMPARISON_RE.finditer(alternative))
+        rest = _COMPARISON_RE.sub("", alternative)
+        if not comparisons or rest.strip(" \t,"):
+            return None  # empty, or something that is not a plain comparison
+        ok = True
+        for m in comparisons:
+            op = {"=>": ">=", "=<": "<="}.get(m.group(1) or "=", m.group(1) or "=")
+            # a pre-release bound (1.25.0-0) sorts just below its release; ours is a release
+            bound = (*(int(n or 0) for n in m.group(2, 3, 4)), 0 if m.group(5) else 1)
+            have = (*version, 1)
+            ok = ok and {
+                "=": have == bound, "!=": have != bound, ">": have > bound,
+                "<": have < bound, ">=": have >= bound, "<=": have <= bound,
+            }[op]
+        alternatives.append(ok)
+    return any(alternatives)
+
+
+def check_kube_version(archive: ChartArchive, k3s_version: str, warn: Callable[[str], None]) -> None:
+    """Refuse a chart whose ``kubeVersion`` excludes the Kubernetes of ``k3s_version`` (Helm would refuse it at deploy time)."""
+    constraint = chart_kube_version(archive)
+    m = _KUBE_VERSION_RE.match(k3s_version)
+    if constraint is None or m is None:
+        return
+    kube = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    allowed = kube_version_allows(constraint, kube)
+    name = f"chart {archive.pin.name} {archive.pin.version}"
+    if allowed is None:
+        warn(f"{name}: kubeVersion {constraint!r} not checked against Kubernetes {'.'.join(map(str, kube))}")
+    elif not allowed:
+        raise ConfigError(
+            "cluster.k3s_version",
+            f"k3s {k3s_version} is Kubernetes {'.'.join(map(str, kube))}, but {name} needs Kubernetes "
+            f"{constraint} (its Chart.yaml kubeVersion): Helm would refuse to install it at first boot",
+        )
 
 
 def cached_charts(spec: Spec, fetcher: Fetcher) -> dict[str, ChartArchive] | None:
