@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError, Unreachable
+from piimg.errors import ConfigError, DownloadError, ImageError, Interrupted, PiimgError, Unreachable
 from piimg.fetch import catalog as cat
 from piimg.fetch.cache import URL_DIGESTS, Cache, CacheEntry
 from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
@@ -221,7 +221,13 @@ class Fetcher:
         except PiimgError:
             part.unlink(missing_ok=True)  # verified but unusable (bad extract_sha256, corrupt archive)
             raise
-        # on Ctrl-C the complete .part stays: the next run verifies it and skips the download
+        except KeyboardInterrupt as exc:
+            # the complete .part stays: the next run verifies it and skips the download (S13: say so)
+            interrupted = exc if isinstance(exc, Interrupted) else Interrupted()
+            raise interrupted.with_state(
+                f"the download ({human_size(part.stat().st_size)}) is complete and kept; piimg fetch "
+                "(or the same command again) goes on from decompressing it"
+            ) from None
         part.unlink(missing_ok=True)
         self.cache.remember(URL_DIGESTS, url, actual)  # for --offline, which cannot fetch URL.sha256
         return result
