@@ -119,6 +119,15 @@ class NeedsRoot(UnsafeTarget):
     """The target is not writable by this user; the CLI adds how to run piimg as root."""
 
 
+class PartitionNotDisk(UnsafeTarget):
+    """The target is a partition; ``disk`` is the whole disk to flash instead (the CLI
+    prints the corrected command)."""
+
+    def __init__(self, message: str, *, disk: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.disk = disk
+
+
 class RouterError(PiimgError):
     """The RouterOS API refused, failed or is unreachable."""
 

@@ -21,6 +21,26 @@ pytest_plugins = ["tests.catalogserver", "tests.releaseserver"]
 # A real public key: `ssh-keygen -t ed25519 -C test@piimg` (OpenSSH 9.2p1); the private half was discarded.
 TEST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKG/9VkN1xCggDUtUiRPJkbbpvUF/EMKs8xOJGdlRBom test@piimg"
 
+#: A one-node spec whose lab subnet is on loopback (127.0.2.0/23): piimg status,
+#: kubeconfig and router-setup may run against it (nothing there answers unless a test starts it).
+LOOPBACK_SPEC = f"""\
+access:
+  ssh_authorized_keys: ["{TEST_KEY}"]
+network:
+  subnet: 127.0.2.0/23
+  gateway: 127.0.2.1
+  dhcp_pool: 127.0.3.1-127.0.3.254
+router:
+  host: 127.0.2.1
+cluster:
+  pools:
+    - name: default
+      addresses: [127.0.4.0/23]
+nodes:
+  - {{hostname: k8s-master, role: server, address: 127.0.2.10}}
+"""
+
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

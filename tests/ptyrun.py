@@ -33,7 +33,6 @@ class PtyProcess:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = {**(env if env is not None else os.environ), "COLUMNS": str(columns), "LINES": str(rows)}
-        env.pop("NO_COLOR", None)
         env.setdefault("TERM", "xterm-256color")
         self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
                                      start_new_session=True, preexec_fn=_child_setup, close_fds=True)

@@ -1,4 +1,4 @@
-"""An OpenSSH server on 127.0.0.1 for tests, with throwaway host and user keys."""
+"""An OpenSSH server on a loopback address for tests, with throwaway host and user keys."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 @dataclass
 class Sshd:
+    host: str
     port: int
     user: str
     client_config: Path
@@ -25,14 +26,15 @@ class Sshd:
         self.proc.wait(timeout=5)
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def start_sshd(tmp: Path, *, host_key_pem: bytes | None = None) -> Sshd:
-    """sshd on 127.0.0.1; ``host_key_pem`` (an OpenSSH private key) replaces the throwaway host key."""
+def start_sshd(tmp: Path, *, host_key_pem: bytes | None = None, host: str = "127.0.0.1") -> Sshd:
+    """sshd on ``host`` (a loopback address: a node's, to stand in for it); ``host_key_pem``
+    (an OpenSSH private key) replaces the throwaway host key."""
     sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
     if sshd is None or shutil.which("ssh") is None:
         pytest.skip("openssh-server/openssh-client not installed")
@@ -51,16 +53,16 @@ def start_sshd(tmp: Path, *, host_key_pem: bytes | None = None) -> Sshd:
     auth.write_text(user_key.with_suffix(".pub").read_text())
     auth.chmod(0o600)
     Path("/run/sshd").mkdir(exist_ok=True)
-    port = _free_port()
+    port = _free_port(host)
     config = tmp / "sshd_config"
     config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\nPidFile {tmp}/sshd.pid\n"
+        f"ListenAddress {host}\nPort {port}\nHostKey {host_key}\nPidFile {tmp}/sshd.pid\n"
         f"AuthorizedKeysFile {auth}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nLogLevel ERROR\n"
     )
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
     known = tmp / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_key.with_suffix('.pub').read_text()}")
+    known.write_text(f"[{host}]:{port} {host_key.with_suffix('.pub').read_text()}")
     client = tmp / "ssh_config"
     client.write_text(
         f"Host *\n  IdentityFile {user_key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n"
@@ -68,11 +70,11 @@ def start_sshd(tmp: Path, *, host_key_pem: bytes | None = None) -> Sshd:
     )
     for _ in range(100):
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             break
         except OSError:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 pytest.skip(f"sshd could not start: {err.strip()}")
             time.sleep(0.05)
-    return Sshd(port=port, user="root", client_config=client, proc=proc)
+    return Sshd(host=host, port=port, user="root", client_config=client, proc=proc)

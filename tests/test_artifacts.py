@@ -322,3 +322,17 @@ def test_spec_keys_parse() -> None:
         with pytest.raises(ConfigError) as exc:
             spec_load.loads(yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}, key: bad}), env={})
         assert exc.value.key == f"{key}.{next(iter(bad))}"
+
+
+def test_a_download_the_server_keeps_cutting_off_says_what_to_do_offline(k3s_release: Published,
+                                                                         tmp_path: Path) -> None:
+    # usability audit S12: no answer at all is what being offline looks like; the hint says how to do without
+    from piimg.errors import Unreachable
+
+    rel = k3s_release.rel
+    rel.srv.faults[path_of(rel.url("k3s-arm64"))] = Fault(drop_after=0, times=-1)
+    with pytest.raises(Unreachable) as err:
+        artifacts.obtain_cluster_artifacts(_spec(rel.mirror), "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
+    assert "connection closed mid-file (0 bytes read" in err.value.message
+    assert err.value.hint == ("offline? run piimg fetch once with network access (build then needs none), "
+                              "or set cluster.artifact_mirror to a mirror you can reach")

@@ -110,7 +110,7 @@ def test_os_list_cli(srv: tuple[FileServer, str], project: Path, piimg) -> None:
     assert r.exit_code == 0, r
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["SLUG", "NAME", "RELEASED", "DOWNLOAD", "INIT", "DEVICES"]
-    lite = [line for line in lines if line.startswith("raspios-lite-arm64 ")]
+    lite = [line for line in lines if line.startswith("  raspios-lite-arm64 ")]
     assert len(lite) == 2 and "2025-05-13" in lite[0] and "cloudinit-rpi" in lite[0]  # newest first
     assert "pi5-64bit,pi4-64bit" in lite[0]
 

@@ -15,7 +15,7 @@ from tests.conftest import TEST_KEY
 
 COMMANDS = [
     ["init"], ["validate"], ["os", "list"], ["fetch"], ["build"], ["flash"], ["router-setup"],
-    ["manifests"], ["kubeconfig"], ["status"], ["export"], ["devices"],
+    ["manifests"], ["kubeconfig"], ["status"], ["export"], ["devices"], ["completion"],
 ]
 
 
@@ -45,6 +45,7 @@ def test_registered_commands_match_spec() -> None:
         "init", "validate", "os", "fetch", "build", "flash", "router-setup", "manifests", "kubeconfig", "status",
         "export",  # issue 18: full images from overlays, for other flashers
         "devices",  # issue 18 / S10: the disks flash would write
+        "completion",  # usability audit S18: piimg completion bash|zsh|fish
     }
 
 

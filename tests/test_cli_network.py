@@ -26,7 +26,7 @@ from piimg.image import decompress
 from piimg.paths import user_cache_dir
 from piimg.spec import load as spec_load
 from tests import fetchfixtures as ig
-from tests.conftest import TEST_KEY, have
+from tests.conftest import LOOPBACK_SPEC, TEST_KEY, have
 from tests.httpserver import Fault, FileServer
 from tests.ptyrun import piimg_argv, run_pty
 
@@ -145,22 +145,6 @@ def test_ssh_to_a_closed_port_says_first_boot_takes_minutes(project: Path) -> No
                               "piimg status shows how far it got")
 
 
-LOOPBACK_SPEC = f"""\
-access:
-  ssh_authorized_keys: ["{TEST_KEY}"]
-network:
-  subnet: 127.0.2.0/23
-  gateway: 127.0.2.1
-  dhcp_pool: 127.0.3.1-127.0.3.254
-router:
-  host: 127.0.2.1
-cluster:
-  pools:
-    - name: default
-      addresses: [127.0.4.0/23]
-nodes:
-  - {{hostname: k8s-master, role: server, address: 127.0.2.10}}
-"""
 
 
 @pytest.mark.skipif(not have("ssh"), reason="needs the OpenSSH client")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from piimg.errors import ConfigError, DownloadError, ImageError
+from piimg.errors import ConfigError, DownloadError, ImageError, Interrupted
 from piimg.fetch import source
 from piimg.fetch.cache import Cache
 from piimg.fetch.download import RetryPolicy
@@ -314,8 +314,10 @@ def test_ctrl_c_during_download_leaves_only_a_resumable_part(srv, images, projec
 def test_ctrl_c_during_decompression_leaves_only_the_part(srv, images, project: Path) -> None:
     s, url = srv
     spec = _spec(project, f"image:\n  os: raspios-lite-arm64\n  catalog: {url}\n")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as err:
         obtain_base_image(spec, policy=FAST, reporter=_CtrlC(1, only="decompressing"))  # type: ignore[arg-type]
+    assert isinstance(err.value, Interrupted) and err.value.state.endswith(  # what the CLI prints (S13)
+        "is complete and kept; piimg fetch (or the same command again) goes on from decompressing it")
     files = _image_files()
     assert len(files) == 1 and files[0].endswith(".part"), files
     s.reset_log()

@@ -310,3 +310,19 @@ def test_eject_failure_is_a_warning(machine: Machine) -> None:
     with pytest.raises(CommandFailed):
         machine.devices.eject(sdb)
     assert os.path.exists(machine.dev / "sdb")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not tools_available(), reason="needs dosfstools, mtools, e2fsprogs")
+def test_hints_print_the_whole_corrected_command(built: Path, piimg: Any, machine: Machine) -> None:
+    # usability audit S18: "hint: piimg flash ... /dev/sdb" became the command to run
+    part = str(machine.dev / "mmcblk0p2")
+    r = piimg("flash", "--node", "k8s-master", part)
+    assert r.exit_code == 3, r
+    assert r.stderr.splitlines()[-1] == f"hint: piimg flash --node k8s-master {machine.dev / 'mmcblk0'}", r.stderr
+    # several nodes built and none chosen: the same command with --node, and the names
+    card = str(machine.dev / "sdb")
+    r = piimg("flash", card)
+    assert r.exit_code == 1, r
+    assert r.stderr.splitlines()[-1] == (
+        f"hint: piimg flash --node k8s-agent-1 {card}   (nodes: k8s-agent-1, k8s-master)"), r.stderr

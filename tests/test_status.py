@@ -35,6 +35,9 @@ SPEC_DOC = {
     "cluster": {"pools": [{"name": "default", "addresses": ["127.0.4.0/23"]}]},
     "nodes": [{"hostname": "k8s-master", "role": "server", "address": "127.0.2.10"}],
 }
+NODE = "127.0.2.10"
+#: the node's SSH port in tests that want it unreachable: nothing listens on the discard port
+CLOSED = 9
 
 
 @pytest.fixture()
@@ -84,7 +87,7 @@ def kube(tmp_path: Path, ingress: Ingress) -> Iterator[FakeKube]:
 
 @pytest.fixture()
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    server = start_sshd(tmp_path / "sshd")
+    server = start_sshd(tmp_path / "sshd", host=NODE)  # stands in for the node
     yield server
     server.stop()
 
@@ -236,7 +239,7 @@ def test_router_unreachable_other_checks_still_run(spec: spec_model.Spec, kube: 
     def broken() -> Any:
         raise PiimgError("router 127.0.2.1:8729: connection refused")
 
-    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=broken, node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=2)
+    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=broken, ssh_port=CLOSED, timeout=2)
     checks = by_name(run_checks(spec, opts))
     assert checks["router bgp"].state is State.FAIL and "connection refused" in checks["router bgp"].detail
     assert checks["loadbalancers"].state is State.OK
@@ -249,7 +252,7 @@ def test_frr_router_is_not_opened(spec: spec_model.Spec, kube: FakeKube, tmp_pat
         raise AssertionError("the RouterOS opener must not be called for an FRR router")
 
     frr_spec = dataclasses.replace(spec, router=dataclasses.replace(spec.router, kind=spec_model.RouterKind.FRR))
-    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=never, node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=2)
+    opts = Options(kubeconfig=kube.kubeconfig(tmp_path / "kc"), router=never, ssh_port=CLOSED, timeout=2)
     checks = by_name(run_checks(frr_spec, opts))
     assert checks["router bgp"].state is State.SKIPPED and "vtysh" in checks["router bgp"].detail
     assert checks[f"http {LB_IP}"].state is State.OK
@@ -268,7 +271,7 @@ def test_firstboot_status_over_ssh(spec: spec_model.Spec, sshd: Sshd, tmp_path: 
     monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
     status_file = tmp_path / "status.json"
     status_file.write_text(json.dumps(content))
-    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)})
+    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), ssh_port=sshd.port)
     checks = by_name(check_nodes(_as_root(spec), opts))
     assert checks["node k8s-master"].state is State.OK
     assert checks["firstboot k8s-master"].state is state, checks
@@ -284,9 +287,10 @@ def _as_root(spec: spec_model.Spec) -> spec_model.Spec:
 
 @pytest.mark.integration
 def test_node_unreachable(spec: spec_model.Spec, tmp_path: Path) -> None:
-    opts = Options(kubeconfig=tmp_path / "none", node_endpoints={"k8s-master": ("127.0.0.1", 9)}, timeout=1)
+    opts = Options(kubeconfig=tmp_path / "none", ssh_port=CLOSED, timeout=1)
     checks = by_name(check_nodes(spec, opts))
-    assert checks["node k8s-master"].state is State.FAIL and "unreachable" in checks["node k8s-master"].detail
+    assert checks["node k8s-master"].state is State.FAIL
+    assert checks["node k8s-master"].detail.startswith(f"{NODE}:{CLOSED} unreachable (")
     assert checks["firstboot k8s-master"].state is State.SKIPPED
 
 
@@ -319,7 +323,7 @@ def test_kubeconfig_over_ssh_rewritten_and_private(project: Path, piimg: Any, ss
     monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
     monkeypatch.setattr(kcfg, "K3S_KUBECONFIG", str(remote))
     real_fetch = kcfg.fetch
-    monkeypatch.setattr(kcfg, "fetch", lambda spec, target: real_fetch(spec, SshTarget("127.0.0.1", "root", sshd.port), remote_path=str(remote)))
+    monkeypatch.setattr(kcfg, "fetch", lambda spec, target: real_fetch(spec, SshTarget(sshd.host, "root", sshd.port), remote_path=str(remote)))
     (project / "piimg.yaml").write_text(yaml.safe_dump(SPEC_DOC))
     r = piimg("kubeconfig")
     assert r.exit_code == 0, r
@@ -334,7 +338,7 @@ def test_kubeconfig_over_ssh_rewritten_and_private(project: Path, piimg: Any, ss
 def test_unknown_host_key_is_explained(spec: spec_model.Spec, sshd: Sshd, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
     cfg.write_text(sshd.client_config.read_text().replace("UserKnownHostsFile", "UserKnownHostsFile /dev/null #"))
-    target = SshTarget("127.0.0.1", "root", sshd.port, config_file=str(cfg))
+    target = SshTarget(sshd.host, "root", sshd.port, config_file=str(cfg))
     with pytest.raises(PiimgError) as err:
         kcfg.fetch(spec, target, remote_path="/etc/hostname")
     assert "host key is not known" in err.value.message
@@ -423,7 +427,8 @@ def test_status_cli_router_checks(
         writes = peer.writes
     if established:
         assert checks["router bgp"]["state"] == "ok", checks["router bgp"]
-        assert checks["router routes"] == {"name": "router routes", "state": "ok", "detail": f"{LB_IP} via 127.0.2.10"}
+        assert checks["router routes"] == {"name": "router routes", "state": "ok", "detail": f"{LB_IP} via 127.0.2.10",
+                                           "host": host}
     else:
         assert checks["router bgp"]["state"] == "fail"
         assert "k8s-master (127.0.2.10)" in checks["router bgp"]["detail"]
@@ -439,5 +444,6 @@ def test_status_cli_router_without_password(project: Path, piimg: Any, kube: Fak
     r = piimg("status", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["router bgp"]["state"] == "fail" and "PIIMG_ROUTER_PASSWORD" in checks["router bgp"]["detail"]
-    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection"}
+    assert checks["router routes"] == {"name": "router routes", "state": "skipped", "detail": "needs the router connection",
+                                       "host": "127.0.0.1"}
     assert checks["loadbalancers"]["state"] == "ok"

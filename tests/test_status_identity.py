@@ -61,8 +61,8 @@ def identity(tmp_path: Path) -> store.Identity:
     return store.load_or_create(tmp_path / ".piimg", [NodeName("k8s-master", ADDRESS)])
 
 
-def _sshd(tmp: Path, key: bytes | None) -> Iterator[Sshd]:
-    server = start_sshd(tmp, host_key_pem=key)
+def _sshd(tmp: Path, key: bytes | None, host: str = "127.0.0.1") -> Iterator[Sshd]:
+    server = start_sshd(tmp, host_key_pem=key, host=host)
     yield server
     server.stop()
 
@@ -105,7 +105,7 @@ def test_status_first_boot_check_uses_the_pinned_key(spec: spec_model.Spec, iden
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     status_file = tmp_path / "status.json"
     status_file.write_text(json.dumps({"step": "k3s", "state": "running", "error": None}))
-    gen = _sshd(tmp_path / "sshd", identity.node("k8s-master").host_key.private_openssh)
+    gen = _sshd(tmp_path / "sshd", identity.node("k8s-master").host_key.private_openssh, host=ADDRESS)  # the node
     sshd = next(gen)
     try:
         # no ssh config of the user at all: nothing but .piimg/known_hosts vouches for the node
@@ -114,7 +114,7 @@ def test_status_first_boot_check_uses_the_pinned_key(spec: spec_model.Spec, iden
         cfg.write_text(sshd.client_config.read_text().replace("UserKnownHostsFile", "UserKnownHostsFile /dev/null #"))
         monkeypatch.setenv("PIIMG_SSH_CONFIG", str(cfg))
         opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), known_hosts=identity.known_hosts,
-                       node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)})
+                       ssh_port=sshd.port)
         # the test sshd logs in as root (the only account a test may use)
         as_root = dataclasses.replace(spec, access=dataclasses.replace(spec.access, user="root"))
         checks = {c.name: c for c in check_nodes(as_root, opts)}

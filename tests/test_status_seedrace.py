@@ -62,7 +62,7 @@ def spec(home: Path) -> spec_model.Spec:
 
 @pytest.fixture()
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    server = start_sshd(tmp_path / "sshd")
+    server = start_sshd(tmp_path / "sshd", host=SPEC_DOC["nodes"][0]["address"])  # stands in for the node
     yield server
     server.stop()
 
@@ -77,7 +77,7 @@ def _client_config(sshd: Sshd, tmp_path: Path, *, other_host_key: bool = False, 
     if other_host_key:  # known_hosts lists the key piimg made; the node shows its own
         known = tmp_path / "known_hosts_piimg"
         key = _keygen(tmp_path / "piimg_host_key").with_suffix(".pub").read_text()
-        known.write_text(f"[127.0.0.1]:{sshd.port} {key}")
+        known.write_text(f"[{sshd.host}]:{sshd.port} {key}")
         text = "\n".join(f"  UserKnownHostsFile {known}" if "UserKnownHostsFile" in ln else ln for ln in text.splitlines()) + "\n"
     if other_user_key:  # your key never reached the node
         ident = _keygen(tmp_path / "id_not_on_node")
@@ -96,8 +96,8 @@ def test_status_names_the_seed_race(spec: spec_model.Spec, sshd: Sshd, tmp_path:
     monkeypatch.setenv("PIIMG_SSH_CONFIG", str(cfg))
     status_file = tmp_path / "status.json"
     status_file.write_text(json.dumps({"step": "finish", "state": "done", "error": None}))
-    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), timeout=5,
-                   node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)}, init_formats={"k8s-master": init_format})
+    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), timeout=5, ssh_port=sshd.port,
+                   init_formats={"k8s-master": init_format})
     checks = {c.name: c for c in check_nodes(spec, opts)}
     assert checks["node k8s-master"].state is State.OK
     fb = checks["firstboot k8s-master"]
@@ -114,7 +114,7 @@ def test_a_healthy_node_is_no_race(spec: spec_model.Spec, sshd: Sshd, tmp_path: 
     monkeypatch.setenv("PIIMG_SSH_CONFIG", str(sshd.client_config))
     status_file = tmp_path / "status.json"
     status_file.write_text(json.dumps({"step": "finish", "state": "done", "error": None}))
-    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file),
-                   node_endpoints={"k8s-master": ("127.0.0.1", sshd.port)}, init_formats={"k8s-master": "cloudinit"})
+    opts = Options(kubeconfig=tmp_path / "none", status_file=str(status_file), ssh_port=sshd.port,
+                   init_formats={"k8s-master": "cloudinit"})
     checks = {c.name: c for c in check_nodes(spec, opts)}
     assert checks["firstboot k8s-master"].state is State.OK

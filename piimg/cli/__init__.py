@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,14 +16,23 @@ from typing import Final
 import click
 
 from piimg import __version__
-from piimg.cli.common import App
+from piimg.cli.common import App, PiimgGroup, StdoutClosed
 from piimg.errors import EXIT_ERROR, EXIT_USAGE, Interrupted, PiimgError, from_os_error
 from piimg.paths import ProjectPaths
 
 log = logging.getLogger("piimg")
 
+EXIT_STATUS_HELP: Final = """\b
+Exit status:
+  0    success (for status: every check passed)
+  1    error (the message says what and where; status: a check failed)
+  2    usage error: an unknown command or option, a missing argument
+  3    unsafe target: flash refused to write to the device or file
+  130  interrupted by Ctrl-C (SIGTERM: 143, SIGHUP: 129)"""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+@click.group(cls=PiimgGroup, epilog=EXIT_STATUS_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "-c",
     "--config",
@@ -32,6 +42,8 @@ log = logging.getLogger("piimg")
     help="Cluster spec to use (default: ./piimg.yaml).",
 )
 @click.option("--debug", is_flag=True, help="Log every step and external command; show tracebacks.")
+@click.option("--color/--no-color", "color", default=None,
+              help="Colour ok/FAIL in status and +/~/- in the router plan (default: on a terminal, unless NO_COLOR is set).")
 @click.option(
     "--version",
     is_flag=True,
@@ -41,7 +53,7 @@ log = logging.getLogger("piimg")
     help="Show piimg's version and the versions it pins (k3s, MetalLB, ingress charts), then exit.",
 )
 @click.pass_context
-def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config_file: Path | None, debug: bool, color: bool | None) -> None:
     """Flash-and-forget Kubernetes on Raspberry Pis, announced to a MikroTik router over BGP.
 
     \b
@@ -58,6 +70,9 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
         format="debug: %(name)s: %(message)s" if debug else "%(message)s",
         stream=sys.stderr,
     )
+    from piimg.cli import common
+
+    common.color_choice = color
     ctx.obj = App(paths=ProjectPaths.for_spec(config_file), debug=debug)
 
 
@@ -84,9 +99,19 @@ def _print_version(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from piimg.cli import build_cmd, flash_cmd, image_cmds, manifests_cmd, router_cmd, spec_cmds, status_cmds
+    from piimg.cli import (
+        build_cmd,
+        completion_cmd,
+        flash_cmd,
+        image_cmds,
+        manifests_cmd,
+        router_cmd,
+        spec_cmds,
+        status_cmds,
+    )
 
-    for module in (spec_cmds, image_cmds, build_cmd, flash_cmd, router_cmd, manifests_cmd, status_cmds):
+    for module in (spec_cmds, image_cmds, build_cmd, flash_cmd, router_cmd, manifests_cmd, status_cmds,
+                   completion_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -144,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from piimg.cli import common
 
     common.invocation[:] = list(argv if argv is not None else sys.argv[1:])
+    common.color_choice = None
     debug = "--debug" in common.invocation
     try:
         with _stop_signals_interrupt():
@@ -166,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         return _report_interrupt(exc)
-    except BrokenPipeError:
-        return EXIT_ERROR
+    except (BrokenPipeError, StdoutClosed):
+        # the reader of stdout has what it wanted; nothing more to say (and no
+        # "Exception ignored" from flushing stdout at exit: it now goes nowhere)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:  # permission denied, disk full, ...: the file and the cause, not "internal error"
         if debug:
             traceback.print_exc()

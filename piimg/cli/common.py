@@ -54,9 +54,49 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+class StdoutClosed(Exception):
+    """stdout's reader went away (``piimg validate | head -3``): not an error."""
+
+
+class PiimgGroup(click.Group):
+    """Command summaries in full (click cuts them at ~45 characters with "..."),
+    and a closed stdout kept away from click, which would exit 1 for it."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+
+#: --color/--no-color; None: colour when stdout is a terminal and NO_COLOR is unset or empty (https://no-color.org)
+color_choice: bool | None = None
+
+
+def use_color() -> bool:
+    if color_choice is not None:
+        return color_choice
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
+def paint(text: str, **style: Any) -> str:
+    """``text`` in colour (click.style) when colour is on, else as it is."""
+    return click.style(text, **style) if use_color() else text
+
+
 def echo(message: str = "") -> None:
     """Results go to stdout; progress and warnings go to stderr (the reporter)."""
-    click.echo(message)
+    click.echo(message, color=True if use_color() else None)
 
 
 def echo_json(data: Any) -> None:
@@ -82,6 +122,20 @@ def self_command() -> str:
     if os.path.basename(argv0) == "piimg" and os.path.isfile(argv0):
         return shlex.quote(os.path.abspath(argv0))
     return f"{shlex.quote(sys.executable)} -m piimg"
+
+
+def corrected_command(*, replace: tuple[str, str] | None = None, add: tuple[str, ...] = ()) -> str:
+    """This command again, fixed: ``replace`` one argument (old, new), ``add`` options after the
+    command name (``flash --node NAME``); for hints that print the whole command, not ``...``."""
+    args = list(invocation)
+    if replace is not None:
+        args = [replace[1] if a == replace[0] else a for a in args]
+    if add:
+        # after the first word that is a command (not an option or its value: -c FILE)
+        at = next((i + 1 for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in
+                                                                                  ("-c", "--config"))), len(args))
+        args[at:at] = add
+    return shlex.join(["piimg", *args])
 
 
 def as_root_command() -> str:

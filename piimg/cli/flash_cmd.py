@@ -11,8 +11,19 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from piimg.cli.common import App, as_root_command, choose, confirm, declined, echo, echo_json, next_step, pass_app
-from piimg.errors import LastBuildError, NeedsRoot, NoTarget, NotConfirmed
+from piimg.cli.common import (
+    App,
+    as_root_command,
+    choose,
+    confirm,
+    corrected_command,
+    declined,
+    echo,
+    echo_json,
+    next_step,
+    pass_app,
+)
+from piimg.errors import LastBuildError, NeedsRoot, NoTarget, NotConfirmed, PartitionNotDisk
 from piimg.flash import record, safety, verb
 from piimg.flash.devices import Device, Devices, for_this_machine
 from piimg.flash.write import FlashResult
@@ -315,7 +326,14 @@ def flash(
         image, target = args
         node = _node_of(app, image)
     elif len(args) <= 1:
-        image = _last_build(app).image_for(node)
+        last = _last_build(app)
+        try:
+            image = last.image_for(node)
+        except LastBuildError as exc:
+            if node is None and len(last.nodes) > 1:  # the whole command, with the node to choose
+                names = sorted(last.nodes)
+                exc.hint = f"{corrected_command(add=('--node', names[0]))}   (nodes: {', '.join(names)})"
+            raise
         if node is None:
             node = _node_of(app, image)
         target = args[0] if args else pick_device(app, devices, _image_size(image))
@@ -338,6 +356,9 @@ def flash(
             image, target, devices=devices, confirm=ask, verify=not no_verify, force=force, eject=not no_eject,
             bmap=bmap, reporter=app.reporter, allow_usb=not yes,
         ))
+    except PartitionNotDisk as exc:
+        exc.hint = corrected_command(replace=(target, exc.disk))
+        raise
     except NotConfirmed:
         if answers != [False]:  # no answer at all (stdin not a terminal) stays an error
             raise

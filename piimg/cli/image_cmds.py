@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.cli.common import App, PiimgGroup, echo, echo_json, pass_app
 from piimg.units import human_size
 
 
-@click.group("os")
+@click.group("os", cls=PiimgGroup)
 def os_group() -> None:
     """Browse the Raspberry Pi Imager catalog."""
 
@@ -32,6 +32,9 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
     from piimg.fetch.source import list_catalog
 
     base_dir: Path | None = None
+    chosen: str | None = None  # the spec's image.os, marked in the table
+    if app.paths.spec.exists():
+        chosen = None if app.spec().image.url else app.spec().image.os
     if catalog is None:
         # the spec's catalog when there is a spec, the default one otherwise
         from piimg.spec import model as spec_model
@@ -55,8 +58,11 @@ def os_list(app: App, catalog: str | None, offline: bool, as_json: bool) -> None
     ]
     head = ("SLUG", "NAME", "RELEASED", "DOWNLOAD", "INIT", "DEVICES")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
-    for r in [head, *rows]:
-        echo("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    marks = ["  "] + ["* " if r[0] == chosen else "  " for r in rows]
+    for mark, r in zip(marks, [head, *rows], strict=True):
+        echo(mark + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    if chosen is not None and any(r[0] == chosen for r in rows):
+        echo(f"* image.os in {app.paths.spec}")
 
 
 @click.command()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from piimg.cli.common import App, confirm, declined, echo, echo_json, next_step, pass_app
+from piimg.cli.common import App, confirm, declined, echo, echo_json, next_step, paint, pass_app
 from piimg.errors import RouterError
 from piimg.router.apply import conflicts_refused
 from piimg.router.model import SECRET_FIELDS
@@ -80,8 +82,9 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         plan = session.plan
         if as_json:
             return _json_run(app, session, dry_run=dry_run, backup=not no_backup)
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         for line in plan.lines():
-            echo(line)
+            echo(plan_line(line, width))
         if plan.conflicts:
             raise conflicts_refused(plan, shown="after 'to fix:'")
         if plan.empty:
@@ -100,6 +103,32 @@ def router_setup(app: App, dry_run: bool, export: Path | None, yes: bool, no_bac
         saved = f" (backup {result.backup}.backup saved on the router first)" if result.backup else ""
         echo(f"applied {len(result.done)} change(s){saved}")
         next_step(app.cmd("status --watch") + "   (once the nodes are flashed and booted)")
+
+
+_PLAN_COLOR: dict[str, dict[str, Any]] = {"+": {"fg": "green"}, "~": {"fg": "yellow"}, "-": {"fg": "red"},
+                                          "!": {"fg": "red", "bold": True}}
+#: a word of a plan line: key=value with its quoted value kept whole (comment="piimg: homelab")
+_WORD = re.compile(r'(?:[^\s"]+|"[^"]*")+')
+
+
+def plan_line(line: str, width: int | None) -> str:
+    """One plan line for the terminal: coloured by its action mark (+ ~ - !), and
+    wrapped at ``width`` between words, never inside a key=value pair, the
+    continuation indented under the text (None: one line, as scripts want it)."""
+    indent = len(line) - len(line.lstrip(" "))
+    out = line
+    if width is not None and len(line) > width:
+        words = _WORD.findall(line)
+        lead = " " * (indent + 4)
+        rows = [" " * indent + words[0]]
+        for word in words[1:]:
+            if len(rows[-1]) + 1 + len(word) <= width or rows[-1].strip() == "":
+                rows[-1] += " " + word
+            else:
+                rows.append(lead + word)
+        out = "\n".join(rows)
+    style = _PLAN_COLOR.get(line.lstrip(" ")[:1])
+    return "\n".join(paint(row, **style) for row in out.split("\n")) if style else out
 
 
 def plan_json(plan: Plan, *, host: str, port: int) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from piimg.build import lastbuild
-from piimg.cli.common import App, echo, echo_json, pass_app
+from piimg.cli.common import App, echo, echo_json, paint, pass_app
 from piimg.errors import LastBuildError
 from piimg.identity import store as identity_store
 from piimg.status import kubeconfig as kcfg
@@ -17,6 +19,9 @@ from piimg.status.kubeaccess import KubeAccess, resolve
 from piimg.status.model import Check, State, all_ok
 from piimg.status.routerchk import RouterOpener
 from piimg.units import clock_time
+
+if TYPE_CHECKING:
+    from piimg.spec.model import Spec
 
 _MARK = {State.OK: "ok", State.FAIL: "FAIL", State.PENDING: "pending", State.SKIPPED: "skipped"}
 
@@ -36,10 +41,38 @@ def _built_formats(app: App) -> dict[str, str]:
     return {name: entry.init_format for name, entry in record.nodes.items()}
 
 
+_COLOR: dict[State, dict[str, Any]] = {State.OK: {"fg": "green"}, State.FAIL: {"fg": "red", "bold": True},
+                                      State.PENDING: {"fg": "yellow"}, State.SKIPPED: {"dim": True}}
+
+
 def _print(checks: list[Check]) -> None:
     width = max(len(c.name) for c in checks)
     for c in checks:
-        echo(f"{_MARK[c.state]:<8} {c.name:<{width}}  {c.detail}")
+        echo(f"{paint(f'{_MARK[c.state]:<8}', **_COLOR[c.state])} {c.name:<{width}}  {c.detail}")
+
+
+def check_host(spec: Spec, check: Check) -> str | None:
+    """The address a check asked (``status --json``): the node, the router, the API server, the LB IP."""
+    what, _, rest = check.name.partition(" ")
+    if what in ("node", "firstboot"):
+        node = next((n for n in spec.nodes if n.hostname == rest), None)
+        return str(node.address) if node is not None else None
+    if what == "router":
+        return str(spec.router.host)
+    if what == "http":
+        return rest or None
+    return str(spec.initial_server.address)  # the Kubernetes API and what it reports
+
+
+def status_json(spec: Spec, checks: list[Check]) -> dict[str, Any]:
+    """``status --json``: schema in the README (JSON output)."""
+    return {
+        "schema": 1,
+        "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "cluster": spec.cluster.name,
+        "ok": all_ok(checks),
+        "checks": [{**c.to_dict(), "host": check_host(spec, c)} for c in checks],
+    }
 
 
 @click.command()
@@ -106,7 +139,7 @@ def status(
     else:
         checks = check_once()
     if as_json:
-        echo_json({"ok": all_ok(checks), "checks": [c.to_dict() for c in checks]})
+        echo_json(status_json(spec, checks))
     else:
         _print(checks)
         failed = [c for c in checks if c.state is not State.OK]

@@ -38,7 +38,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from piimg import versions
-from piimg.errors import ConfigError, DownloadError, NotFound
+from piimg.errors import ConfigError, DownloadError, NotFound, Unreachable
 from piimg.fetch.cache import ARTIFACT_URLS, Cache
 from piimg.fetch.download import download, sha256_file
 from piimg.fetch.source import Fetcher
@@ -246,8 +246,14 @@ class ArtifactStore:
             part = dest.with_name(dest.name + ".part")
             resumed = part.exists() and part.stat().st_size > 0
             self.f.reporter.info(f"downloading {source}" + (" (resuming)" if resumed else ""))
-            part = download(source, dest, session=self.f.session, policy=self.f.policy, reporter=self.f.reporter,
-                            description=f"downloading {name}")
+            try:
+                part = download(source, dest, session=self.f.session, policy=self.f.policy,
+                                reporter=self.f.reporter, description=f"downloading {name}")
+            except Unreachable as exc:  # S12: what to do without network access
+                offline = ("offline? run piimg fetch once with network access (build then needs none), "
+                           "or set cluster.artifact_mirror to a mirror you can reach")
+                exc.hint = f"{exc.hint}; {offline}" if exc.hint else offline
+                raise
             actual = sha256_file(part, self.f.reporter, description=f"verifying {name} (SHA-256)")
             if actual == sha256:
                 return CachedFile(name, self._commit(part, sha256, name), sha256, url)

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from piimg.errors import ConfigError, DownloadError, ImageError, PiimgError, Unreachable
+from piimg.errors import ConfigError, DownloadError, ImageError, Interrupted, PiimgError, Unreachable
 from piimg.fetch import catalog as cat
 from piimg.fetch.cache import URL_DIGESTS, Cache, CacheEntry
 from piimg.fetch.download import DEFAULT_POLICY, RetryPolicy, download, fetch_text, new_session, sha256_file
@@ -221,7 +221,13 @@ class Fetcher:
         except PiimgError:
             part.unlink(missing_ok=True)  # verified but unusable (bad extract_sha256, corrupt archive)
             raise
-        # on Ctrl-C the complete .part stays: the next run verifies it and skips the download
+        except KeyboardInterrupt as exc:
+            # the complete .part stays: the next run verifies it and skips the download (S13: say so)
+            interrupted = exc if isinstance(exc, Interrupted) else Interrupted()
+            raise interrupted.with_state(
+                f"the download ({human_size(part.stat().st_size)}) is complete and kept; piimg fetch "
+                "(or the same command again) goes on from decompressing it"
+            ) from None
         part.unlink(missing_ok=True)
         self.cache.remember(URL_DIGESTS, url, actual)  # for --offline, which cannot fetch URL.sha256
         return result
@@ -388,11 +394,15 @@ def list_catalog(
     source: str, *, base_dir: Path | None = None, offline: bool = False, reporter: Reporter = QUIET,
     cache: Cache | None = None, session: requests.Session | None = None, policy: RetryPolicy = DEFAULT_POLICY,
 ) -> list[cat.CatalogEntry]:
-    """The images of a catalog (``piimg os list``), newest first within each slug."""
+    """The images of a catalog (``piimg os list``) in the catalog's order (by each slug's first
+    entry, as Raspberry Pi Imager shows them), newest first within each slug."""
     f = Fetcher(cache=cache, offline=offline, reporter=reporter, session=session, policy=policy,
                 online_command="piimg os list")
     entries = f.catalog(source, base_dir=base_dir)
-    return sorted(entries, key=lambda e: (e.slug, _neg_date(e.release_date)))
+    first: dict[str, int] = {}
+    for index, e in enumerate(entries):
+        first.setdefault(e.slug, index)
+    return sorted(entries, key=lambda e: (first[e.slug], _neg_date(e.release_date)))
 
 
 def _neg_date(date: str) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from piimg.errors import UnsafeTarget
+from piimg.errors import PartitionNotDisk, UnsafeTarget
 from piimg.flash.devices import Device, Devices
 from piimg.units import human_size
 
@@ -60,9 +60,9 @@ def check(device: Device, image_size: int, *, force: bool, dev_root: str = "/dev
     if device.swap:
         raise UnsafeTarget(f"{path}: is in use as swap ({', '.join(device.swap)})")
     if device.is_partition:
-        raise UnsafeTarget(
+        raise PartitionNotDisk(
             f"{path}: is a partition, not a whole disk; flash the disk {device.whole_disk_path} instead",
-            hint=f"piimg flash ... {device.whole_disk_path}",
+            disk=device.whole_disk_path,
         )
     if device.virtual_on:
         raise UnsafeTarget(f"{path}: is a virtual device on top of {', '.join(device.virtual_on)}, not a disk")

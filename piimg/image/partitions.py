@@ -202,8 +202,13 @@ _EXT_EXTENTS: Final = 0x40
 
 
 def _filesystem(fh: BinaryIO, part: Partition) -> tuple[str, str]:
-    """(type, label) of the file system at the start of ``part``; label "" when there is none."""
-    boot = _read_at(fh, part.start, SECTOR)
+    """(type, label) of the file system at the start of ``part``; label "" when there is none.
+
+    One aligned 4 KiB read: a macOS raw disk (/dev/rdiskN) refuses reads that
+    do not start and end on a sector boundary.
+    """
+    head = _read_at(fh, part.start, 4096)
+    boot = head[:SECTOR]
     if len(boot) == SECTOR and boot[510:512] == b"\x55\xaa":
         # FAT boot sector: BS_FilSysType and BS_VolLab sit at 0x52/0x47 on FAT32, 0x36/0x2B on FAT12/16
         if boot[82:87] == b"FAT32":
@@ -214,12 +219,12 @@ def _filesystem(fh: BinaryIO, part: Partition) -> tuple[str, str]:
             return "exFAT", ""
         if boot[3:11] == b"NTFS    ":
             return "NTFS", ""
-    if ext4map.is_ext4(fh, part.start):
-        sb = _read_at(fh, part.start + 1024, 1024)
+    sb = head[1024:2048]
+    if len(sb) == 1024 and struct.unpack_from("<H", sb, 0x38)[0] == ext4map.EXT4_MAGIC:
         compat, incompat = struct.unpack_from("<II", sb, 0x5C)
         kind = "ext4" if incompat & _EXT_EXTENTS else "ext3" if compat & _EXT_JOURNAL else "ext2"
         return kind, sb[0x78:0x88].split(b"\0", 1)[0].decode("utf-8", "replace")
-    if _read_at(fh, part.start + 4086, 10) == b"SWAPSPACE2":  # the last 10 bytes of the first 4 KiB page
+    if head[4086:4096] == b"SWAPSPACE2":  # the last 10 bytes of the first 4 KiB page
         return "swap", ""
     return "", ""
 

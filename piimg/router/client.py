@@ -139,7 +139,12 @@ def connect(spec: RouterSpec, password: str, *, timeout: float = 10.0, base_dir:
             hint="use an ASCII password for the API user",
         ) from None
     except TrapError as exc:
-        raise RouterError(f"{where}: login as {spec.username} refused: {exc}", hint=f"check ${spec.password_env}") from None
+        # router_password takes the variable when it is set, so an unset one means the password was typed
+        typed = not os.environ.get(spec.password_env)
+        hint = (f"the password typed at the prompt was refused: run again and type {spec.username}'s password, "
+                "or check router.username" if typed else
+                f"check ${spec.password_env} (the password of {spec.username} on the router), or router.username")
+        raise RouterError(f"{where}: login as {spec.username} refused: {exc}", hint=hint) from None
     except (FatalError, ConnectionClosed) as exc:
         raise RouterError(f"{where}: the router closed the connection during login: {exc}") from None
     except LibRouterosError as exc:

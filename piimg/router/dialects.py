@@ -112,7 +112,11 @@ class Dialect:
         return self.version >= (7, 18)
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.text})"
+        """``RouterOS 7.16.1 stable, 7.0-7.18 command set``: one level of words, no nested parentheses."""
+        version, _, channel = self.text.partition(" ")
+        channel = channel.strip().strip("()")
+        family = self.span.removeprefix("RouterOS ")
+        return f"RouterOS {version}{f' {channel}' if channel else ''}, {'6.x' if family == '6' else family} command set"
 
 
 def parse_version(text: str) -> tuple[int, int]:

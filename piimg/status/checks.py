@@ -38,8 +38,6 @@ class Options:
     timeout: float = 5.0
     status_file: str = STATUS_FILE
     router: RouterOpener | None = None
-    #: overrides for tests: node hostname -> (host, port) to reach instead of its address
-    node_endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
     #: node hostname -> the init format its image was built with (build/last.json), where known
     init_formats: dict[str, str] = field(default_factory=dict)
 
@@ -66,7 +64,7 @@ def judge_firstboot(hostname: str, status: dict[str, object]) -> Check:
 def check_nodes(spec: Spec, opts: Options) -> list[Check]:
     checks = []
     for node in spec.nodes:
-        host, port = opts.node_endpoints.get(node.hostname, (str(node.address), opts.ssh_port))
+        host, port = str(node.address), opts.ssh_port
         err = _tcp_open(host, port, opts.timeout)
         if err:
             checks.append(Check(f"node {node.hostname}", State.FAIL, f"{node.address}:{opts.ssh_port} unreachable ({err})"))
