@@ -1,6 +1,6 @@
 """Benchmark per-node overlays: build 5 nodes vs 1, disk per node, flash composed vs full image.
 
-    python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--dir DIR]
+    python -m bench.bench_overlay [--fill-mib 2048] [--k3s-mib 64] [--runs 3] [--build-runs 7] [--flash-runs 5] [--dir DIR]
 
 Everything in one run, as ratios of medians, each pair of measurements taken
 in alternating order (the machine is shared and noisy; the load average is
@@ -10,6 +10,8 @@ printed before and after):
   five nodes from a cached base whose root file system holds ``--fill-mib``
   of incompressible data (a Raspberry Pi OS Lite root holds ~2 GB); also with
   ``--full-images`` for comparison. Target: 5 nodes / 1 node < 1.3x on ext4.
+  Also the builds' CPU time (user + system), which the other sessions on a
+  shared machine disturb far less than the wall time.
 * disk: what each node's overlay takes on disk (``st_blocks``), alone and
   with its share of the build's shared layer (k3s: once per build), against
   the data its boot partition holds (allocated clusters of the node's FAT).
@@ -17,7 +19,9 @@ printed before and after):
 * flash: ``piimg flash`` of a node's overlay (base + shared layer + node
   layer composed while writing) against the same node's full image, to a
   loop device the bench creates when run as root (a file otherwise), with
-  read-back verification. Target: ratio <= 1. Also the read path alone, in
+  read-back verification, ``--flash-runs`` of each (default 5), after one
+  untimed flash; also the write and verify phases (flash --json). Target:
+  ratio <= 1. Also the read path alone, in
   this process: every mapped byte read in 8 MiB chunks through the composed
   image and through the full image file (what the writer's reader thread does),
   after both files were put into the same page-cache state (see even_page_cache).
@@ -31,13 +35,16 @@ that binary goes onto every node's boot partition and so into every overlay.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +83,39 @@ def spec_text(mirror: str) -> str:
             f"cluster:\n  artifact_mirror: {mirror}\nnodes:\n{nodes}")
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+@dataclass(frozen=True)
+class Run:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the child: steadier than wall time on a shared machine
+    stdout: str
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(argv[3:])}\n{proc.stderr}")
-    return took
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(took, cpu, proc.stdout)
 
 
-def alternating(pair: dict[str, list[str]], runs: int, env: dict[str, str], cwd: Path) -> dict[str, float]:
-    """Median of ``runs`` timings of each command, the two taken in turn (the order flipped every run)."""
-    times: dict[str, list[float]] = {k: [] for k in pair}
+def alternating(pair: dict[str, list[str]], runs: int, env: dict[str, str], cwd: Path) -> dict[str, list[Run]]:
+    """``runs`` runs of each command, the two taken in turn (the order flipped every run)."""
+    out: dict[str, list[Run]] = {k: [] for k in pair}
     for i in range(runs):
         for key in list(pair)[:: 1 if i % 2 == 0 else -1]:
-            times[key].append(timed(pair[key], env, cwd))
-    return {k: statistics.median(v) for k, v in times.items()}
+            out[key].append(run(pair[key], env, cwd))
+    return out
+
+
+def median_of(results: list[Run], field: str = "wall") -> float:
+    """Median seconds: wall or CPU time of the runs, or a field of their ``--json`` card."""
+    if field in ("wall", "cpu"):
+        return statistics.median(float(getattr(r, field)) for r in results)
+    return statistics.median(float(json.loads(r.stdout)["cards"][0][field]) for r in results)
 
 
 def read_all(image: Any, ranges: tuple[Range, ...]) -> float:
@@ -156,7 +180,9 @@ def main() -> None:
     ap.add_argument("--root-mib", type=int, default=2600)
     ap.add_argument("--boot-mib", type=int, default=512)
     ap.add_argument("--k3s-mib", type=int, default=64, help="size of the generated k3s binary (0: a tiny one)")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="runs of each full-image build and of each read in process")
+    ap.add_argument("--build-runs", type=int, default=7, help="runs of each overlay build (cheap, noisy)")
+    ap.add_argument("--flash-runs", type=int, default=5, help="flashes of each kind (the noisiest measure)")
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one; keep it to reuse the base)")
     args = ap.parse_args()
 
@@ -184,10 +210,13 @@ def main() -> None:
         piimg = [sys.executable, "-c", code]
         build = [*piimg, "build", "--image", str(base)]
         subprocess.run([*build, "--node", "node0"], cwd=proj, env=env, check=True, capture_output=True)  # warm: hash, k3s
-        overlays = alternating({"one": [*build, "--node", "node0"], "five": build}, args.runs, env, proj)
+        overlay_runs = alternating({"one": [*build, "--node", "node0"], "five": build}, args.build_runs, env, proj)
+        overlays = {k: median_of(v) for k, v in overlay_runs.items()}
+        overlays_cpu = {k: median_of(v, "cpu") for k, v in overlay_runs.items()}
         full_out = [*build, "--full-images", "-o", "full"]
-        fulls = alternating({"one": [*full_out, "--node", "node0"], "five": full_out}, args.runs, env, proj)
-        timed(build, env, proj)  # last.json names the overlays of all five again
+        fulls = {k: median_of(v) for k, v in alternating({"one": [*full_out, "--node", "node0"], "five": full_out},
+                                                          args.runs, env, proj).items()}
+        run(build, env, proj)  # last.json names the overlays of all five again
 
         layout_start, layout_size = 8 * MiB, args.boot_mib * MiB
         build_dir = proj / "build"
@@ -213,23 +242,27 @@ def main() -> None:
         try:
             # untimed: the first write into the fresh (sparse) card file allocates its blocks,
             # a cost only the first flash would pay
-            timed([*flash, str(node0_full), dest, "--yes", "--force"], env, proj)
-            flashed = alternating({"overlay": [*flash, str(build_dir / "node0.overlay"), dest, "--yes", "--force"],
-                                   "full": [*flash, str(node0_full), dest, "--yes", "--force"]}, args.runs, env, proj)
+            run([*flash, str(node0_full), dest, "--yes", "--force"], env, proj)
+            flashed = alternating({"overlay": [*flash, str(build_dir / "node0.overlay"), dest, "--yes", "--force", "--json"],
+                                   "full": [*flash, str(node0_full), dest, "--yes", "--force", "--json"]},
+                                  args.flash_runs, env, proj)
         finally:
             if loopdev:
                 subprocess.run(["losetup", "-d", loopdev], check=False)
             target.unlink(missing_ok=True)
     load_after = os.getloadavg()
     one, five = overlays["one"], overlays["five"]
-    ov, fu = flashed["overlay"], flashed["full"]
+    ov, fu = median_of(flashed["overlay"]), median_of(flashed["full"])
+    phases = {k: (median_of(v, "write_seconds"), median_of(v, "verify_seconds")) for k, v in flashed.items()}
     per_node = disk["node0"] + shared_disk / len(disk)
     print(f"file system of {work}: {fs_type}; base {base.stat().st_size / 2**30:.2f} GiB, "
           f"{base.stat().st_blocks * 512 / 2**20:.0f} MiB allocated (root data {args.fill_mib} MiB), "
-          f"k3s binary {args.k3s_mib} MiB; medians of {args.runs} runs, alternating")
+          f"k3s binary {args.k3s_mib} MiB; medians, each pair alternating")
     print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}")
-    print(f"build, overlays:    1 node {one:.2f} s, 5 nodes {five:.2f} s: ratio {five / one:.2f}x (target < 1.3x)")
+    print(f"build, overlays (median of {args.build_runs} each): 1 node {one:.2f} s, 5 nodes {five:.2f} s: "
+          f"ratio {five / one:.2f}x (target < 1.3x); CPU time {overlays_cpu['one']:.2f} s vs {overlays_cpu['five']:.2f} s: "
+          f"{overlays_cpu['five'] / overlays_cpu['one']:.2f}x")
     print(f"build, full images: 1 node {fulls['one']:.2f} s, 5 nodes {fulls['five']:.2f} s: "
           f"ratio {fulls['five'] / fulls['one']:.2f}x")
     print(f"disk per node (node layer, allocated): {', '.join(f'{k} {v / 2**10:.0f} KiB' for k, v in disk.items())}; "
@@ -240,8 +273,11 @@ def main() -> None:
     print(f"read path, node0's mapped bytes in 8 MiB chunks (in process, page cache evened): composed "
           f"{reads['composed']:.3f} s, full image file {reads['full']:.3f} s: ratio {reads['composed'] / reads['full']:.2f} "
           f"(the base file read plainly: {reads['base']:.3f} s)")
-    print(f"flash node0 to {'a loop device' if loopdev else 'a file'} (write + verify, CLI): "
-          f"overlay {ov:.2f} s, full image {fu:.2f} s: ratio {ov / fu:.2f} (target <= 1)")
+    print(f"flash node0 to {'a loop device' if loopdev else 'a file'} (CLI, median of {args.flash_runs} each): "
+          f"overlay {ov:.2f} s, full image {fu:.2f} s: ratio {ov / fu:.2f} (target <= 1); "
+          f"write {phases['overlay'][0]:.2f} s vs {phases['full'][0]:.2f} s "
+          f"({phases['overlay'][0] / phases['full'][0]:.2f}), "
+          f"verify {phases['overlay'][1]:.2f} s vs {phases['full'][1]:.2f} s ({phases['overlay'][1] / phases['full'][1]:.2f})")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -181,6 +181,8 @@ def test_value_comparison() -> None:
     assert same_value("disabled", "no", "false")
     assert same_value("remote.address", "10.0.2.10", "10.0.2.10/32")
     assert not same_value("remote.address", "10.0.2.10", "10.0.2.11")
+    assert same_value("remote-address", "10.0.2.10", "10.0.2.10/32")  # the RouterOS 6 spelling
+    assert not same_value("address", "10.0.2.10", "10.0.2.10/32")  # only the neighbour address drops its /32
     assert same_value("tcp-md5-key", "x", None)  # hidden by the router: not comparable
     assert same_value("tcp-md5-key", "x", "*****")  # masked: not comparable either
     assert not same_value("tcp-md5-key", "x", "")  # no key on the router: set it

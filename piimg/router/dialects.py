@@ -53,6 +53,15 @@ class BgpStyle(enum.Enum):
     V7 = "7"  # /routing/bgp/connection with as/router-id on it
     V7_20 = "7.20"  # /routing/bgp/instance + /routing/bgp/connection instance=
 
+    @property
+    def remote_address_field(self) -> str:
+        """The neighbour's address: ``remote-address`` on a 6 peer, ``remote.address`` on a 7 connection."""
+        return "remote-address" if self is BgpStyle.V6 else "remote.address"
+
+
+#: Every spelling of the neighbour-address field (the planner compares it without its /32).
+REMOTE_ADDRESS_FIELDS: Final = frozenset(style.remote_address_field for style in BgpStyle)
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -98,7 +107,7 @@ class Dialect:
 
     @property
     def remote_address_field(self) -> str:
-        return "remote-address" if self.bgp is BgpStyle.V6 else "remote.address"
+        return self.bgp.remote_address_field
 
     @property
     def has_multipath(self) -> bool:

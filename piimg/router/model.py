@@ -114,13 +114,13 @@ LIST_MEMBER: Final = Menu(
 )
 BGP_INSTANCE: Final = Menu("/routing/bgp/instance", "name", "BGP instance", fix="remove the BGP instance {key}")
 BGP_PEER: Final = Menu(
-    "/routing/bgp/peer", "name", "BGP peer", exclusive=("remote-address",), fix="/routing bgp peer remove [find name={key}]"
+    "/routing/bgp/peer", "name", "BGP peer", exclusive=(BgpStyle.V6.remote_address_field,), fix="/routing bgp peer remove [find name={key}]"
 )
 BGP_CONNECTION: Final = Menu(
     "/routing/bgp/connection",
     "name",
     "BGP connection",
-    exclusive=("remote.address",),
+    exclusive=(BgpStyle.V7.remote_address_field,),
     fix="/routing bgp connection remove [find name={key}]",
 )
 
@@ -260,7 +260,7 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
             props = {
                 "name": peer_name(node.hostname),
                 "instance": instance_name(cluster),
-                "remote-address": str(node.address),
+                dialect.remote_address_field: str(node.address),
                 "remote-as": bgp_asn,
                 "ttl": "default",
                 "address-families": "ip",
@@ -275,7 +275,7 @@ def desired_state(spec: Spec, dialect: Dialect, *, bgp_password: str | None) -> 
                 props["router-id"] = router_id
             props.update(
                 {
-                    "remote.address": str(node.address),
+                    dialect.remote_address_field: str(node.address),
                     "remote.as": bgp_asn,
                     "local.role": role,
                     dialect.afi_field: "ip",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from piimg.router import facts
-from piimg.router.dialects import BgpStyle, Dialect
+from piimg.router.dialects import REMOTE_ADDRESS_FIELDS, BgpStyle, Dialect
 from piimg.router.model import (
     BGP_CONNECTION,
     BGP_INSTANCE,
@@ -59,7 +59,7 @@ def _canon(field_name: str, value: str) -> str:
         return "yes"
     if low in ("no", "false"):
         return "no"
-    if field_name in ("remote.address", "remote-address") and low.endswith("/32"):
+    if field_name in REMOTE_ADDRESS_FIELDS and low.endswith("/32"):
         return low[:-3]
     if field_name in ("dns-server", "ranges"):
         return ",".join(p.strip() for p in low.split(","))
