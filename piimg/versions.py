@@ -235,7 +235,12 @@ NGINX_INGRESS_CHART: Final = "nginx-ingress"
 #:   commit) hashes to the same value, and its values.yaml, values.schema.json
 #:   and templates/ are byte-identical to the tag's charts/nginx-ingress/.
 #: - Kubernetes: the chart says ``kubeVersion: '>= 1.25.0-0'`` (Chart.yaml in
-#:   the archive), so Helm accepts it on the Kubernetes 1.36 of k3s v1.36.
+#:   the archive; piimg build checks it against cluster.k3s_version), and
+#:   NGINX tested controller 5.5.4 / chart 2.6.4 on Kubernetes 1.29 - 1.36
+#:   (nginx/documentation@76d2906026e513dda715e6017c2b268326ef0098:
+#:   content/includes/nic/compatibility-tables/nic-k8s.md, the row of
+#:   layouts/shortcodes/nic-version.html = 5.5.4, nic-helm-version.html = 2.6.4),
+#:   so the Kubernetes 1.36 of k3s v1.36 is inside what it was tested with.
 #: - Images: nginx/nginx-ingress:5.5.4 for linux/arm64 and linux/amd64
 #:   (nginx/kubernetes-ingress@f92a24e4:.github/data/matrix-images-oss.json).
 #:

@@ -249,3 +249,25 @@ def test_node_layer_over_a_shared_layer_composes_like_plain_writes(base: Path, t
         overlay.ComposedImage.open(node, base, other)
     with pytest.raises(ImageError, match="is the layer shared by the nodes of a build"):
         overlay.ComposedImage.open(shared, base)
+
+
+def test_a_format_1_overlay_is_still_composed(base: Path, tmp_path: Path) -> None:
+    """What piimg wrote before shared layers: a node layer straight on its base, no ``layer``/``lower`` keys."""
+    writes = _writes(9)
+    expected = _reference(base, writes, tmp_path / "ref.img")
+    ovl = tmp_path / "n1.overlay"
+    _make_overlay(base, writes, ovl)
+    data = ovl.read_bytes()
+    line_end = data.index(b"\n", 16)
+    header = json.loads(data[16:line_end])
+    del header["layer"], header["lower"]
+    header["format"] = 1
+    line = json.dumps(header).encode() + b"\n"
+    start = overlay.data_offset(line_end - 16 + 1)
+    old = tmp_path / "old.overlay"
+    old.write_bytes(overlay.MAGIC + line + bytes(overlay.data_offset(len(line)) - 16 - len(line)) + data[start:])
+    with open_composed(old, cache=Cache(tmp_path / "cache")) as img:
+        assert img.header.format == 1 and img.header.lower is None
+        buf = bytearray(SIZE)
+        img.pread_into(memoryview(buf), 0)
+        assert bytes(buf) == expected

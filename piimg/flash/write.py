@@ -48,6 +48,7 @@ from typing import Final, Protocol
 from piimg.errors import FlashFailed, ImageError, Interrupted, NeedsRoot, UnsafeTarget, os_hint
 from piimg.fsutil import atomic_path
 from piimg.image.blockmap import BlockMap, Range
+from piimg.image.overlay import pread_full
 from piimg.progress import QUIET, Reporter
 from piimg.units import human_rate, human_size
 
@@ -99,7 +100,7 @@ class FileSource:
         self.size = os.fstat(fd).st_size
 
     def pread_into(self, view: memoryview, offset: int) -> int:
-        return _pread_full(self.fd, view, offset)
+        return pread_full(self.fd, view, offset)
 
 
 @dataclass(frozen=True)
@@ -182,16 +183,6 @@ def _open_target(path: str, *, exclusive: bool, direct: bool, write: bool) -> tu
     if sys.platform == "darwin":
         fcntl.fcntl(fd, getattr(fcntl, "F_NOCACHE", 48), 1)
     return fd, False
-
-
-def _pread_full(fd: int, buf: memoryview, offset: int) -> int:
-    done = 0
-    while done < len(buf):
-        n = os.preadv(fd, [buf[done:]], offset + done)
-        if n == 0:
-            break
-        done += n
-    return done
 
 
 def _pwrite_full(fd: int, buf: memoryview, offset: int) -> None:
@@ -443,7 +434,7 @@ def _verify(
             view = memoryview(buf)[: chunk.length]
             use = buffered if direct and chunk.length % DIRECT_ALIGN else fd
             try:
-                got = _pread_full(use, view, chunk.start)
+                got = pread_full(use, view, chunk.start)
             except OSError as exc:
                 raise VerifyFailed(target, chunk.start, f"reading it back failed: {exc.strerror or exc}") from None
             if got != chunk.length:

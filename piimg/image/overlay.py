@@ -281,7 +281,8 @@ class Reader(Protocol):
         """Fill ``view`` from ``offset``; returns the count (short only at the image's end)."""
 
 
-def _pread_exact(fd: int, view: memoryview, offset: int) -> int:
+def pread_full(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``fd`` at ``offset``; returns the count, short only at the file's end."""
     got = 0
     while got < len(view):
         done = os.preadv(fd, [view[got:]], offset + got)
@@ -368,13 +369,13 @@ class _Stack:
             if i < len(segs) and segs[i].start <= pos:
                 seg = segs[i]
                 b = min(seg.end, end)
-                if _pread_exact(seg.fd, view[pos - offset : b - offset], seg.pos + (pos - seg.start)) != b - pos:
+                if pread_full(seg.fd, view[pos - offset : b - offset], seg.pos + (pos - seg.start)) != b - pos:
                     raise ImageError(f"{seg.name}: short read (was the file truncated?)")
                 i += 1
             else:
                 b = min(segs[i].start, end) if i < len(segs) else end
                 sub = view[pos - offset : b - offset]
-                got = _pread_exact(self._base_fd, sub, pos)
+                got = pread_full(self._base_fd, sub, pos)
                 if got < len(sub):
                     sub[got:] = bytes(len(sub) - got)  # past the base's data: zeros, as in a sparse file
             pos = b
