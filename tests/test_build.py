@@ -548,6 +548,21 @@ def test_build_with_wifi(piimg: Any, project: Path, bases: dict[tuple[str, int],
         assert list(wlan["access-points"]) == ["Bob's net"]
 
 
+def test_bad_source_date_epoch_fails_before_any_download(piimg: Any, project: Path, _release: Published,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOURCE_DATE_EPOCH is read first: a bad one costs no base image or k3s download."""
+    data = b"base image bytes (never fetched)"
+    srv = _release.rel.srv  # the session's server: k3s and the charts are on it too
+    srv.add("/raspios.img", data)
+    (project / "piimg.yaml").write_text(SPEC + f"  url: {srv.url('/raspios.img')}\n  sha256: {hashlib.sha256(data).hexdigest()}\n")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    before = len(srv.requests)
+    r = piimg("build")
+    assert r.exit_code != 0 and r.stderr == "error: SOURCE_DATE_EPOCH: 'yesterday' is not a number of seconds since 1970\n", r
+    assert srv.requests[before:] == []
+    assert not (project / "build").exists()
+
+
 def test_bad_wifi_passphrase_fails_before_any_image(piimg: Any, project: Path, bases: dict[tuple[str, int], GeneratedImage],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIIMG_TEST_WIFI", "short")

@@ -392,6 +392,7 @@ def build_images(
     ``build/last.json`` (``spec.paths``)."""
     selected = _select(spec, nodes)
     out = (output_dir if output_dir is not None else spec.paths.build_dir).resolve()
+    _source_date_epoch()  # a bad SOURCE_DATE_EPOCH: refused before any download (read again for the stamps)
     artifacts.check_pins(spec)  # a channel, an unpinned version: refused before any download
     base = obtain_base_image(spec, image=image, sha256=sha256, reporter=reporter, check_local=looks_like_a_pi_image)
     layout = open_layout(base.path)
