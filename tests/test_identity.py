@@ -10,6 +10,7 @@ k3s-io/docs@01f91e0b23836f8ed7a26e2afd6d55c6b189bf36:docs/cli/certificate.md
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import subprocess
@@ -71,6 +72,18 @@ def test_each_ca_chains_to_the_root_with_ca_key_usage(ca: k3sca.ClusterCA, purpo
     assert key.public_key() == leaf.public_key()
     # the key file is traditional PEM, as the example generator's openssl ecparam writes it
     assert ca.server_files[f"{purpose}.key"].startswith(b"-----BEGIN EC PRIVATE KEY-----")
+
+
+def test_every_certificate_starts_five_minutes_back_and_only_cas_sign(ca: k3sca.ClusterCA) -> None:
+    """A Pi whose clock is a little behind the host's still accepts them; a leaf cannot sign certificates."""
+    leaves = [ca.mint_client("piimg-admin")[0], ca.mint_server("kube-apiserver", ips=["127.0.0.1"])[0]]
+    for pem, days, is_ca in ((ca.root_cert_pem, k3sca.ROOT_DAYS, True), (ca.server_files["client-ca.crt"], k3sca.CA_DAYS, True),
+                             *((leaf, k3sca.CLIENT_DAYS, False) for leaf in leaves)):
+        cert = x509.load_pem_x509_certificates(pem)[0]
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=days, minutes=5)
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert (usage.digital_signature, usage.key_cert_sign, usage.key_encipherment) == (True, is_ca, is_ca)
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is is_ca
 
 
 def test_service_account_key_is_rsa(ca: k3sca.ClusterCA) -> None:

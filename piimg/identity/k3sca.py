@@ -76,6 +76,29 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, *, ca: bool, days: int, now: dt.datetime,
+) -> x509.CertificateBuilder:
+    """What every certificate here has: names, key, serial, validity, and the basic
+    constraints and key usage of a CA (signs certificates) or of a leaf (signs only)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))  # a node clock a little behind still accepts it
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=ca,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=False,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+    )
+
+
 def _ca_cert(
     name: str, key: ec.EllipticCurvePrivateKey, *, issuer: x509.Certificate | None,
     issuer_key: ec.EllipticCurvePrivateKey, days: int, now: dt.datetime,
@@ -85,20 +108,7 @@ def _ca_cert(
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     aki_source = issuer_key.public_key()
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))  # a node clock a little behind still accepts it
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=False,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
+        _builder(subject, issuer.subject if issuer is not None else subject, key, ca=True, days=days, now=now)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_source), critical=False)
         .sign(issuer_key, hashes.SHA256())
@@ -160,24 +170,8 @@ class ClusterCA:
         """A leaf certificate for one extended key usage, signed by the ``purpose`` CA: (PEM + CA, key PEM)."""
         ca_cert, ca_key = self.signer(purpose)
         key = _ec_key()
-        now = _now()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                              data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                              encipher_only=False, decipher_only=False),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
+        builder = _builder(name, ca_cert.subject, key, ca=False, days=days, now=_now()).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False)
         if sans is not None:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         if authority_key_id:
