@@ -27,6 +27,12 @@ K3S_RELEASES_URL: Final = "https://github.com/k3s-io/k3s/releases/download"
 #: The k3s source tree at a tag: ``<K3S_SOURCE_URL>/<tag>/install.sh`` is the
 #: install script exactly as tagged (GitHub's raw content service).
 K3S_SOURCE_URL: Final = "https://raw.githubusercontent.com/k3s-io/k3s"
+#: Where k3s's system images (rancher/mirrored-*, klipper-helm: ``docker.io``
+#: references) are pulled from: containerd maps ``docker.io`` to this host
+#: (containerd remotes/docker/resolver.go, ``dockerResolver.base``). First boot
+#: waits until DNS resolves it; the builder writes it into node.json (None when
+#: the airgap images are on the card).
+K3S_REGISTRY_HOST: Final = "registry-1.docker.io"
 
 #: SHA-256 of ``install.sh`` per k3s release: the script piimg ships to the
 #: nodes is this file or nothing (``cluster.k3s_install_sha256`` in the spec

@@ -208,6 +208,17 @@ def test_payload_initial_server_is_the_cluster_init() -> None:
         assert f"piimg/manifests/{name}" in edits.files
 
 
+def test_payload_first_boot_resolves_the_builders_registry_host() -> None:
+    """The host first boot waits for in DNS is versions.K3S_REGISTRY_HOST, written by the builder
+    (without cluster.airgap: the images are pulled); nodeconf has no copy of its own."""
+    from piimg.versions import K3S_REGISTRY_HOST
+
+    spec = _spec()
+    edits = payload.boot_edits(spec, spec.node("w1"), SECRETS, InitFormat.SYSTEMD)
+    written = json.loads(edits.files["piimg/node.json"])
+    assert written["k3s"]["registry_host"] == K3S_REGISTRY_HOST
+
+
 def test_payload_first_boot_waits_for_metallb_where_the_manifests_install_it() -> None:
     spec = _spec()
     edits = payload.boot_edits(spec, spec.node("m1"), SECRETS, InitFormat.SYSTEMD)

@@ -4,11 +4,13 @@ callers decide on the type and never on the words of a message or hint."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import click
+import jinja2
 import pytest
 from click.testing import CliRunner
 
@@ -66,6 +68,25 @@ def test_init_onto_an_existing_spec(project: Path, piimg: Any) -> None:
 def test_a_template_without_its_values() -> None:
     with pytest.raises(RenderError, match=r"^template firstrun\.sh\.j2: 'hostname' is undefined"):
         env.render("firstrun.sh.j2")
+
+
+@pytest.mark.parametrize("template", ["meta-data.j2", "metallb-config.yaml.j2"])
+def test_an_undefined_value_through_to_yaml_is_a_render_error(template: str) -> None:
+    """StrictUndefined holds inside the filters too: not yaml's RepresenterError (an internal error)."""
+    with pytest.raises(RenderError, match=rf"^template {re.escape(template)}: '\w+' is undefined$"):
+        env.render(template)
+    with pytest.raises(RenderError, match=r"^template meta-data\.j2: 'hostname' is undefined$"):
+        env.render("meta-data.j2", instance_id="i-1")
+
+
+def test_an_undefined_value_inside_a_list_or_mapping_fails_in_the_filters_too() -> None:
+    """user-data.j2 builds argv lists in the template (``[..., keymap] | to_json``)."""
+    filters = env.environment().filters
+    missing = env.environment().undefined(name="keymap")
+    for name, value in (("to_json", ["sh", "-c", missing]), ("to_yaml", {"key": missing}), ("to_yaml", missing)):
+        with pytest.raises(jinja2.UndefinedError, match=r"^'keymap' is undefined$"):
+            filters[name](value)
+    assert filters["to_json"](["sh", "-c", "x"]) == '["sh", "-c", "x"]'
 
 
 def test_addon_names_k3s_would_refuse() -> None:

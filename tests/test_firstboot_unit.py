@@ -301,6 +301,16 @@ def test_node_json_without_the_metallb_namespace_is_refused_by_name(tmp_path: Pa
     assert "missing hostname, metallb_namespace" in json.loads(capsys.readouterr().out)["error"]
 
 
+def test_node_json_without_the_registry_host_is_refused_by_name() -> None:
+    """The registry host is piimg.versions' too (K3S_REGISTRY_HOST): no first-boot default to fall back on."""
+    data = json.loads(node_config_json())
+    del data["k3s"]["registry_host"]
+    with pytest.raises(ValueError, match=r"^node.json: missing k3s.registry_host \(rebuild"):
+        NodeConfig.from_dict(data)
+    data["k3s"]["registry_host"] = None  # the airgap images on the card: nothing to resolve
+    assert NodeConfig.from_dict(data).k3s.registry_host is None
+
+
 # -- waits with a fake clock ---------------------------------------------------------------------
 class FakeClock:
     def __init__(self) -> None:

@@ -47,7 +47,7 @@ from piimg.firstboot.nodeconf import (
 from piimg.manifests import bgp_password, ingress_service, k3s_server_url, render, render_addons, render_k3s_config
 from piimg.spec.model import InitFormat, NodeSpec, Role, Spec
 from piimg.spec.secrets import Secrets
-from piimg.versions import METALLB_NAMESPACE
+from piimg.versions import K3S_REGISTRY_HOST, METALLB_NAMESPACE
 
 if TYPE_CHECKING:
     from piimg.fetch.artifacts import ClusterArtifacts
@@ -153,6 +153,7 @@ def _k3s_config(
     conf = K3sConfig(
         version=spec.cluster.k3s_version,
         config_yaml=render_k3s_config(spec, node, secrets),
+        registry_host=K3S_REGISTRY_HOST,
         server_url=None if initial else k3s_server_url(spec),
     )
     if artifacts is not None:

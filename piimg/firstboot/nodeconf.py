@@ -34,15 +34,21 @@ class K3sConfig:
 
     version: str  # a release, e.g. v1.36.3+k3s1
     config_yaml: str  # content of /etc/rancher/k3s/config.yaml (token included)
+    # DNS must resolve this before k3s pulls its images: piimg.versions.K3S_REGISTRY_HOST,
+    # written by the builder; None with the airgap images on the card.
+    registry_host: Optional[str]
     server_url: Optional[str] = None  # agents and joining servers: https://SERVER:6443
     arch: str = ""  # arm64 | armhf: the build of the payload's binary
     install_sha256: str = ""  # of k3s/install.sh (the script at the version's tag)
     binary_sha256: str = ""  # of k3s/k3s (per the release's sha256sum file)
     airgap_images: Optional[str] = None  # file name under k3s/images/ (cluster.airgap)
     airgap_sha256: Optional[str] = None
-    # DNS must resolve this before k3s pulls its images (rancher/mirrored-*,
-    # klipper-helm are on docker.io); None with the airgap images on the card.
-    registry_host: Optional[str] = "registry-1.docker.io"
+
+
+def _missing(cls: Any, data: Dict[str, Any], prefix: str = "") -> List[str]:
+    """The fields of dataclass ``cls`` without a default that ``data`` lacks, as ``prefix + name``."""
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    return [prefix + name for name in required if name not in data]
 
 
 @dataclass
@@ -86,8 +92,9 @@ class NodeConfig:
     def from_dict(cls, data: Dict[str, Any]) -> "NodeConfig":
         if data.get("schema") != SCHEMA:
             raise ValueError("node.json: unsupported schema %r (expected %d)" % (data.get("schema"), SCHEMA))
-        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in data]
+        missing = _missing(cls, data)
+        if isinstance(data.get("k3s"), dict):
+            missing += _missing(K3sConfig, data["k3s"], "k3s.")
         if missing:
             # node.json and this code come from the same build; a gap means a hand-made or mixed payload
             raise ValueError("node.json: missing %s (rebuild the image with piimg build)" % ", ".join(missing))
