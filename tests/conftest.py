@@ -12,6 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
+
+# Property tests check behaviour, not speed: no per-example deadline (hypothesis' default
+# 200 ms is a timed assertion, and it failed test_cmdline under a loaded machine's 438 ms).
+settings.register_profile("piimg", deadline=None)
+settings.load_profile("piimg")
 
 # fixtures `images` and `srv` (a catalog on 127.0.0.1) for the catalog and fetch tests;
 # modules with a fixture of the same name (test_download's `srv`) keep their own
