@@ -61,6 +61,9 @@ _ENV_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _K3S_CHANNELS: Final = ("stable", "latest", "testing")
 _KNOWN_DISABLE: Final = ("traefik", "servicelb", "metrics-server", "local-storage", "coredns", "runtimes")
+#: The artefact mirror when the spec sets no ``cluster.artifact_mirror`` (CI, a site-wide
+#: mirror); read and checked at load like the key, then stored in it.
+MIRROR_ENV: Final = "PIIMG_ARTIFACT_MIRROR"
 
 
 class _Ctx:
@@ -462,6 +465,17 @@ def _mirror(ctx: _Ctx, key: str, value: object) -> str | None:
     return str(url).rstrip("/")
 
 
+def _cluster_mirror_from_env(ctx: _Ctx, cluster: ClusterSpec, env: Mapping[str, str]) -> ClusterSpec:
+    """``cluster`` with ``$PIIMG_ARTIFACT_MIRROR`` as its mirror when the key is unset (the key
+    wins), checked by the same rule: ``validate`` and ``build`` see one effective mirror."""
+    if cluster.artifact_mirror is not None:
+        return cluster
+    value = env.get(MIRROR_ENV, "").strip()
+    if not value:
+        return cluster
+    return dataclasses.replace(cluster, artifact_mirror=_mirror(ctx, f"${MIRROR_ENV}", value))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -578,7 +592,7 @@ def parse(
         wifi=_load_wifi(ctx, top.get("wifi")),
         network=_load_network(ctx, top.get("network")),
         router=_load_router(ctx, top.get("router")),
-        cluster=_load_cluster(ctx, top.get("cluster")),
+        cluster=_cluster_mirror_from_env(ctx, _load_cluster(ctx, top.get("cluster")), env),
         nodes=_load_nodes(ctx, top.get("nodes")),
         paths=paths or ProjectPaths.in_folder(Path.cwd()),
         source=file or "<string>",
