@@ -201,13 +201,37 @@ def test_architecture_rules() -> None:
 
 
 def test_mirror_from_the_environment(k3s_release: Published) -> None:
-    spec = _spec(k3s_release.mirror)
-    assert artifacts.mirror_for(spec, {artifacts.MIRROR_ENV: "https://other/x"}) == k3s_release.mirror  # the key wins
-    plain = spec_load.loads(yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}}), env={})
-    assert artifacts.mirror_for(plain, {}) is None
-    assert artifacts.mirror_for(plain, {artifacts.MIRROR_ENV: "https://m.lan/p/"}) == "https://m.lan/p"
-    with pytest.raises(ConfigError, match=r"PIIMG_ARTIFACT_MIRROR: .* only accepted for a loopback address"):
-        artifacts.mirror_for(plain, {artifacts.MIRROR_ENV: "http://m.lan/p"})
+    env = {spec_load.MIRROR_ENV: "https://other/x"}
+    doc = {"access": {"ssh_authorized_keys": [KEY]}, "cluster": {"artifact_mirror": k3s_release.mirror}}
+    assert spec_load.loads(yaml.safe_dump(doc), env=env).cluster.artifact_mirror == k3s_release.mirror  # the key wins
+    plain = yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}})
+    assert spec_load.loads(plain, env={}).cluster.artifact_mirror is None
+    assert spec_load.loads(plain, env={spec_load.MIRROR_ENV: " "}).cluster.artifact_mirror is None
+    got = spec_load.loads(plain, env={spec_load.MIRROR_ENV: "https://m.lan/p/"}).cluster.artifact_mirror
+    assert got == "https://m.lan/p"
+    with pytest.raises(ConfigError, match=r"^\$PIIMG_ARTIFACT_MIRROR: .* only accepted for a loopback address") as exc:
+        spec_load.loads(plain, env={spec_load.MIRROR_ENV: "http://m.lan/p"})
+    assert exc.value.key == "$PIIMG_ARTIFACT_MIRROR"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1.evil.example/m", "http://127.evil.example/m", "http://localhost.evil.example/m"])
+def test_loopback_is_an_address_not_a_prefix(url: str) -> None:
+    """A host name that starts like a loopback address is a name anyone can register; both the
+    key and the environment variable refuse plain http:// to it."""
+    plain = yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}})
+    keyed = yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}, "cluster": {"artifact_mirror": url}})
+    for text, env, key in ((keyed, {}, "cluster.artifact_mirror"), (plain, {spec_load.MIRROR_ENV: url}, "$PIIMG_ARTIFACT_MIRROR")):
+        with pytest.raises(ConfigError, match="plain http:// is only accepted for a loopback address") as exc:
+            spec_load.loads(text, env=env)
+        assert exc.value.key == key
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/m", "http://127.3.2.1/m", "http://[::1]:80/m", "http://localhost/m"])
+def test_loopback_mirror_accepted_from_both(url: str) -> None:
+    plain = yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}})
+    keyed = yaml.safe_dump({"access": {"ssh_authorized_keys": [KEY]}, "cluster": {"artifact_mirror": url}})
+    assert spec_load.loads(keyed, env={}).cluster.artifact_mirror == url
+    assert spec_load.loads(plain, env={spec_load.MIRROR_ENV: url}).cluster.artifact_mirror == url
 
 
 def test_channel_unpinned_version_and_metallb_refused_before_download(k3s_release: Published) -> None:

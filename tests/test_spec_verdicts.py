@@ -68,7 +68,18 @@ LATE: list[tuple[str, object]] = [
     ("bare list flag", _cluster(extra_server_args=["--node-label"])),
 ]
 
-ALL = [(f"bad: {c[0]}", c[1]) for c in CASES] + [(f"late: {c[0]}", c[1]) for c in LATE] + [(f"good: {c[0]}", c[1]) for c in GOOD]
+# $PIIMG_ARTIFACT_MIRROR (the spec sets no cluster.artifact_mirror): read at load, checked like the key
+MIRROR_ENV = "PIIMG_ARTIFACT_MIRROR"
+BAD_MIRROR_ENV: list[tuple[str, str]] = [
+    ("mirror env plain http to a name", "http://mirror.lan/piimg"),
+    ("mirror env loopback-looking name", "http://127.0.0.1.evil.example/m"),
+    ("mirror env not a url", "mirror.lan/piimg"),
+    ("mirror env with a query", "https://mirror.lan/piimg?token=1"),
+]
+
+ALL = ([(f"bad: {c[0]}", c[1], {}) for c in CASES] + [(f"late: {c[0]}", c[1], {}) for c in LATE]
+       + [(f"env: {c[0]}", BASE, {MIRROR_ENV: c[1]}) for c in BAD_MIRROR_ENV]
+       + [(f"good: {c[0]}", c[1], {}) for c in GOOD])
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +92,15 @@ def _first_error(stderr: str) -> str | None:
     return next((line for line in stderr.splitlines() if line.startswith("error: ")), None)
 
 
-@pytest.mark.parametrize("doc", [c[1] for c in ALL], ids=[c[0] for c in ALL])
+@pytest.mark.parametrize(("doc", "env"), [c[1:] for c in ALL], ids=[c[0] for c in ALL])
 def test_validate_build_and_manifests_agree(project: Path, piimg: Any, base_image: GeneratedImage,
-                                            monkeypatch: pytest.MonkeyPatch, doc: object, k3s_release: Published) -> None:
-    for name, value in ENV.items():
+                                            monkeypatch: pytest.MonkeyPatch, doc: object, env: dict[str, str],
+                                            k3s_release: Published) -> None:
+    for name, value in {**ENV, **env}.items():
         monkeypatch.setenv(name, value)
-    if isinstance(doc, dict) and isinstance(doc.get("cluster", {}), dict):
+    if MIRROR_ENV in env:
+        assert isinstance(doc, dict) and not doc["cluster"].get("artifact_mirror")  # the variable is what is judged
+    elif isinstance(doc, dict) and isinstance(doc.get("cluster", {}), dict):
         # the build fetches k3s and the charts: from a generated release on a loopback mirror
         doc = {**doc, "cluster": {**doc.get("cluster", {}), "artifact_mirror": k3s_release.mirror}}
     (project / "piimg.yaml").write_text(yaml.safe_dump(doc))
@@ -104,6 +118,8 @@ def test_validate_build_and_manifests_agree(project: Path, piimg: Any, base_imag
         assert list((project / "out").glob("*.overlay")), build
     else:
         assert error is not None and "Traceback" not in build.output
+        if MIRROR_ENV in env:
+            assert error.startswith(f"error: ${MIRROR_ENV}: "), error
         assert not (project / "out").exists(), "a spec error must stop build before any output"
 
 

@@ -17,6 +17,7 @@ What is verified, and against what:
 A mismatch deletes the download; nothing unverified enters the cache.
 
 Where files come from: the upstream URL, or with ``cluster.artifact_mirror``
+(or ``$PIIMG_ARTIFACT_MIRROR``, read into that key when the spec is loaded)
 the same host and path below the mirror: ``https://github.com/k3s-io/k3s/
 releases/download/v1.36.3+k3s1/k3s-arm64`` becomes ``<mirror>/github.com/
 k3s-io/k3s/releases/download/v1.36.3+k3s1/k3s-arm64`` (the tree ``wget -x``
@@ -31,7 +32,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -93,26 +94,6 @@ def install_sh_url(version: str) -> str:
 
 def release_url(version: str, name: str) -> str:
     return f"{versions.K3S_RELEASES_URL}/{version}/{name}"
-
-
-#: Used when the spec sets no ``cluster.artifact_mirror`` (CI, a site-wide mirror).
-MIRROR_ENV: Final = "PIIMG_ARTIFACT_MIRROR"
-
-
-def mirror_for(spec: Spec, env: Mapping[str, str] | None = None) -> str | None:
-    """``cluster.artifact_mirror``, else ``$PIIMG_ARTIFACT_MIRROR`` (checked like the key), else None."""
-    if spec.cluster.artifact_mirror:
-        return spec.cluster.artifact_mirror
-    value = (os.environ if env is None else env).get(MIRROR_ENV, "").strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1") or (parts.hostname or "").startswith("127.")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(MIRROR_ENV, f"{value!r} is not an http(s) base URL like https://mirror.example/piimg")
-    if parts.scheme == "http" and not loopback:
-        raise ConfigError(MIRROR_ENV, f"{value!r}: plain http:// is only accepted for a loopback address")
-    return value.rstrip("/")
 
 
 def mirrored(url: str, mirror: str | None) -> str:
@@ -365,7 +346,7 @@ def fetch_charts(store: ArtifactStore, pins: Iterable[versions.ChartPin]) -> dic
 
 def obtain_cluster_artifacts(spec: Spec, arch: str, fetcher: Fetcher) -> ClusterArtifacts:
     """Everything first boot installs from the card, for a base image of ``arch``."""
-    store = ArtifactStore(fetcher, mirror_for(spec))
+    store = ArtifactStore(fetcher, spec.cluster.artifact_mirror)  # the key, or $PIIMG_ARTIFACT_MIRROR (load)
     pins = chart_pins(spec)  # a spec error before any download
     k3s = fetch_k3s(store, spec, arch)
     charts = fetch_charts(store, pins)

@@ -61,6 +61,9 @@ _ENV_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _K3S_CHANNELS: Final = ("stable", "latest", "testing")
 _KNOWN_DISABLE: Final = ("traefik", "servicelb", "metrics-server", "local-storage", "coredns", "runtimes")
+#: The artefact mirror when the spec sets no ``cluster.artifact_mirror`` (CI, a site-wide
+#: mirror); read and checked at load like the key, then stored in it.
+MIRROR_ENV: Final = "PIIMG_ARTIFACT_MIRROR"
 
 
 class _Ctx:
@@ -462,6 +465,17 @@ def _mirror(ctx: _Ctx, key: str, value: object) -> str | None:
     return str(url).rstrip("/")
 
 
+def _cluster_mirror_from_env(ctx: _Ctx, cluster: ClusterSpec, env: Mapping[str, str]) -> ClusterSpec:
+    """``cluster`` with ``$PIIMG_ARTIFACT_MIRROR`` as its mirror when the key is unset (the key
+    wins), checked by the same rule: ``validate`` and ``build`` see one effective mirror."""
+    if cluster.artifact_mirror is not None:
+        return cluster
+    value = env.get(MIRROR_ENV, "").strip()
+    if not value:
+        return cluster
+    return dataclasses.replace(cluster, artifact_mirror=_mirror(ctx, f"${MIRROR_ENV}", value))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -505,13 +519,26 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
     return tuple(nodes)
 
 
-def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
-    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none."""
+@dataclasses.dataclass(frozen=True)
+class KeyFile:
+    """One ``~/.ssh/id_*.pub``: its key line, or what is wrong with it."""
+
+    path: Path
+    line: str
+    problem: str | None = None
+
+
+def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
+    """The user's ``~/.ssh/id_*.pub`` files with a key line, each checked; empty or unreadable
+    files are skipped (they hold no key to install)."""
     ssh_dir = (home or Path.home()) / ".ssh"
-    keys = []
+    found = []
     for pub in sorted(ssh_dir.glob("id_*.pub")):
         try:
-            text = pub.read_text().strip()
+            text = pub.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            found.append(KeyFile(pub, "", "not an OpenSSH public key: not UTF-8 text"))
+            continue
         except OSError:
             continue
         if text:
@@ -519,10 +546,21 @@ def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
             try:
                 sshkeys.parse(line)
             except sshkeys.BadKey as exc:
-                raise ConfigError("access.ssh_authorized_keys", f"{pub}: not an OpenSSH public key: {exc}",
-                                  hint="fix or remove that file, or list the keys in access.ssh_authorized_keys") from None
-            keys.append(line)
-    return tuple(keys)
+                found.append(KeyFile(pub, line, f"not an OpenSSH public key: {exc}"))
+                continue
+            found.append(KeyFile(pub, line))
+    return found
+
+
+def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
+    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none; a file
+    holding something else is refused by name."""
+    found = find_ssh_key_files(home)
+    for key in found:
+        if key.problem:
+            raise ConfigError("access.ssh_authorized_keys", f"{key.path}: {key.problem}",
+                              hint="fix or remove that file, or list the keys in access.ssh_authorized_keys")
+    return tuple(key.line for key in found)
 
 
 _TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")
@@ -554,7 +592,7 @@ def parse(
         wifi=_load_wifi(ctx, top.get("wifi")),
         network=_load_network(ctx, top.get("network")),
         router=_load_router(ctx, top.get("router")),
-        cluster=_load_cluster(ctx, top.get("cluster")),
+        cluster=_cluster_mirror_from_env(ctx, _load_cluster(ctx, top.get("cluster")), env),
         nodes=_load_nodes(ctx, top.get("nodes")),
         paths=paths or ProjectPaths.in_folder(Path.cwd()),
         source=file or "<string>",

@@ -186,7 +186,8 @@ class ClusterSpec:
     ingress: Ingress = Ingress.NGINX
     #: ship the release's airgap images tarball too: k3s then needs no registry
     airgap: bool = False
-    #: base URL that holds every upstream artefact under ``<host>/<path>``
+    #: base URL that holds every upstream artefact under ``<host>/<path>``;
+    #: ``$PIIMG_ARTIFACT_MIRROR`` when the key is unset (filled in at load)
     artifact_mirror: str | None = None
     #: SHA-256 of install.sh at ``k3s_version``, for versions piimg does not pin
     k3s_install_sha256: str | None = None
