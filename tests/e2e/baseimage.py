@@ -239,6 +239,12 @@ FIRSTBOOT_DONE_SH: Final = (
     """python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["state"] != "done")'"""
 )
 
+#: The user the e2e spec names (access.user) and the probe logs in as.
+LOGIN_USER: Final = "pi"
+#: Where the probe finds the e2e session's private key (root-only, on the test
+#: image's root file system; never on a boot partition): install_login_key().
+LOGIN_KEY: Final = "/usr/local/lib/piimg-e2e/login_key"
+
 # Test instrumentation, not part of Raspberry Pi OS: once a normal boot has
 # finished (first-boot service included), print a summary to the serial console
 # and power off, so that a boot ends when there is nothing more to wait for.
@@ -255,13 +261,27 @@ echo "PIIMG-E2E-PROBE: system=$(systemctl is-system-running) hostname=$(hostname
      "enabled=$(systemctl is-enabled piimg-firstboot.service 2>&1)" \\
      "ssh=$(systemctl is-enabled ssh.service 2>&1)/$(systemctl is-active ssh.service 2>&1)"
 echo "PIIMG-E2E-HOSTKEY: $(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | grep -v '^#' | cut -d' ' -f2-3)"
+# key-only login with a locked password, for real: the spec's user logs in to
+# this sshd with the e2e session's own key (LOGIN_KEY), the host key pinned
+U=@LOGIN_USER@
+case "$(getent shadow "$U" | cut -d: -f2)" in "!"*|"*"*) pw="locked";; "") pw="empty";; *) pw="set";; esac
+printf '127.0.0.1 %s\\n' "$(cut -d' ' -f1-2 /etc/ssh/ssh_host_ed25519_key.pub)" > /run/piimg-e2e-known_hosts
+login=$(ssh -n -i @LOGIN_KEY@ -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \\
+        -o UserKnownHostsFile=/run/piimg-e2e-known_hosts -o ConnectTimeout=60 "$U@127.0.0.1" 'echo "ok-$(id -un)"' 2>/run/piimg-e2e-login.err) || login=failed
+echo "PIIMG-E2E-LOGIN: user=$U password=$pw" \\
+     "usepam=$(sshd -T -C "user=$U,host=localhost,addr=127.0.0.1" 2>&1 | sed -n 's/^usepam //p')" \\
+     "login=$login"
+if [ "$login" != "ok-$U" ]; then
+    sed 's/^/PIIMG-E2E-LOGIN-ERR: /' /run/piimg-e2e-login.err
+    journalctl -b --no-pager -q -u ssh.service | tail -n 20 | sed 's/^/PIIMG-E2E-LOGIN-ERR: /'
+fi
 systemctl --failed --no-legend --plain | sed 's/^/PIIMG-E2E-FAILED: /'
 # first boot not done (failed, or given up on a wait): the guest's side of it on the console
 if ! @FIRSTBOOT_DONE@ /boot/firmware/piimg/status.json 2>/dev/null; then
     /usr/local/lib/piimg-e2e/netdiag.sh
 fi
 systemctl poweroff
-""".replace("@FIRSTBOOT_DONE@", FIRSTBOOT_DONE_SH)
+""".replace("@FIRSTBOOT_DONE@", FIRSTBOOT_DONE_SH).replace("@LOGIN_USER@", LOGIN_USER).replace("@LOGIN_KEY@", LOGIN_KEY)
 
 # What a failed network wait needs explained, printed by the probe when first
 # boot is not done: the routes and addresses the guest has, what NetworkManager
@@ -465,6 +485,22 @@ def _configure(root: Path) -> None:
     _sh(["chroot", str(root), "/bin/sh", "-c", CONFIGURE_SH.format(hostname=HOSTNAME)])
     if not list((root / "boot").glob("vmlinuz-*")) or not list((root / "boot").glob("initrd.img-*")):
         raise RuntimeError(f"{root}/boot holds no kernel/initrd after debootstrap")
+
+
+def install_login_key(root: Path, private_key: Path) -> None:
+    """Put the e2e session's private key where the probe's login finds it (root-only).
+
+    Test instrumentation on a test image's root file system: the spec
+    authorises its public half, so the probe can log in as the spec's user.
+    """
+    dest = root / LOGIN_KEY.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_bytes(private_key.read_bytes())
+    os.chown(tmp, 0, 0)
+    tmp.rename(dest)
 
 
 def _kernel_files(root: Path) -> tuple[Path, Path]:

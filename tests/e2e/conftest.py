@@ -26,6 +26,7 @@ TOOLS = {
     "mkfs.vfat": "dosfstools",
     "sfdisk": "fdisk",
     "timeout": "coreutils",
+    "ssh-keygen": "openssh-client",
 }
 
 
@@ -59,7 +60,21 @@ def _check_machine() -> None:
 
 
 @pytest.fixture(scope="session")
-def base_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], baseimage.BaseImage]:
+def login_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A fresh ed25519 key pair per e2e session: (private key file, public key line).
+
+    The e2e spec authorises the public half; the private half goes only into
+    the test base image's root file system (baseimage.install_login_key), where
+    the guest probe logs in with it. tests.conftest.TEST_KEY has no private half.
+    """
+    folder = tmp_path_factory.mktemp("login-key")
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "piimg-e2e-login", "-f", str(key)], check=True)
+    return key, key.with_suffix(".pub").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def base_image(tmp_path_factory: pytest.TempPathFactory, login_keypair: tuple[Path, str]) -> Callable[[str], baseimage.BaseImage]:
     """``base_image("systemd" | "cloudinit")``: a Pi-OS-like base image, built once per session.
 
     systemd: Debian bookworm as Raspberry Pi OS Bookworm; cloudinit: trixie.
@@ -74,6 +89,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], base
         if suite not in roots:
             log: list[str] = []
             roots[suite] = baseimage.rootfs(tmp_path_factory.mktemp(f"rootfs-{suite}") / "root", suite, log=log)
+            baseimage.install_login_key(roots[suite], login_keypair[0])
             print("e2e rootfs:", "; ".join(log))
         if flavour not in built:
             built[flavour] = baseimage.build_image(folder / f"base-{flavour}.img", flavour, root=roots[suite])

@@ -35,9 +35,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import TEST_KEY
 from tests.e2e import imgfs, qemu, standin
-from tests.e2e.baseimage import DIAG_PREFIX, SYS_MODS_INIT, BaseImage
+from tests.e2e.baseimage import DIAG_PREFIX, LOGIN_USER, SYS_MODS_INIT, BaseImage
 from tests.k3s_token import hash_ca, parse_token
 from tests.releaseserver import Published
 
@@ -68,10 +67,11 @@ AGENT = {"hostname": "k8s-worker-1", "role": "agent", "address": "10.0.2.11"}
 SERVER_URL = f"https://{SERVER['address']}:6443"
 
 
-def spec_text(init_format: str, mirror: str) -> str:
+def spec_text(init_format: str, mirror: str, login_key: str) -> str:
+    """The e2e spec; ``login_key`` is the public half of the session's key pair (conftest.login_keypair)."""
     spec: dict[str, Any] = {
         "image": {"init_format": init_format, "arch": "arm64"},
-        "access": {"user": "pi", "ssh_authorized_keys": [TEST_KEY]},
+        "access": {"user": LOGIN_USER, "ssh_authorized_keys": [login_key]},
         "cluster": {"k3s_version": K3S_VERSION, "artifact_mirror": mirror},
         "nodes": [SERVER, AGENT],
     }
@@ -89,6 +89,7 @@ class Run:
     workdir: Path
     server: standin.FileServer  # the k3s install script
     supervisor: standin.FileServer  # the k3s server's port 6443, for agents
+    login_key: str  # the public key the spec authorises (its private half is in the guest: LOGIN_KEY)
     boots: list[qemu.Boot] = field(default_factory=list)
 
     def boot(self) -> qemu.Boot:
@@ -126,7 +127,8 @@ class Run:
 
 
 @pytest.fixture()
-def run_factory(tmp_path: Path, request: pytest.FixtureRequest, k3s_release: Published) -> Iterator[Callable[..., Run]]:
+def run_factory(tmp_path: Path, request: pytest.FixtureRequest, k3s_release: Published,
+                login_keypair: tuple[Path, str]) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
     with (
         standin.http_server({"/install.sh": standin.INSTALL_SH.encode()}) as server,
@@ -134,7 +136,7 @@ def run_factory(tmp_path: Path, request: pytest.FixtureRequest, k3s_release: Pub
     ):
 
         def make(base: BaseImage, init_format: str, node: dict[str, str] = SERVER) -> Run:
-            return _build(tmp_path, base, init_format, node, server, supervisor, runs, k3s_release.mirror)
+            return _build(tmp_path, base, init_format, node, server, supervisor, runs, k3s_release.mirror, login_keypair[1])
 
         yield make
     rep = getattr(request.node, "rep_call", None)
@@ -152,6 +154,7 @@ def _build(
     supervisor: standin.FileServer,
     runs: list[Run],
     mirror: str,
+    login_key: str,
 ) -> Run:
     from click.testing import CliRunner
 
@@ -159,7 +162,7 @@ def _build(
 
     project = tmp_path / "proj"
     project.mkdir()
-    (project / "piimg.yaml").write_text(spec_text(init_format, mirror))
+    (project / "piimg.yaml").write_text(spec_text(init_format, mirror, login_key))
     out = tmp_path / "out"
     runner = CliRunner()
     rc: dict[str, int] = {}
@@ -186,7 +189,8 @@ def _build(
     conf["k3s"]["registry_host"] = None
     conf["timeouts"] = TIMEOUTS
     fat.write_text("piimg/node.json", json.dumps(conf, indent=2) + "\n")
-    run = Run(node=node, image=image, fat=fat, ext=ext, workdir=tmp_path, server=server, supervisor=supervisor)
+    run = Run(node=node, image=image, fat=fat, ext=ext, workdir=tmp_path, server=server, supervisor=supervisor,
+              login_key=login_key)
     runs.append(run)
     return run
 
@@ -219,10 +223,10 @@ def assert_first_run_applied(run: Run, *, hook: bool) -> None:
     ext, fat = run.ext, run.fat
     assert ext.read_text("/etc/hostname").strip() == run.node["hostname"]
     passwd = {line.split(":")[0]: line.split(":") for line in ext.read_text("/etc/passwd").splitlines() if line}
-    assert "pi" in passwd, "user pi missing from /etc/passwd"
-    home = passwd["pi"][5]
+    assert LOGIN_USER in passwd, f"user {LOGIN_USER} missing from /etc/passwd"
+    home = passwd[LOGIN_USER][5]
     keys = ext.read_text(f"{home}/.ssh/authorized_keys")
-    assert TEST_KEY in keys, f"{home}/.ssh/authorized_keys lacks the spec's key: {keys!r}"
+    assert run.login_key in keys, f"{home}/.ssh/authorized_keys lacks the spec's key: {keys!r}"
     assert ext.readlink(f"{WANTS}/ssh.service") is not None, "ssh.service is not enabled"
     assert ext.exists(f"/etc/systemd/system/{UNIT}"), f"{UNIT} not installed"
     assert ext.exists("/opt/piimg/node.json"), "payload not copied to /opt/piimg"
@@ -299,6 +303,7 @@ def assert_first_boot_done(run: Run, secrets: list[str]) -> None:
     # the service disabled itself
     assert ext.readlink(f"{WANTS}/{UNIT}") is None, f"{UNIT} still enabled"
     assert_host_key_is_pregenerated(run)
+    assert_key_only_login(run)
     # no private key or node password left on the boot partition (user-data's key block is cut out)
     for name in ("user-data", "piimg/node.json"):
         if fat.exists(name):
@@ -317,6 +322,26 @@ def assert_host_key_is_pregenerated(run: Run) -> None:
     assert run.ext.read_text("/etc/ssh/ssh_host_ed25519_key.pub").split()[:2] == expected
     assert run.ext.stat("/etc/ssh/ssh_host_ed25519_key")["mode"].endswith("600")
     assert run.ext.readlink(f"{WANTS}/regenerate_ssh_host_keys.service") is None, "Pi OS's key regeneration still enabled"
+
+
+def assert_key_only_login(run: Run) -> None:
+    """The spec's user has a locked password and still logs in with the spec's key (the probe's real ssh login).
+
+    OpenSSH refuses a locked account (shadow password starting with ``!``)
+    unless PAM does the account check: openssh-portable@010359b3:auth.c
+    ``allowed_user()`` ("check for locked account" only ``if (!options.use_pam
+    ...)``). Upstream's default is ``UsePAM no``; Debian's sshd_config, which
+    Raspberry Pi OS ships, sets ``UsePAM yes``, so key-only login with a locked
+    password depends on that line; ``sshd -T`` shows the effective value.
+    """
+    lines = [ln for ln in run.boots[-1].log.splitlines() if "PIIMG-E2E-LOGIN:" in ln]
+    assert lines, "the probe printed no login line"
+    seen = dict(w.split("=", 1) for w in lines[-1].split("PIIMG-E2E-LOGIN:", 1)[1].split() if "=" in w)
+    errors = [ln.split("PIIMG-E2E-LOGIN-ERR:", 1)[1] for ln in run.boots[-1].log.splitlines() if "PIIMG-E2E-LOGIN-ERR:" in ln]
+    assert seen.get("user") == LOGIN_USER, seen
+    assert seen.get("password") == "locked", f"{LOGIN_USER}'s password is not locked: {seen}"
+    assert seen.get("usepam") == "yes", f"sshd -T: usepam {seen.get('usepam')!r}; a locked account cannot log in without PAM"
+    assert seen.get("login") == f"ok-{LOGIN_USER}", f"key login as {LOGIN_USER} failed: {seen}\n" + "\n".join(errors)
 
 
 def _boot_until_done(run: Run, *, first: int) -> None:
