@@ -52,6 +52,27 @@ def test_init_says_what_next_and_warns_without_a_key(project: Path, home: Path, 
     assert _next(r.stderr) == ["edit other.yaml (nodes, network, router), then: piimg -c other.yaml validate"]
 
 
+def test_init_with_a_broken_key_file_warns_and_still_writes_the_spec(project: Path, home: Path, piimg: Any) -> None:
+    """A ~/.ssh/id_*.pub cut off mid-paste: init names the file and the fault and exits 0 with
+    the spec written once (no temp file left); validate still refuses it."""
+    from piimg.cli.spec_cmds import default_spec_text
+
+    kind, blob, comment = TEST_KEY.split()
+    (home / ".ssh" / "id_ed25519.pub").write_text(f"{kind} {blob[:40]} {comment}\n")
+    r = piimg("init")
+    assert r.exit_code == 0, r
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1, r.stderr
+    assert str(home / ".ssh" / "id_ed25519.pub") in warnings[0] and "cut off?" in warnings[0], warnings
+    assert "`piimg validate` refuses it" in warnings[0], warnings
+    assert "no ~/.ssh/id_*.pub found" not in r.stderr  # the file is there, it is broken
+    assert sorted(p.name for p in project.iterdir()) == ["piimg.yaml"]
+    assert (project / "piimg.yaml").read_text() == default_spec_text()
+    r = piimg("validate")
+    assert r.exit_code != 0, r
+    assert str(home / ".ssh" / "id_ed25519.pub") in r.stderr and "not an OpenSSH public key" in r.stderr, r
+
+
 def test_validate_points_at_build(project: Path, piimg: Any) -> None:
     (project / "piimg.yaml").write_text(SPEC_3)
     r = piimg("validate")

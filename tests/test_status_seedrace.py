@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +119,41 @@ def test_a_healthy_node_is_no_race(spec: spec_model.Spec, sshd: Sshd, tmp_path: 
                    init_formats={"k8s-master": "cloudinit"})
     checks = {c.name: c for c in check_nodes(spec, opts)}
     assert checks["firstboot k8s-master"].state is State.OK
+
+
+@pytest.mark.parametrize(
+    ("init_format", "hint"),
+    [("cloudinit", True), ("cloudinit-rpi", True), ("systemd", False), (None, False)],
+)
+def test_unreachable_hint_only_for_cloud_init(init_format: str | None, hint: bool) -> None:
+    text = seedrace.unreachable_hint(init_format)
+    if not hint:
+        assert text is None
+        return
+    # a node that missed its seed keeps pi-gen's default hostname (build.sh TARGET_HOSTNAME:-raspberrypi) and DHCP
+    assert text is not None and "cloud-init#6614" in text and "raspberrypi.local" in text
+    assert "DHCP" in text and "power-cycle" in text and "newest Raspberry Pi OS image" in text
+
+
+def _closed_port(host: str) -> int:
+    """A port on ``host`` that nothing listens on (bound once to learn a free number, then closed)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("init_format", ["cloudinit", "systemd", None])
+def test_an_unreachable_cloud_init_node_gets_the_seed_race_hint(spec: spec_model.Spec, tmp_path: Path,
+                                                                 init_format: str | None) -> None:
+    # the node missed its seed: nothing answers at its static address (127.0.2.10, nothing listening)
+    host = SPEC_DOC["nodes"][0]["address"]
+    opts = Options(kubeconfig=tmp_path / "none", timeout=2, ssh_port=_closed_port(host),
+                   init_formats={} if init_format is None else {"k8s-master": init_format})
+    checks = {c.name: c for c in check_nodes(spec, opts)}
+    node = checks["node k8s-master"]
+    assert node.state is State.FAIL and "unreachable" in node.detail, node.detail
+    assert checks["firstboot k8s-master"].state is State.SKIPPED
+    if init_format == "cloudinit":
+        assert "seed race (cloud-init#6614)" in node.detail and "raspberrypi.local" in node.detail, node.detail
+    else:
+        assert "seed race" not in node.detail and "raspberrypi" not in node.detail, node.detail

@@ -140,8 +140,8 @@ def test_cli_watch_prints_changes_with_the_elapsed_time_and_how_long_it_took(scr
     r = piimg(*WATCH, "--timeout", "600")
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines() == [
-        "[00:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
-        "[00:45] 1/2 checks ok; waiting for firstboot k8s-master: step k3s, running",
+        "[00:00 / 10:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
+        "[00:45 / 10:00] 1/2 checks ok; waiting for firstboot k8s-master: step k3s, running",
     ]
     assert r.stdout.splitlines()[-1] == "2/2 checks ok after 01:00: the cluster answers end to end"
     assert clock.sleeps == [15] * 4
@@ -152,7 +152,7 @@ def test_cli_watch_says_how_long_it_waited_and_what_was_not_ok(scripted: Any, pi
     r = piimg(*WATCH, "--timeout", "60")
     assert r.exit_code == 1
     assert r.stderr.splitlines() == [
-        "[00:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
+        "[00:00 / 01:00] 0/2 checks ok; waiting for node k8s-master: 127.0.2.10:22 unreachable (Connection refused)",
         "warning: --watch gave up after 01:00 (--timeout 60): 0/2 checks ok; "
         "still not ok: node k8s-master, firstboot k8s-master",
     ]

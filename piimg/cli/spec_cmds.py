@@ -33,7 +33,13 @@ def init(app: App, force: bool) -> None:
         raise FileError(path, "already exists", hint="use --force to overwrite it")
     write_atomic(path, default_spec_text(), mode=0o644)
     echo(f"wrote {path}")
-    if not spec_load.default_ssh_keys():
+    # the spec is written by now: a bad key file is a warning here and a refusal at validate
+    found = spec_load.find_ssh_key_files()
+    for key in found:
+        if key.problem:
+            app.reporter.warn(f"{key.path}: {key.problem}; `{app.cmd('validate')}` refuses it until you fix "
+                              "or remove that file, or list your keys in access.ssh_authorized_keys")
+    if not found:
         app.reporter.warn(
             "no ~/.ssh/id_*.pub found: put your public key into access.ssh_authorized_keys, "
             "or create one with: ssh-keygen -t ed25519"

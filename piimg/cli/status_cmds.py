@@ -124,9 +124,11 @@ def status(
 
     took = ""
     if watch:
+        limit = clock_time(timeout)  # beside the elapsed time: how much of the wait is left
+
         def report(r: watching.Round) -> None:
             first = r.waiting[0]
-            app.reporter.info(f"[{clock_time(r.elapsed)}] {r.passed}/{len(r.checks)} checks ok; "
+            app.reporter.info(f"[{clock_time(r.elapsed)} / {limit}] {r.passed}/{len(r.checks)} checks ok; "
                               f"waiting for {first.name}: {first.detail}")
 
         outcome = watching.watch(check_once, timeout=timeout, interval=interval, on_round=report)

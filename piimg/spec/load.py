@@ -522,13 +522,26 @@ def _load_nodes(ctx: _Ctx, raw: object) -> tuple[NodeSpec, ...]:
     return tuple(nodes)
 
 
-def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
-    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none."""
+@dataclasses.dataclass(frozen=True)
+class KeyFile:
+    """One ``~/.ssh/id_*.pub``: its key line, or what is wrong with it."""
+
+    path: Path
+    line: str
+    problem: str | None = None
+
+
+def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
+    """The user's ``~/.ssh/id_*.pub`` files with a key line, each checked; empty or unreadable
+    files are skipped (they hold no key to install)."""
     ssh_dir = (home or Path.home()) / ".ssh"
-    keys = []
+    found = []
     for pub in sorted(ssh_dir.glob("id_*.pub")):
         try:
-            text = pub.read_text().strip()
+            text = pub.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            found.append(KeyFile(pub, "", "not an OpenSSH public key: not UTF-8 text"))
+            continue
         except OSError:
             continue
         if text:
@@ -536,10 +549,21 @@ def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
             try:
                 sshkeys.parse(line)
             except sshkeys.BadKey as exc:
-                raise ConfigError("access.ssh_authorized_keys", f"{pub}: not an OpenSSH public key: {exc}",
-                                  hint="fix or remove that file, or list the keys in access.ssh_authorized_keys") from None
-            keys.append(line)
-    return tuple(keys)
+                found.append(KeyFile(pub, line, f"not an OpenSSH public key: {exc}"))
+                continue
+            found.append(KeyFile(pub, line))
+    return found
+
+
+def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
+    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none; a file
+    holding something else is refused by name."""
+    found = find_ssh_key_files(home)
+    for key in found:
+        if key.problem:
+            raise ConfigError("access.ssh_authorized_keys", f"{key.path}: {key.problem}",
+                              hint="fix or remove that file, or list the keys in access.ssh_authorized_keys")
+    return tuple(key.line for key in found)
 
 
 _TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")

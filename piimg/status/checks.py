@@ -67,7 +67,9 @@ def check_nodes(spec: Spec, opts: Options) -> list[Check]:
         host, port = str(node.address), opts.ssh_port
         err = _tcp_open(host, port, opts.timeout)
         if err:
-            checks.append(Check(f"node {node.hostname}", State.FAIL, f"{node.address}:{opts.ssh_port} unreachable ({err})"))
+            detail = f"{node.address}:{opts.ssh_port} unreachable ({err})"
+            hint = seedrace.unreachable_hint(opts.init_formats.get(node.hostname))
+            checks.append(Check(f"node {node.hostname}", State.FAIL, f"{detail}; {hint}" if hint else detail))
             checks.append(Check(f"firstboot {node.hostname}", State.SKIPPED, "node unreachable"))
             continue
         checks.append(Check(f"node {node.hostname}", State.OK, f"{node.address}:{opts.ssh_port} answers"))

@@ -11,6 +11,12 @@ boot partition. Seen from here the node answers SSH but presents another host
 key than the one piimg generated, or refuses your key. A power cycle makes
 cloud-init read the seed again (it still carries a new instance-id).
 
+More often such a node does not answer at its static address at all: without
+the seed's ``network-config`` NetworkManager takes a DHCP lease on eth0 and the
+hostname stays the image's default ``raspberrypi`` (pi-gen ``build.sh``:
+``TARGET_HOSTNAME=${TARGET_HOSTNAME:-raspberrypi}``; Pi OS ships avahi-daemon,
+so ``raspberrypi.local`` answers). :func:`unreachable_hint` says where to look.
+
 Facts in, verdict out: :func:`judge` is pure; ``checks.check_nodes`` gathers.
 """
 
@@ -44,6 +50,28 @@ class NodeAccess:
     init_format: str | None
     #: how reading its first-boot status failed (an :class:`SshFailed` kind)
     ssh_failure: str
+
+
+#: Said when a cloud-init node does not answer at its static address (cloud-init#6614: the seed was
+#: not read, so neither the address nor the hostname from the card were applied).
+UNREACHABLE_HINT: Final = (
+    "if it stays unreachable after ~10 minutes it may be the cloud-init seed race (cloud-init#6614): "
+    "the Pi booted with the image defaults (hostname raspberrypi, an address from DHCP) instead of the card's "
+    "settings; look for it in the router's DHCP leases (RouterOS: /ip dhcp-server lease print) or "
+    "`ping raspberrypi.local`, then power-cycle it once so cloud-init reads the boot partition again; "
+    "if it comes up as raspberrypi again, flash the newest Raspberry Pi OS image; if it is in no lease at all, "
+    "it is not the seed race: check power, the network cable and the HDMI console"
+)
+
+
+def unreachable_hint(init_format: str | None) -> str | None:
+    """What to try when a node built with ``init_format`` does not answer at its address.
+
+    Only cloud-init nodes can miss their seed (cloud-init#6614); a systemd-format
+    card runs ``firstrun.sh`` from the kernel command line instead, and without a
+    build record piimg does not guess.
+    """
+    return UNREACHABLE_HINT if init_format in CLOUDINIT_FORMATS else None
 
 
 def judge(access: NodeAccess) -> Check | None:
