@@ -530,6 +530,11 @@ class KeyFile:
     line: str
     problem: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """``~/.ssh/id_ed25519.pub``: how the summary names it."""
+        return f"~/.ssh/{self.path.name}"
+
 
 def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
     """The user's ``~/.ssh/id_*.pub`` files with a key line, each checked; empty or unreadable
@@ -555,15 +560,20 @@ def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
     return found
 
 
-def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
-    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none; a file
-    holding something else is refused by name."""
+def default_key_files(home: Path | None = None) -> list[KeyFile]:
+    """The user's public key files (``~/.ssh/id_*.pub``), used when the spec lists no key; a
+    file holding something else is refused by name."""
     found = find_ssh_key_files(home)
     for key in found:
         if key.problem:
             raise ConfigError("access.ssh_authorized_keys", f"{key.path}: {key.problem}",
                               hint="fix or remove that file, or list the keys in access.ssh_authorized_keys")
-    return tuple(key.line for key in found)
+    return found
+
+
+def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
+    """The key lines of :func:`default_key_files`."""
+    return tuple(key.line for key in default_key_files(home))
 
 
 _TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")
@@ -587,7 +597,9 @@ def parse(
     top = _mapping(ctx, "", raw, _TOP_KEYS)
     access = _load_access(ctx, top.get("access"))
     if not access.ssh_authorized_keys:
-        access = AccessSpec(access.user, default_ssh_keys(home), access.password_hash)
+        files = default_key_files(home)
+        access = AccessSpec(access.user, tuple(k.line for k in files), access.password_hash,
+                            ssh_key_files=tuple(k.shown for k in files))
     spec = Spec(
         image=_load_image(ctx, top.get("image")),
         access=access,
@@ -666,9 +678,11 @@ def summary(spec: Spec) -> list[str]:
     lines.append(f"image: {src} (init format {spec.image.init_format.value})")
     lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
                  f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
-    for line in spec.access.ssh_authorized_keys:
+    files = spec.access.ssh_key_files or ("",) * len(spec.access.ssh_authorized_keys)
+    for line, file in zip(spec.access.ssh_authorized_keys, files, strict=True):
         key = sshkeys.parse(line)  # checked at load; the fingerprint is what `ssh-keygen -l` shows
-        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}")
+        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}"
+                     f"{f' ({file})' if file else ''}")
     return lines
 
 
