@@ -82,7 +82,14 @@ def _generate() -> Secrets:
 def load_or_create(path: Path) -> Secrets:
     """Read the secrets file, creating it (0600, in a 0700 folder) the first time."""
     if path.exists():
-        text = read_private(path).decode()
+        raw = read_private(path)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise FileError(
+                path, f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                hint="restore the file from a backup; a new token would split the cluster",
+            ) from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
