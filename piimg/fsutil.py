@@ -17,11 +17,12 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from piimg.errors import PiimgError, from_os_error
+from piimg.errors import FileError, PiimgError, from_os_error
 
 #: mkstemp/mkdtemp put 8 characters of this alphabet between prefix and suffix (CPython tempfile).
 _RANDOM = r"[a-z0-9_]{8}"
@@ -164,3 +165,14 @@ def write_atomic(dest: str | os.PathLike[str], data: str | bytes, *, mode: int =
             fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a file only its owner may use (a token, a key); refused, naming the
+    mode and the fix, when its group or others have any permission on it (OpenSSH
+    refuses such a private key the same way). The mode checked is the open file's."""
+    with open(path, "rb") as fh:
+        mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+        if mode & 0o077:
+            raise FileError(path, f"readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
+        return fh.read()

@@ -7,6 +7,7 @@ otherwise, so logs of non-interactive runs stay short.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +24,10 @@ class Bar(Protocol):
 class Reporter(Protocol):
     def info(self, message: str) -> None:
         """One line for the user (a step started or finished)."""
+
+    def note(self, message: str) -> None:
+        """A line the bar that follows makes redundant on a terminal (the URL before a download
+        bar): shown in logs (output not a terminal), on a terminal only with --debug."""
 
     def warn(self, message: str) -> None:
         """A warning the user should read."""
@@ -44,6 +49,9 @@ class QuietReporter:
         self.warnings: list[str] = []
 
     def info(self, message: str) -> None:
+        self.messages.append(message)
+
+    def note(self, message: str) -> None:
         self.messages.append(message)
 
     def warn(self, message: str) -> None:
@@ -76,6 +84,12 @@ class ConsoleReporter:
 
     def info(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
+
+    def note(self, message: str) -> None:
+        if self.tty:
+            logging.getLogger(__name__).debug(message)  # the bar names the file (S14: not the path twice)
+        else:
+            self.info(message)
 
     def warn(self, message: str) -> None:
         print(f"warning: {message}", file=self.stream, flush=True)

@@ -153,11 +153,10 @@ def test_chart_content_is_the_pinned_archive_and_fits_the_helmchart_schema(
     k3s_release: Published, tmp_path: Path, ingress: str, chart: str
 ) -> None:
     from piimg.manifests import render_addons
-    from piimg.spec.secrets import Secrets
 
     spec = _spec(k3s_release.mirror, ingress=ingress)
     got = artifacts.obtain_cluster_artifacts(spec, "arm64", _fetcher(tmp_path))  # type: ignore[arg-type]
-    files = render_addons(spec, Secrets(k3s_token="t"), charts=got.charts)  # type: ignore[arg-type]
+    files = render_addons(spec, charts=got.charts)  # type: ignore[arg-type]
     from tests.manifests_helpers import validate_object  # the HelmChart CRD of k3s's helm-controller (tests/schemas)
 
     charts = [d for text in files.values() for d in yaml.safe_load_all(text) if d and d["kind"] == "HelmChart"]

@@ -238,7 +238,7 @@ def test_payload_carries_the_manifests_and_bgp_password(monkeypatch: pytest.Monk
     cfg = NodeConfig.from_json(edits.files["piimg/node.json"].decode())
     assert cfg.secrets == {"k3s_token": SECRETS.k3s_token, "bgp_password": "s3cret-md5"}
     assert cfg.k3s.config_yaml == render_k3s_config(spec, spec.node("m1"), SECRETS)
-    addons = render_addons(spec, SECRETS)
+    addons = render_addons(spec)
     assert sorted(cfg.manifests) == sorted(addons)
     for name, text in addons.items():
         assert edits.files[f"piimg/manifests/{name}"] == text.encode()

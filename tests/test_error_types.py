@@ -27,7 +27,6 @@ from piimg.paths import ProjectPaths
 from piimg.router.setup import export_frr, export_script
 from piimg.spec import load as spec_load
 from piimg.spec.model import Spec
-from piimg.spec.secrets import Secrets
 from tests.conftest import TEST_KEY
 from tests.devicefakes import DATA, FakeUmount, build_sysfs
 
@@ -97,7 +96,7 @@ def test_addon_names_k3s_would_refuse() -> None:
 def test_manifests_with_a_chart_that_was_not_fetched() -> None:
     spec = spec_load.loads(f"access:\n  ssh_authorized_keys: [\"{TEST_KEY}\"]\n", env={})
     with pytest.raises(RenderError, match=r"^chart metallb: not among the fetched chart archives"):
-        render_addons(spec, Secrets("t" * 64), charts={})
+        render_addons(spec, charts={})
 
 
 # ------------------------------------------------------------------ NoTarget, NotConfirmed

@@ -277,6 +277,8 @@ class _CtrlC:
     def info(self, message: str) -> None:
         pass
 
+    note = info
+
     def warn(self, message: str) -> None:
         pass
 

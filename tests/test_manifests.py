@@ -130,7 +130,7 @@ def test_every_object_validates(topology: str, ingress: str, password: str | Non
         env["BGP_KEY"] = password
         monkeypatch.setenv("BGP_KEY", password)
     spec = make_spec(nodes=TOPOLOGIES[topology], cluster=cluster, env=env)
-    files = render_addons(spec, SECRETS)
+    files = render_addons(spec)
     objs = all_objects(files)
     assert objs
     for obj in objs:
@@ -173,7 +173,7 @@ def test_seed_matches_defaults() -> None:
     """The defaults are the seed network: one server 10.0.2.10, pool 10.0.4.0/23, ASNs 64500/65530."""
     spec = make_spec()
     assert [(n.hostname, n.address.exploded) for n in spec.nodes] == [("k8s-master", "10.0.2.10")]
-    objs = all_objects(render_addons(spec, SECRETS))
+    objs = all_objects(render_addons(spec))
     (pool,) = by_kind(objs, "IPAddressPool")
     assert pool["spec"]["addresses"] == ["10.0.4.0/23"]
     (peer,) = by_kind(objs, "BGPPeer")
@@ -185,7 +185,7 @@ def test_seed_matches_defaults() -> None:
 
 def test_metallb_native_bgp_mode_and_pinned_chart() -> None:
     spec = make_spec(cluster={"metallb_version": "v0.16.1"})
-    objs = all_objects(render_addons(spec, SECRETS))
+    objs = all_objects(render_addons(spec))
     (ns,) = [o for o in by_kind(objs, "Namespace") if o["metadata"]["name"] == "metallb-system"]
     for mode in ("enforce", "audit", "warn"):
         assert ns["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}"] == "privileged"
@@ -201,7 +201,7 @@ def test_metallb_native_bgp_mode_and_pinned_chart() -> None:
 def test_metallb_version_follows_spec() -> None:
     spec = make_spec(cluster={"metallb_version": "v0.15.3"})
     (chart,) = [
-        c for c in by_kind(all_objects(render_addons(spec, SECRETS)), "HelmChart") if c["metadata"]["name"] == "metallb"
+        c for c in by_kind(all_objects(render_addons(spec)), "HelmChart") if c["metadata"]["name"] == "metallb"
     ]
     assert chart["spec"]["version"] == "0.15.3"
 
@@ -215,7 +215,7 @@ def test_several_pools_and_ranges() -> None:
             ]
         }
     )
-    files = render_addons(spec, SECRETS)
+    files = render_addons(spec)
     for obj in all_objects(files):
         validate_object(obj)
     check_cross_references(spec, files)
@@ -227,8 +227,8 @@ def test_bgp_password_secret() -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BGP_KEY", password)
         assert bgp_password(spec) == password
-        files = render_addons(spec, SECRETS)
-        masked = render_addons(spec, SECRETS, mask_secrets=True)
+        files = render_addons(spec)
+        masked = render_addons(spec, mask_secrets=True)
     assert list(files) == [
         "piimg-metallb.yaml",
         "piimg-metallb-bgp-secret.yaml",
@@ -248,7 +248,7 @@ def test_bgp_password_secret() -> None:
 def test_no_password_no_secret() -> None:
     spec = make_spec()
     assert bgp_password(spec) is None
-    assert "piimg-metallb-bgp-secret.yaml" not in render_addons(spec, SECRETS)
+    assert "piimg-metallb-bgp-secret.yaml" not in render_addons(spec)
 
 
 # -- ingress choices -----------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_no_password_no_secret() -> None:
 
 def test_nginx_is_f5_controller_behind_loadbalancer() -> None:
     spec = make_spec()
-    files = render_addons(spec, SECRETS)
+    files = render_addons(spec)
     (chart,) = [c for c in by_kind(all_objects(files), "HelmChart") if c["metadata"]["name"] == "nginx-ingress"]
     # a preview without fetched archives names the chart where its pinned bytes come from
     assert chart["spec"]["repo"] == "https://helm.nginx.com/stable"
@@ -271,7 +271,7 @@ def test_nginx_is_f5_controller_behind_loadbalancer() -> None:
 
 def test_ingress_nginx_is_retired_and_warns() -> None:
     spec = make_spec(cluster={"ingress": "ingress-nginx"})
-    files = render_addons(spec, SECRETS)
+    files = render_addons(spec)
     assert "WARNING" in files["piimg-ingress-nginx.yaml"]
     (chart,) = [c for c in by_kind(all_objects(files), "HelmChart") if c["metadata"]["name"] == "ingress-nginx"]
     assert chart["spec"]["repo"] == "https://kubernetes.github.io/ingress-nginx"
@@ -284,7 +284,7 @@ def test_ingress_nginx_is_retired_and_warns() -> None:
 
 def test_traefik_stays_enabled_and_deploys_nothing_extra() -> None:
     spec = make_spec(cluster={"ingress": "traefik"})
-    files = render_addons(spec, SECRETS)
+    files = render_addons(spec)
     assert list(files) == ["piimg-metallb.yaml", "piimg-metallb-config.yaml"]
     conf = yaml.safe_load(render_k3s_config(spec, spec.initial_server, SECRETS))
     assert conf["disable"] == ["servicelb"]
@@ -292,7 +292,7 @@ def test_traefik_stays_enabled_and_deploys_nothing_extra() -> None:
 
 def test_none_has_no_ingress() -> None:
     spec = make_spec(cluster={"ingress": "none"})
-    assert list(render_addons(spec, SECRETS)) == ["piimg-metallb.yaml", "piimg-metallb-config.yaml"]
+    assert list(render_addons(spec)) == ["piimg-metallb.yaml", "piimg-metallb-config.yaml"]
     assert ingress_service(spec) is None
     conf = yaml.safe_load(render_k3s_config(spec, spec.initial_server, SECRETS))
     assert "traefik" in conf["disable"]
@@ -374,7 +374,7 @@ def test_documented_apply_order_is_k3s_sorted_order() -> None:
         spec = make_spec(cluster={"ingress": ingress, "bgp": {"password_env": "K"}}, env={"K": "key"})
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("K", "key")
-            names |= set(render_addons(spec, SECRETS))
+            names |= set(render_addons(spec))
     # Go's sort.Strings compares bytes, as Python's sort does for ASCII
     assert tuple(addon_name(n) for n in sorted(names)) == K3S_APPLY_ORDER_NOTE
     assert sorted(names).index("piimg-metallb.yaml") > sorted(names).index("piimg-metallb-config.yaml")
@@ -388,7 +388,7 @@ def test_versions_consistent() -> None:
 def test_schemas_reject_mistakes() -> None:
     """The upstream schemas are not rubber stamps: typical slips are caught."""
     spec = make_spec()
-    objs = all_objects(render_addons(spec, SECRETS))
+    objs = all_objects(render_addons(spec))
     (peer,) = by_kind(objs, "BGPPeer")
     for mutate in (
         lambda o: o["spec"].update(peerAsn=1),  # wrong case
@@ -438,8 +438,8 @@ def test_masking_changes_only_the_secrets() -> None:
     spec = make_spec(nodes=TOPOLOGIES["3-servers"], cluster={"bgp": {"password_env": "BGP_KEY"}}, env={"BGP_KEY": "k"})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BGP_KEY", "md5-secret")
-        plain = all_objects(render_addons(spec, SECRETS))
-        masked = all_objects(render_addons(spec, SECRETS, mask_secrets=True))
+        plain = all_objects(render_addons(spec))
+        masked = all_objects(render_addons(spec, mask_secrets=True))
     (secret,) = by_kind(plain, "Secret")
     secret["stringData"]["password"] = MASKED
     assert plain == masked

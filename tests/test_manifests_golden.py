@@ -25,7 +25,7 @@ def rendered() -> dict[str, str]:
     spec = make_spec()
     secrets = Secrets(k3s_token=TEST_TOKEN)
     files = {"k3s-config.k8s-master.yaml": render_k3s_config(spec, spec.initial_server, secrets)}
-    files.update(render_addons(spec, secrets))
+    files.update(render_addons(spec))
     files["stream-masked.yaml"] = render_bundle(spec, Secrets(k3s_token="unused"), mask_secrets=True).stream()
     return files
 

@@ -131,6 +131,29 @@ def test_composed_image_equals_the_base_with_the_writes_applied(base: Path, tmp_
     assert out.stat().st_mode & 0o077 == 0
 
 
+def test_both_file_views_seek_alike(base: Path, tmp_path: Path) -> None:
+    # the copy-on-write view and the composed view answer seek/tell as io.BytesIO does, and both refuse
+    # a position before the start (the composed one used to clamp it to 0 and read from the start instead)
+    writes = _writes(6)
+    expected = _reference(base, writes, tmp_path / "ref.img")
+    ovl = tmp_path / "n1.overlay"
+    _make_overlay(base, writes, ovl)
+    moves = [(10, io.SEEK_SET), (5, io.SEEK_CUR), (-7, io.SEEK_END), (-3, io.SEEK_CUR), (SIZE + 9, io.SEEK_SET)]
+    with overlay.ComposedImage.open(ovl, base) as img, overlay.CowImage(base) as cow:
+        for view in (img.fileobj(), cow):
+            ref = io.BytesIO(expected if view is not cow else base.read_bytes())
+            for offset, whence in moves:
+                assert view.seek(offset, whence) == ref.seek(offset, whence)
+                assert view.tell() == ref.tell()
+            view.seek(-7, io.SEEK_END)
+            ref.seek(-7, io.SEEK_END)
+            assert view.read(3) == ref.read(3)
+            for offset, whence in [(-1, io.SEEK_SET), (-(SIZE + 1), io.SEEK_END), (-(SIZE + 1), io.SEEK_CUR)]:
+                view.seek(SIZE - 7)
+                with pytest.raises(ValueError, match="negative seek"):
+                    view.seek(offset, whence)
+
+
 def test_damaged_overlays_are_refused(base: Path, tmp_path: Path) -> None:
     ovl = tmp_path / "n1.overlay"
     _make_overlay(base, _writes(1), ovl)

@@ -43,3 +43,13 @@ def test_broken_yaml_is_one_line_with_the_position(tmp_path: Path) -> None:
     assert "\n" not in info.value.message
     assert info.value.message.startswith(f"{path}:2:1: not valid YAML: ")
     assert path.read_text() == "k3s_token: [\n"  # never replaced by a new token
+
+
+def test_a_file_that_is_not_utf8_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    path.write_bytes(b"k3s_token: ab\xffcd\n")
+    path.chmod(0o600)
+    with pytest.raises(FileError) as info:
+        load_or_create(path)
+    assert info.value.message == f"{path}: not UTF-8 text (byte 13: b'\\xff')"
+    assert path.read_bytes() == b"k3s_token: ab\xffcd\n"  # never replaced by a new token

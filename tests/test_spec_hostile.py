@@ -297,3 +297,17 @@ def test_validate_lists_each_key_with_ssh_keygens_fingerprint(real_keys: list[tu
     for line, fingerprint in real_keys:
         kind, _, comment = line.split(" ", 2)
         assert f"  key {kind} {fingerprint} {comment}" in r.stdout.splitlines(), r.stdout
+
+
+def test_validate_names_the_file_of_each_key_taken_from_home(real_keys: list[tuple[str, str]], piimg: Any,
+                                                             project: Path, home: Path) -> None:
+    """With no key in the spec, each ~/.ssh/id_*.pub key is listed with the file it came from."""
+    (ed25519, ed_fp), (rsa, rsa_fp) = real_keys[0], real_keys[-1]
+    (home / ".ssh" / "id_ed25519.pub").write_text(ed25519 + "\n")
+    (home / ".ssh" / "id_rsa.pub").write_text(rsa + "\n")
+    (project / "piimg.yaml").write_text(yaml.safe_dump(_with("access.user", "pi")))
+    r = piimg("validate")
+    assert r.exit_code == 0, r
+    keys = [ln for ln in r.stdout.splitlines() if ln.startswith("  key ")]
+    assert keys == [f"  key ssh-ed25519 {ed_fp} user0@host (~/.ssh/id_ed25519.pub)",
+                    f"  key ssh-rsa {rsa_fp} user4@host (~/.ssh/id_rsa.pub)"], r.stdout

@@ -244,6 +244,41 @@ def test_status_command_without_any_kubeconfig_step(project: Path, piimg: Any, h
         api.close()
 
 
+def test_status_watch_started_before_the_api_answers_picks_it_up(project: Path, piimg: Any, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """S2, the API part: `status --watch` started right after build, before the apiserver is up;
+    it comes up after round 1 and the watch sees it with no kubeconfig step. (The node and first
+    boot checks still fail here: no sshd on the node's port 22, so the watch gives up.)"""
+    import functools
+
+    from piimg.status import watch as watching
+
+    (project / "piimg.yaml").write_text(_spec_text())
+    assert piimg("manifests", "--show-secrets").exit_code == 0
+    ca = store.load_existing(project / ".piimg")
+    assert ca is not None
+    t = [0.0]
+    started: list[FakeKube] = []
+
+    def sleep(seconds: float) -> None:  # between rounds, on a clock that moves only here
+        if not started:
+            started.append(_apiserver(tmp_path / "api", ca))
+        t[0] += seconds
+
+    monkeypatch.setattr(watching, "watch", functools.partial(watching.watch, now=lambda: t[0], sleep=sleep))
+    try:
+        r = piimg("status", "--watch", "--no-router", "--json", "--timeout", "3", "--interval", "1")
+    finally:
+        for api in started:
+            api.close()
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert started and started[0].requests, r  # round 1 ran with nothing listening; later rounds asked it
+    assert checks["kubernetes api"]["state"] == "ok", checks["kubernetes api"]
+    assert "[00:00 / 00:03]" in r.stderr and "gave up after 00:03" in r.stderr, r.stderr
+    assert r.exit_code == 1 and checks["node k8s-master"]["state"] == "fail"
+    assert not (project / "kubeconfig").exists()
+
+
 def test_explicit_kubeconfig_without_the_context(spec: spec_model.Spec, tmp_path: Path) -> None:
     path = tmp_path / "kc.yaml"
     path.write_text(yaml.safe_dump({"contexts": [{"name": "a", "context": {}}, {"name": "b", "context": {}}]}))

@@ -206,7 +206,7 @@ def payload_files(
     manifests: list[str] = []
     if node == spec.initial_server:
         charts = artifacts.charts if artifacts is not None else None
-        for name, text in sorted(render_addons(spec, secrets, charts=charts).items()):
+        for name, text in sorted(render_addons(spec, charts=charts).items()):
             files[f"{PAYLOAD_DIR}/manifests/{name}"] = text.encode()
             manifests.append(name)
     files[f"{PAYLOAD_DIR}/node.json"] = node_config(spec, node, secrets, fmt, manifests, artifacts).to_json().encode()

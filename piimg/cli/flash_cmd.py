@@ -11,6 +11,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
+from piimg.build import lastbuild
 from piimg.cli.common import (
     App,
     as_root_command,
@@ -47,15 +48,12 @@ def parse_size(text: str) -> int:
 # --------------------------------------------------------------- last build
 
 
-def _last_build(app: App) -> Any:
-    from piimg.build import lastbuild
-
+def _last_build(app: App) -> lastbuild.LastBuild:
     return lastbuild.load(app.paths.last_build)
 
 
 def _node_names(ctx: click.Context) -> list[str]:
     """Node names of the last build, else of the spec (for completion; never fails)."""
-    from piimg.build import lastbuild
     from piimg.paths import ProjectPaths
 
     config = ctx.find_root().params.get("config_file")

@@ -226,7 +226,7 @@ class ArtifactStore:
         for attempt in (1, 2):
             part = dest.with_name(dest.name + ".part")
             resumed = part.exists() and part.stat().st_size > 0
-            self.f.reporter.info(f"downloading {source}" + (" (resuming)" if resumed else ""))
+            self.f.reporter.note(f"downloading {source}" + (" (resuming)" if resumed else ""))
             try:
                 part = download(source, dest, session=self.f.session, policy=self.f.policy,
                                 reporter=self.f.reporter, description=f"downloading {name}")

@@ -236,7 +236,7 @@ class Fetcher:
         for attempt in (1, 2):
             part = dest.with_name(dest.name + ".part")
             resumed = part.exists() and part.stat().st_size > 0
-            self.reporter.info(f"downloading {url}" + (" (resuming)" if resumed else ""))
+            self.reporter.note(f"downloading {url}" + (" (resuming)" if resumed else ""))
             try:
                 part = download(url, dest, expected_size=want.download_size, session=self.session,
                                 policy=self.policy, reporter=self.reporter, description=f"downloading {_file_name(url)}")

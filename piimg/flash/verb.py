@@ -10,8 +10,10 @@ from piimg.errors import ImageError, ImageTruncated, NeedsRoot, NotConfirmed, Un
 from piimg.flash import safety
 from piimg.flash.devices import Device, Devices
 from piimg.flash.write import FlashResult, write_image
+from piimg.fsutil import temp_dir
 from piimg.image import blockmap, decompress, overlay, partitions
 from piimg.image.overlay import ComposedImage
+from piimg.paths import user_cache_dir
 from piimg.progress import QUIET, Reporter
 from piimg.units import human_size
 
@@ -101,9 +103,6 @@ def flash(
             image, device, devices, verify=verify, force=force, eject=eject, bmap=bmap, reporter=reporter,
             allow_usb=allow_usb,
         )
-    from piimg.fsutil import temp_dir
-    from piimg.paths import user_cache_dir
-
     # claimed (piimg.fsutil): the copy of a killed flash is removed by the next one
     with temp_dir(user_cache_dir(), "flash-") as tmp:
         raw = os.path.join(tmp, "image.img")

@@ -21,7 +21,6 @@ import os
 import re
 import secrets as _random
 import shutil
-import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Final
 import yaml
 
 from piimg.errors import FileError
-from piimg.fsutil import write_atomic
+from piimg.fsutil import read_private, write_atomic
 from piimg.identity import hostkeys, k3sca
 from piimg.identity.hostkeys import HostKey
 from piimg.identity.k3sca import ClusterCA
@@ -76,13 +75,6 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def _read_private(path: Path) -> bytes:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise FileError(path, f"readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
-    return path.read_bytes()
-
-
 def _ca_files(ca: ClusterCA) -> dict[str, bytes]:
     return {k3sca.ROOT_CERT: ca.root_cert_pem, k3sca.ROOT_KEY: ca.root_key_pem, **ca.server_files}
 
@@ -109,7 +101,7 @@ def _load_ca(state_dir: Path) -> ClusterCA | None:
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise FileError(folder, f"incomplete cluster CA (missing {', '.join(missing)})", hint=_RESTORE)
-    data = {n: _read_private(folder / n) for n in names}
+    data = {n: read_private(folder / n) for n in names}
     try:
         return k3sca.load(data.pop(k3sca.ROOT_CERT), data.pop(k3sca.ROOT_KEY), data)
     except ValueError as exc:
@@ -119,7 +111,7 @@ def _load_ca(state_dir: Path) -> ClusterCA | None:
 def _load_passwords(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
-    text = _read_private(path).decode("utf-8", "replace")
+    text = read_private(path).decode("utf-8", "replace")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -139,7 +131,7 @@ def _load_host_key(state_dir: Path, hostname: str) -> HostKey | None:
     if not path.exists():
         return None
     try:
-        return hostkeys.from_private(_read_private(path), hostname)
+        return hostkeys.from_private(read_private(path), hostname)
     except ValueError as exc:
         raise FileError(path, f"not an unencrypted ed25519 private key ({exc})",
                         hint="restore it from a backup, or delete it: the node then gets a new key at the next build "

@@ -387,7 +387,33 @@ class _Stack:
         self._fds = []
 
 
-class CowImage(io.RawIOBase):
+class _SeekableRaw(io.RawIOBase):
+    """The position bookkeeping both file views share: readable, seekable, one rule for seek."""
+
+    _pos: int
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")  # as io.BytesIO; the two views used to differ here
+        self._pos = base + offset
+        return self._pos
+
+
+class CowImage(_SeekableRaw):
     """A file object over an image that keeps every write in memory, per 4 KiB block.
 
     :class:`~piimg.image.fat.FatFS` edits the boot partition through it as if
@@ -414,24 +440,8 @@ class CowImage(io.RawIOBase):
     def size(self) -> int:
         return self._size
 
-    def readable(self) -> bool:
-        return True
-
     def writable(self) -> bool:
         return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
 
     def _lower_block(self, index: int) -> bytearray:
         block = bytearray(BLOCK)
@@ -580,26 +590,16 @@ def check_stack(top: LayerFile, shared: LayerFile | None) -> None:
         raise ImageError(f"{shared.path}: not a shared layer on the base of {top.path}", hint="run piimg build again")
 
 
-class _ComposedRaw(io.RawIOBase):
+class _ComposedRaw(_SeekableRaw):
     def __init__(self, image: ComposedImage) -> None:
         super().__init__()
         self._image = image
         self._pos = 0
         self.name = image.name
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._image.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    @property
+    def size(self) -> int:
+        return self._image.size
 
     def readinto(self, b: Any) -> int:
         n = self._image.pread_into(memoryview(b).cast("B"), self._pos)

@@ -34,7 +34,6 @@ from piimg.errors import RenderError
 from piimg.manifests.env import render
 from piimg.manifests.k3s import MASKED, bgp_password
 from piimg.spec.model import Ingress, Spec
-from piimg.spec.secrets import Secrets
 
 if TYPE_CHECKING:
     from piimg.fetch.artifacts import ChartArchive
@@ -224,20 +223,18 @@ def _ingress(spec: Spec, charts: Mapping[str, ChartArchive] | None) -> str | Non
 
 def render_addons(
     spec: Spec,
-    secrets: Secrets,
     *,
     mask_secrets: bool = False,
     charts: Mapping[str, ChartArchive] | None = None,
 ) -> dict[str, str]:
     """Ordered ``{file name: YAML text}`` for the initial server's auto-deploy folder.
 
-    ``secrets`` is accepted for symmetry with :func:`render_k3s_config`; the
-    only secret here is the BGP password, which comes from the environment.
+    No generated secret is deployed as a manifest: the only secret here is
+    the BGP password, read from the environment when the spec was loaded.
     ``charts`` (the verified archives :mod:`piimg.fetch.artifacts` fetched, by
     chart name) are embedded as ``spec.chartContent``: what a build ships.
     Without them the HelmCharts name repo and version (a preview only).
     """
-    del secrets  # no generated secret is deployed as a manifest (yet)
     password = bgp_password(spec)
     files: dict[str, str] = {METALLB_ADDON: _metallb(spec, charts)}
     if password is not None:

@@ -81,7 +81,7 @@ def render_bundle(
     node = spec.initial_server if node_name is None else spec.node(node_name)
     addons: dict[str, str] = {}
     if node.hostname == spec.initial_server.hostname:
-        addons = render_addons(spec, secrets, mask_secrets=mask_secrets, charts=charts)
+        addons = render_addons(spec, mask_secrets=mask_secrets, charts=charts)
     return Bundle(
         node=node,
         k3s_config=render_k3s_config(spec, node, secrets, mask_secrets=mask_secrets),

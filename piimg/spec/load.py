@@ -235,7 +235,8 @@ def _load_image(ctx: _Ctx, raw: object) -> ImageSpec:
 
 def _load_access(ctx: _Ctx, raw: object) -> AccessSpec:
     d = _mapping(ctx, "access", raw, AccessSpec.__dataclass_fields__)
-    user = _str(ctx, "access.user", d.get("user", "pi"))
+    base = AccessSpec()
+    user = _str(ctx, "access.user", d.get("user", base.user))
     if not _USER_RE.fullmatch(user) or user == "root":
         raise ctx.err("access.user", f"{user!r} is not a valid login name (lowercase letters, digits, _ and -; not root)")
     keys = []
@@ -272,7 +273,8 @@ def _known_timezones() -> frozenset[str]:
 
 def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
     d = _mapping(ctx, "locale", raw, LocaleSpec.__dataclass_fields__)
-    tz = _str(ctx, "locale.timezone", d.get("timezone", "Etc/UTC"))
+    base = LocaleSpec()
+    tz = _str(ctx, "locale.timezone", d.get("timezone", base.timezone))
     if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", tz):
         raise ctx.err("locale.timezone", f"{tz!r} is not a time zone name like Europe/Berlin")
     zones = _known_timezones()
@@ -280,7 +282,7 @@ def _load_locale(ctx: _Ctx, raw: object) -> LocaleSpec:
         close = difflib.get_close_matches(tz, sorted(zones), n=1)
         raise ctx.err("locale.timezone", f"{tz!r} is not a known time zone (IANA tz database)",
                       hint=f"did you mean {close[0]!r}?" if close else "see /usr/share/zoneinfo")
-    keymap = _str(ctx, "locale.keymap", d.get("keymap", "us"))
+    keymap = _str(ctx, "locale.keymap", d.get("keymap", base.keymap))
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", keymap):
         raise ctx.err("locale.keymap", f"{keymap!r} is not a keymap name like us or de")
     country = _str(ctx, "locale.wifi_country", d.get("wifi_country"), optional=True)
@@ -301,7 +303,7 @@ def _load_wifi(ctx: _Ctx, raw: object) -> WifiSpec | None:
     return WifiSpec(
         ssid=_str(ctx, "wifi.ssid", d["ssid"]),
         psk_env=psk_env,
-        hidden=_bool(ctx, "wifi.hidden", d.get("hidden", False)),
+        hidden=_bool(ctx, "wifi.hidden", d.get("hidden", WifiSpec.__dataclass_fields__["hidden"].default)),  # ssid is required
     )
 
 
@@ -334,7 +336,7 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
     port = _int(ctx, "router.port", d.get("port"), optional=True)
     if port is not None and not 1 <= port <= 65535:
         raise ctx.err("router.port", f"{port} is not a TCP port")
-    version = str(_str(ctx, "router.version", d.get("version", "auto")))
+    version = _str(ctx, "router.version", d.get("version", base.version))
     if version != "auto" and not re.fullmatch(r"[67](\.\d+)?", version):
         raise ctx.err("router.version", f"{version!r} is not auto, 6, 7 or 7.N (e.g. 7.20)")
     ports = tuple(_str(ctx, f"router.ports[{i}]", p) for i, p in enumerate(_list(ctx, "router.ports", d.get("ports", list(base.ports)))))
@@ -349,8 +351,8 @@ def _load_router(ctx: _Ctx, raw: object) -> RouterSpec:
         kind=_enum(ctx, "router.kind", d.get("kind", base.kind.value), RouterKind),
         host=host,
         port=port,
-        tls=_bool(ctx, "router.tls", d.get("tls", True)),
-        tls_verify=_bool(ctx, "router.tls_verify", d.get("tls_verify", True)),
+        tls=_bool(ctx, "router.tls", d.get("tls", base.tls)),
+        tls_verify=_bool(ctx, "router.tls_verify", d.get("tls_verify", base.tls_verify)),
         ca_file=ca_file,
         username=_str(ctx, "router.username", d.get("username", base.username)),
         password_env=_env_name(ctx, "router.password_env", d.get("password_env", base.password_env)),
@@ -367,6 +369,7 @@ def _load_pools(ctx: _Ctx, raw: object) -> tuple[PoolSpec, ...]:
     if raw is None:
         return ClusterSpec().pools
     pools = []
+    buggy_default = PoolSpec.__dataclass_fields__["avoid_buggy_ips"].default  # PoolSpec has required fields
     for i, item in enumerate(_list(ctx, "cluster.pools", raw)):
         key = f"cluster.pools[{i}]"
         d = _mapping(ctx, key, item, PoolSpec.__dataclass_fields__)
@@ -382,7 +385,7 @@ def _load_pools(ctx: _Ctx, raw: object) -> tuple[PoolSpec, ...]:
             PoolSpec(
                 name=name,
                 addresses=tuple(_range(ctx, f"{key}.addresses[{j}]", a) for j, a in enumerate(addrs)),
-                avoid_buggy_ips=_bool(ctx, f"{key}.avoid_buggy_ips", d.get("avoid_buggy_ips", True)),
+                avoid_buggy_ips=_bool(ctx, f"{key}.avoid_buggy_ips", d.get("avoid_buggy_ips", buggy_default)),
             )
         )
     if not pools:
@@ -417,9 +420,9 @@ def _load_cluster(ctx: _Ctx, raw: object) -> ClusterSpec:
     bgp_raw = _mapping(ctx, "cluster.bgp", d.get("bgp"), BgpSpec.__dataclass_fields__)
     bgp_pw = _env_name(ctx, "cluster.bgp.password_env", bgp_raw.get("password_env"), optional=True)
     bgp = BgpSpec(
-        asn=_asn(ctx, "cluster.bgp.asn", bgp_raw.get("asn", BgpSpec().asn)),
+        asn=_asn(ctx, "cluster.bgp.asn", bgp_raw.get("asn", base.bgp.asn)),
         password_env=bgp_pw,
-        allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", False)),
+        allow_ibgp=_bool(ctx, "cluster.bgp.allow_ibgp", bgp_raw.get("allow_ibgp", base.bgp.allow_ibgp)),
     )
     install_sha = _str(ctx, "cluster.k3s_install_sha256", d.get("k3s_install_sha256"), optional=True)
     if install_sha is not None:
@@ -527,6 +530,11 @@ class KeyFile:
     line: str
     problem: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """``~/.ssh/id_ed25519.pub``: how the summary names it."""
+        return f"~/.ssh/{self.path.name}"
+
 
 def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
     """The user's ``~/.ssh/id_*.pub`` files with a key line, each checked; empty or unreadable
@@ -552,15 +560,20 @@ def find_ssh_key_files(home: Path | None = None) -> list[KeyFile]:
     return found
 
 
-def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
-    """The user's public keys (``~/.ssh/id_*.pub``), used when the spec lists none; a file
-    holding something else is refused by name."""
+def default_key_files(home: Path | None = None) -> list[KeyFile]:
+    """The user's public key files (``~/.ssh/id_*.pub``), used when the spec lists no key; a
+    file holding something else is refused by name."""
     found = find_ssh_key_files(home)
     for key in found:
         if key.problem:
             raise ConfigError("access.ssh_authorized_keys", f"{key.path}: {key.problem}",
                               hint="fix or remove that file, or list the keys in access.ssh_authorized_keys")
-    return tuple(key.line for key in found)
+    return found
+
+
+def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
+    """The key lines of :func:`default_key_files`."""
+    return tuple(key.line for key in default_key_files(home))
 
 
 _TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")
@@ -584,7 +597,9 @@ def parse(
     top = _mapping(ctx, "", raw, _TOP_KEYS)
     access = _load_access(ctx, top.get("access"))
     if not access.ssh_authorized_keys:
-        access = AccessSpec(access.user, default_ssh_keys(home), access.password_hash)
+        files = default_key_files(home)
+        access = AccessSpec(access.user, tuple(k.line for k in files), access.password_hash,
+                            ssh_key_files=tuple(k.shown for k in files))
     spec = Spec(
         image=_load_image(ctx, top.get("image")),
         access=access,
@@ -663,9 +678,11 @@ def summary(spec: Spec) -> list[str]:
     lines.append(f"image: {src} (init format {spec.image.init_format.value})")
     lines.append(f"access: user {spec.access.user}, {len(spec.access.ssh_authorized_keys)} SSH key(s), "
                  f"password login {'enabled' if spec.access.password_hash else 'disabled'}")
-    for line in spec.access.ssh_authorized_keys:
+    files = spec.access.ssh_key_files or ("",) * len(spec.access.ssh_authorized_keys)
+    for line, file in zip(spec.access.ssh_authorized_keys, files, strict=True):
         key = sshkeys.parse(line)  # checked at load; the fingerprint is what `ssh-keygen -l` shows
-        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}")
+        lines.append(f"  key {key.type} {key.fingerprint}{f' {key.comment}' if key.comment else ''}"
+                     f"{f' ({file})' if file else ''}")
     return lines
 
 

@@ -110,6 +110,9 @@ class AccessSpec:
     user: str = "pi"
     ssh_authorized_keys: tuple[str, ...] = ()
     password_hash: str | None = None
+    #: where each key came from when the spec listed none (``~/.ssh/id_ed25519.pub``, for the
+    #: summary); empty when the keys are in the spec
+    ssh_key_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from piimg.errors import FileError
-from piimg.fsutil import write_atomic
+from piimg.fsutil import read_private, write_atomic
 from piimg.identity.store import Identity, NodeName
 from piimg.identity.store import load_or_create as identity_load_or_create
 from piimg.spec.yamlload import describe
@@ -83,10 +82,14 @@ def _generate() -> Secrets:
 def load_or_create(path: Path) -> Secrets:
     """Read the secrets file, creating it (0600, in a 0700 folder) the first time."""
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise FileError(path, f"readable by other users (mode {mode:04o})", hint=f"chmod 600 {path}")
-        text = path.read_text()
+        raw = read_private(path)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise FileError(
+                path, f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                hint="restore the file from a backup; a new token would split the cluster",
+            ) from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

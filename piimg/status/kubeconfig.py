@@ -27,6 +27,7 @@ import yaml
 from piimg.errors import FileError
 from piimg.fsutil import write_atomic
 from piimg.identity.k3sca import ClusterCA
+from piimg.manifests.k3s import k3s_server_url
 from piimg.spec.model import Spec
 from piimg.spec.yamlload import describe
 from piimg.status.ssh import SshTarget, read_remote_file
@@ -34,10 +35,6 @@ from piimg.status.ssh import SshTarget, read_remote_file
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 #: The user name in the minted client certificate (its group is system:masters).
 ADMIN_USER: Final = "piimg-admin"
-
-
-def server_url(spec: Spec) -> str:
-    return f"https://{spec.initial_server.address}:6443"
 
 
 def server_target(spec: Spec, *, port: int = 22, known_hosts: Path | None = None) -> SshTarget:
@@ -59,7 +56,7 @@ def mint(spec: Spec, ca: ClusterCA, *, server: str | None = None) -> dict[str, A
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
-        "clusters": [{"name": name, "cluster": {"server": server or server_url(spec),
+        "clusters": [{"name": name, "cluster": {"server": server or k3s_server_url(spec),
                                                 "certificate-authority-data": _b64(ca.server_ca_bundle)}}],
         "users": [{"name": name, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
@@ -109,7 +106,7 @@ def fetch(spec: Spec, target: SshTarget | None = None, *, remote_path: str = K3S
         raise FileError(problem.where, f"not valid YAML ({problem.sentence})", context=problem.quoted) from None
     if not isinstance(doc, dict):
         raise FileError(f"{target.host}:{remote_path}", "not a kubeconfig")
-    return rewrite(doc, server=server_url(spec), name=spec.cluster.name, source=f"{target.host}:{remote_path}")
+    return rewrite(doc, server=k3s_server_url(spec), name=spec.cluster.name, source=f"{target.host}:{remote_path}")
 
 
 def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from piimg.errors import CommandFailed, PiimgError, stderr_tail
+from piimg.errors import CommandFailed, PiimgError
 from piimg.run import run
 
 
@@ -126,7 +126,7 @@ def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
         name = target.node or target.host_key_alias or target.host
         return SshFailed(
             SshFailed.UNREACHABLE,
-            f"{where}: {stderr_tail(err)}",
+            f"{where}: {exc.tail}",
             hint=f"is {name} booted? First boot takes a few minutes before SSH answers; "
                  "piimg status shows how far it got",
         )
@@ -136,4 +136,4 @@ def _explain(target: SshTarget, path: str, exc: CommandFailed) -> SshFailed:
         return SshFailed(SshFailed.NO_FILE, f"{where}: no such file (has first boot got that far?)")
     if "a password is required" in err or "sudo:" in err:
         return SshFailed(SshFailed.SUDO, f"{where}: not readable and sudo needs a password")
-    return SshFailed(SshFailed.OTHER, f"{where}: {stderr_tail(err) or f'ssh exited with {exc.returncode}'}")
+    return SshFailed(SshFailed.OTHER, f"{where}: {exc.tail}")
