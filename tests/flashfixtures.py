@@ -17,7 +17,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_KEY
+
 PATTERN = bytes(range(256)) * 16  # 4 KiB of a recognisable pre-fill
+
+#: The size of the loop-device "cards" the flash tests write to.
+CARD = 256 * 1024 * 1024
+
+#: A two-node spec for the flash, overlay and station tests; last.json lists nodes by
+#: name (k8s-agent-1 first), so the station test also sees that it starts with the server.
+TWO_NODE_SPEC = f"""\
+access:
+  ssh_authorized_keys: ["{TEST_KEY}"]
+image:
+  arch: arm64
+nodes:
+  - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
+  - {{hostname: k8s-agent-1, role: agent, address: 10.0.2.11}}
+"""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,19 @@ from typing import Any
 import pytest
 
 from piimg.image import blockmap
-from tests.conftest import TEST_KEY, run_ok
-from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, pattern_at, prefill, read_at
-from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
+from tests.conftest import run_ok
+from tests.flashfixtures import (
+    CARD,
+    PATTERN,
+    TWO_NODE_SPEC,
+    Loop,
+    assert_own_loop,
+    make_loop,
+    pattern_at,
+    prefill,
+    read_at,
+)
+from tests.imagegen import GeneratedImage, make_image, tools_available
 from tests.releaseserver import Published
 
 __all__ = ["make_loop"]
@@ -27,22 +37,11 @@ pytestmark = [
     pytest.mark.skipif(not tools_available(), reason="needs dosfstools, mtools, e2fsprogs"),
 ]
 
-CARD = 256 * MiB
-SPEC = f"""\
-access:
-  ssh_authorized_keys: ["{TEST_KEY}"]
-image:
-  arch: arm64
-nodes:
-  - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
-  - {{hostname: k8s-agent-1, role: agent, address: 10.0.2.11}}
-"""
-
 
 @pytest.fixture(autouse=True)
 def spec(k3s_release: Published) -> str:
     """k3s and the charts come from a generated release behind a mirror on 127.0.0.1."""
-    return SPEC + k3s_release.cluster_yaml()
+    return TWO_NODE_SPEC + k3s_release.cluster_yaml()
 
 
 @pytest.fixture(scope="module")

@@ -21,24 +21,14 @@ import pytest
 from piimg.errors import CommandFailed
 from piimg.flash import safety, station
 from piimg.flash.devices import LinuxDevices
-from tests.conftest import TEST_KEY, run_ok
+from tests.conftest import run_ok
 from tests.devicefakes import DATA, FakeUmount, build_sysfs
-from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop
-from tests.imagegen import GeneratedImage, MiB, make_image, tools_available
+from tests.flashfixtures import CARD, PATTERN, TWO_NODE_SPEC, Loop, assert_own_loop, make_loop
+from tests.imagegen import GeneratedImage, make_image, tools_available
 from tests.releaseserver import Published
 
 __all__ = ["make_loop"]
 
-CARD = 256 * MiB
-SPEC = f"""\
-access:
-  ssh_authorized_keys: ["{TEST_KEY}"]
-image:
-  arch: arm64
-nodes:
-  - {{hostname: k8s-master, role: server, address: 10.0.2.10}}
-  - {{hostname: k8s-agent-1, role: agent, address: 10.0.2.11}}
-"""  # last.json lists nodes by name (k8s-agent-1 first): the station still starts with the server
 
 
 class Machine:
@@ -148,7 +138,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> GeneratedImage:
 @pytest.fixture()
 def built(base: GeneratedImage, project: Path, piimg: Any, k3s_release: Published, machine: Machine,
           monkeypatch: pytest.MonkeyPatch) -> Path:
-    (project / "piimg.yaml").write_text(SPEC + k3s_release.cluster_yaml())
+    (project / "piimg.yaml").write_text(TWO_NODE_SPEC + k3s_release.cluster_yaml())
     r = piimg("build", "--image", str(base.path))
     assert r.exit_code == 0, r
     monkeypatch.setattr("piimg.cli.flash_cmd.for_this_machine", lambda: machine.devices)

@@ -21,9 +21,9 @@ from piimg import versions
 from piimg.image import blockmap
 from tests.conftest import run_ok
 from tests.flashfixtures import PATTERN, Loop, assert_own_loop, make_loop, pattern_at, prefill, read_at
+from tests.flashfixtures import TWO_NODE_SPEC as TWO_NODES
 from tests.imagegen import GeneratedImage, MiB, extract_partition, make_image, tools_available
 from tests.releaseserver import Published
-from tests.test_flash_overlay import SPEC as TWO_NODES
 
 __all__ = ["make_loop"]
 
