@@ -116,7 +116,7 @@ def _load_passwords(path: Path) -> dict[str, str]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         problem = describe(exc, text, str(path))
-        raise FileError(problem.where, f"not valid YAML: {problem.sentence}", context=problem.quoted,
+        raise FileError(problem.where, f"not valid YAML: {problem.sentence}",  # no quoted line: it holds passwords
                         hint="restore it from a backup, or delete it (re-flashed nodes are then refused by the k3s "
                              "server until their old Node objects are deleted)") from None
     if not isinstance(data, dict) or not all(

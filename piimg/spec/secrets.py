@@ -97,8 +97,7 @@ def load_or_create(path: Path) -> Secrets:
             raise FileError(
                 problem.where, f"not valid YAML: {problem.sentence}",
                 hint="restore the file from a backup; a new token would split the cluster",
-                context=problem.quoted,
-            ) from None
+            ) from None  # no quoted line: it would print the token
         token = data.get("k3s_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise FileError(path, "k3s_token is missing", hint="restore the file from a backup; a new token would split the cluster")

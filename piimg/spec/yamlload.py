@@ -225,7 +225,8 @@ class YamlProblem:
 def describe(exc: yaml.YAMLError, text: str, name: str) -> YamlProblem:
     """Where ``exc`` (raised while parsing ``text``, the file ``name``) is, what is wrong in
     words, and the offending line with a caret under the column: every YAML file piimg reads
-    (the spec, secrets.yaml, node-passwords.yaml, a kubeconfig) reports errors through this."""
+    (the spec, secrets.yaml, node-passwords.yaml, a kubeconfig) reports errors through this.
+    Readers of files that hold secrets show ``where`` and ``sentence`` only, never ``quoted``."""
     if not isinstance(exc, yaml.MarkedYAMLError):
         return YamlProblem(name, _short(exc, 200))
     problem = exc.problem or ""

@@ -103,7 +103,8 @@ def fetch(spec: Spec, target: SshTarget | None = None, *, remote_path: str = K3S
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         problem = describe(exc, raw.decode("utf-8", "replace"), f"{target.host}:{remote_path}")
-        raise FileError(problem.where, f"not valid YAML ({problem.sentence})", context=problem.quoted) from None
+        # no quoted line: a kubeconfig holds client keys and tokens
+        raise FileError(problem.where, f"not valid YAML ({problem.sentence})") from None
     if not isinstance(doc, dict):
         raise FileError(f"{target.host}:{remote_path}", "not a kubeconfig")
     return rewrite(doc, server=k3s_server_url(spec), name=spec.cluster.name, source=f"{target.host}:{remote_path}")
@@ -117,8 +118,8 @@ def write(doc: dict[str, Any], path: Path, *, merge_into_existing: bool = False)
             existing = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             problem = describe(exc, text, str(path))
-            raise FileError(problem.where, f"not valid YAML ({problem.sentence}), not merging into it",
-                            context=problem.quoted) from None
+            # no quoted line: a kubeconfig holds client keys and tokens
+            raise FileError(problem.where, f"not valid YAML ({problem.sentence}), not merging into it") from None
         if not isinstance(existing, dict):
             raise FileError(path, "not a kubeconfig (no mapping at the top), not merging into it")
         doc = merge(existing, doc)
