@@ -39,7 +39,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@functools.lru_cache(maxsize=64)
 def without_decoder_programs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An empty PATH, as on a machine without xz, zstd or pigz: piimg decodes with Python's modules."""
     empty = tmp_path / "empty-path"
@@ -48,6 +47,7 @@ def without_decoder_programs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert not any(shutil.which(tool) for tool in ("xz", "zstd", "pigz"))
 
 
+@functools.lru_cache(maxsize=64)
 def compress(data: bytes, fmt: str, *, multiblock: bool = False) -> bytes:
     """``fmt``: raw, xz, gz, zst, zip."""
     if fmt == "raw":
