@@ -239,7 +239,8 @@ def test_router_plan_wraps_between_pairs_with_colour_and_one_level_of_parenthese
     assert adds and all(line.lstrip().startswith("\x1b[32m") for line in adds), adds[:2]
 
 
-def test_wrong_password_typed_at_the_prompt_names_no_variable(project: Path, piimg: Any) -> None:
+def test_wrong_password_typed_at_the_prompt_names_no_variable(project: Path, piimg: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.routeros_peer import RouterOSPeer
 
     with RouterOSPeer(version="7.20.1", users={"admin": "right"}) as peer:
@@ -255,10 +256,7 @@ def test_wrong_password_typed_at_the_prompt_names_no_variable(project: Path, pii
         assert "PIIMG_ROUTER_PASSWORD" not in screen, screen
         assert "hint: the password typed at the prompt was refused" in screen
         # from the variable: the hint names it
-        os.environ["PIIMG_ROUTER_PASSWORD"] = "wrong"
-        try:
-            r = piimg("router-setup", "--dry-run")
-        finally:
-            del os.environ["PIIMG_ROUTER_PASSWORD"]
+        monkeypatch.setenv("PIIMG_ROUTER_PASSWORD", "wrong")
+        r = piimg("router-setup", "--dry-run")
     assert r.exit_code == 1
     assert r.stderr.splitlines()[-1].startswith("hint: check $PIIMG_ROUTER_PASSWORD (the password of admin")
