@@ -132,7 +132,7 @@ TRUNCATED_HINT: Final = ("the file is truncated (an interrupted download?): down
                          "piimg fetch resumes and verifies a download of image.os or image.url")
 
 
-def _undecodable(src: Path, message: str, reason: str) -> ImageError:
+def _undecodable(message: str, reason: str) -> ImageError:
     """A decoder's failure; a cut-off file gets the hint to download it again."""
     if any(t in reason.lower() for t in _TRUNCATED):
         return ImageTruncated(message, hint=TRUNCATED_HINT)
@@ -140,7 +140,7 @@ def _undecodable(src: Path, message: str, reason: str) -> ImageError:
 
 
 def _decoder_failed(src: Path, argv: list[str], exc: CommandFailed) -> ImageError:
-    return _undecodable(src, f"{src}: {Path(argv[0]).name} cannot decompress it: {exc.tail}", exc.tail)
+    return _undecodable(f"{src}: {Path(argv[0]).name} cannot decompress it: {exc.tail}", exc.tail)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -169,7 +169,7 @@ class _CheckedReader(io.RawIOBase):
         try:
             data = self.inner.read(len(b))
         except Exception as exc:  # lzma, gzip, zlib, zipfile and zstandard each raise their own types
-            raise _undecodable(self.path, f"{self.path}: corrupt compressed data: {exc}", str(exc)) from exc
+            raise _undecodable(f"{self.path}: corrupt compressed data: {exc}", str(exc)) from exc
         n = len(data)
         memoryview(b)[:n] = data
         return n

@@ -571,11 +571,6 @@ def default_key_files(home: Path | None = None) -> list[KeyFile]:
     return found
 
 
-def default_ssh_keys(home: Path | None = None) -> tuple[str, ...]:
-    """The key lines of :func:`default_key_files`."""
-    return tuple(key.line for key in default_key_files(home))
-
-
 _TOP_KEYS: Final = ("image", "access", "locale", "wifi", "network", "router", "cluster", "nodes")
 
 
