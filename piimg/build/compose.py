@@ -80,7 +80,7 @@ def locate_shared(top: overlay.LayerFile) -> overlay.LayerFile | None:
         candidates.append(beside)
     for path in candidates:
         if path.is_file():
-            return overlay.verify(path)  # its SHA-256 is compared by overlay.check_stack
+            return overlay.verify(path, expect_sha256=ref.sha256)  # overlay.check_stack compares the two
     raise ImageError(
         f"{top.path}: its shared layer {candidates[0] if candidates else ref.name} is missing",
         hint="run piimg build again",

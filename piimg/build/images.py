@@ -254,7 +254,7 @@ def _write_shared_layer(out: Path, base: BaseImage, changes: list[tuple[int, byt
     sha = overlay.file_sha256(fields, changes)
     dest = out / f"{SHARED_PREFIX}{sha[:16]}{SHARED_SUFFIX}"
     try:
-        same = dest.is_file() and overlay.verify(dest).sha256 == sha
+        same = dest.is_file() and overlay.verify(dest, expect_sha256=sha).sha256 == sha
     except ImageError:
         same = False
     if not same:

@@ -214,12 +214,15 @@ def read_header(path: str | os.PathLike[str]) -> tuple[OverlayHeader, int]:
     return header, offset
 
 
-def verify(path: str | os.PathLike[str]) -> LayerFile:
-    """Read the whole file: the extent data must match ``data_sha256``; returns it with the file's SHA-256."""
+def verify(path: str | os.PathLike[str], *, expect_sha256: str | None = None) -> LayerFile:
+    """Read the whole file: the extent data must match ``data_sha256``; returns it with the file's SHA-256.
+
+    With ``expect_sha256`` (a layer named by its whole-file digest, which covers the data) one
+    digest is computed, not two, while the file is the expected one; the caller compares ``sha256``."""
     name = os.fspath(path)
     fh, header, offset, seen = _open_header(name)
     whole = hashlib.sha256(seen)
-    data = hashlib.sha256()
+    data = hashlib.sha256() if expect_sha256 is None else None
     try:
         with fh:
             pos = len(seen)
@@ -229,12 +232,14 @@ def verify(path: str | os.PathLike[str]) -> LayerFile:
                     break
                 whole.update(chunk)
                 a, b = max(offset, pos), min(offset + header.data_bytes, pos + len(chunk))
-                if a < b:
+                if data is not None and a < b:
                     data.update(memoryview(chunk)[a - pos : b - pos])
                 pos += len(chunk)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    if data.hexdigest() != header.data_sha256:
+    if data is None and whole.hexdigest() != expect_sha256:
+        return verify(name)  # not the expected file: read it again to tell a damaged one from another layer
+    if data is not None and data.hexdigest() != header.data_sha256:
         raise _bad(name, "the extent data does not match its checksum (damaged file)")
     return LayerFile(name, header, offset, whole.hexdigest())
 
@@ -539,7 +544,10 @@ class ComposedImage:
     def open(cls, overlay_path: str | os.PathLike[str], base_path: str | os.PathLike[str],
              shared_path: str | os.PathLike[str] | None = None) -> ComposedImage:
         """Check and compose ``overlay_path`` (and the shared layer it names) over ``base_path``."""
-        return cls(verify(overlay_path), base_path, verify(shared_path) if shared_path is not None else None)
+        top = verify(overlay_path)
+        lower = top.header.lower
+        shared = None if shared_path is None else verify(shared_path, expect_sha256=lower.sha256 if lower else None)
+        return cls(top, base_path, shared)
 
     @property
     def name(self) -> str:
