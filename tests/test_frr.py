@@ -307,10 +307,12 @@ def test_frr_bgpd_takes_metallb_routes_from_the_pools_only(lab: Lab, project: Pa
     gobgp(nodes[0], "global", "rib", "add", OUTSIDE, "nexthop", NODES[0]["address"])
 
     def lb_paths() -> list[dict[str, Any]]:
+        # bgpd marks multipath when it next runs best-path selection, a moment after the second
+        # path arrives: wait for both paths to be marked (a timeout fails the test as before)
         paths: list[dict[str, Any]] = vtysh(f"show bgp ipv4 unicast {LB_IP} json").get("paths", [])
-        return paths if len(paths) == 2 else []
+        return paths if len(paths) == 2 and all(p.get("multipath") for p in paths) else []
 
-    paths = _wait(f"{LB_IP} from both nodes in FRR's BGP table", lb_paths)
+    paths = _wait(f"{LB_IP} from both nodes in FRR's BGP table, both used (multipath)", lb_paths)
     assert {p["peer"]["peerId"] for p in paths} == {n["address"] for n in NODES}
     assert all(p["valid"] for p in paths)
     # maximum-paths 2: both are used (ECMP), not only the best one
